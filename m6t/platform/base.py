@@ -1,0 +1,181 @@
+"""The one interface every OS backend implements (Linux TUN, macOS utun, Windows Wintun).
+
+Everything above ``m6t.platform`` talks to the OS only through these classes, so a new OS adds
+modules here and changes nothing above.  The shapes are chosen so that all three OSes fit:
+
+* packet sources are *callback registrations* on an asyncio loop, because Linux/macOS expose a
+  pollable fd (``loop.add_reader``) while Wintun exposes a read-wait event that a thread must
+  block on and hand over with ``call_soon_threadsafe``;
+* TUN packets cross this boundary as bare IPv6 packets: macOS's 4-byte address-family header
+  and Wintun's ring framing stay inside their backends;
+* address/route/MTU changes are coroutines, because netlink (pyroute2's AsyncIPRoute), the
+  routing socket and the IP Helper API all complete asynchronously or must not block the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
+
+PacketsCallback = Callable[[Sequence[bytes]], None]
+"""Receives a batch of packets read in one wakeup (read until EAGAIN / ring empty)."""
+
+
+class PlatformError(Exception):
+    """An OS operation failed; ``hint`` tells the user how to fix it when we know."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """Where this host currently reaches the tunnel gateway over IPv4 (a connectivity snapshot)."""
+
+    local_ipv4: IPv4Address
+    """The source address the OS picks toward the gateway."""
+    interface: str
+    """The egress interface name toward the gateway."""
+    router: IPv4Address | None = None
+    """The next hop toward the gateway, ``None`` when it is on-link."""
+
+
+AttachmentCallback = Callable[[Attachment | None], None]
+"""Called with the new snapshot (``None``: no IPv4 path to the gateway) after debouncing."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    network: IPv6Network
+    metric: int
+
+
+@dataclass(frozen=True, slots=True)
+class PmtuEvidence:
+    """Proof that a packet of ours did not fit: the kernel's or a router's word, quoting our flow."""
+
+    mtu: int
+    """The IPv4 path MTU reported (0 if unknown, e.g. a bare EMSGSIZE)."""
+    source: str
+    """``"icmp"`` for a quoted ICMP fragmentation-needed, ``"emsgsize"`` for a local send failure."""
+
+
+class TunDevice(ABC):
+    """A layer-3 tunnel interface carrying bare IPv6 packets."""
+
+    name: str
+
+    @abstractmethod
+    def start_reading(self, loop: asyncio.AbstractEventLoop, on_packets: PacketsCallback) -> None:
+        """Deliver every packet the OS routes into the interface, in batches, on ``loop``."""
+
+    @abstractmethod
+    def stop_reading(self) -> None: ...
+
+    @abstractmethod
+    def write(self, packet: bytes) -> None:
+        """Inject one IPv6 packet into the OS stack; drops silently when the OS queue is full."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the device; a non-persistent device disappears with it."""
+
+
+class UdpChannel(ABC):
+    """A UDP socket toward the tunnel gateway, with the outer IPv4 DF bit never set (draft 2.6)."""
+
+    @property
+    @abstractmethod
+    def local_address(self) -> tuple[str, int]: ...
+
+    @property
+    @abstractmethod
+    def remote_address(self) -> tuple[str, int]: ...
+
+    @abstractmethod
+    def start_reading(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_datagrams: Callable[[Sequence[tuple[bytes, tuple[str, int]]]], None],
+        on_pmtu: Callable[[PmtuEvidence], None],
+    ) -> None:
+        """Deliver received datagrams with their source address, and PMTU evidence about our flow."""
+
+    @abstractmethod
+    def stop_reading(self) -> None: ...
+
+    @abstractmethod
+    def send(self, datagrams: Sequence[bytes]) -> None:
+        """Send datagrams to the gateway, batching (e.g. UDP GSO) where the OS allows it.
+
+        A full socket buffer drops; an oversize datagram reports ``PmtuEvidence("emsgsize")``
+        through ``on_pmtu`` instead of raising.
+        """
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class ConnectivityMonitor(ABC):
+    """Watches IPv4 connectivity toward one gateway address."""
+
+    @abstractmethod
+    async def start(self, on_change: AttachmentCallback) -> None:
+        """Begin watching; reports the initial snapshot, then every (debounced) change."""
+
+    @abstractmethod
+    def probe(self) -> Attachment | None:
+        """The cheap backstop run on every tick: ask the OS which source it would use now."""
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+
+class Backend(ABC):
+    """One OS's implementation; chosen once by :func:`m6t.platform.default_backend`."""
+
+    name: str
+
+    @abstractmethod
+    def check(self) -> list[PlatformError]:
+        """Start-up checks (TUN driver present, IPv6 enabled, ...), each with a fix hint."""
+
+    @abstractmethod
+    def open_tun(self, name: str) -> TunDevice: ...
+
+    @abstractmethod
+    async def set_mtu(self, ifname: str, mtu: int) -> None: ...
+
+    @abstractmethod
+    async def set_link_up(self, ifname: str) -> None: ...
+
+    @abstractmethod
+    async def replace_address(self, ifname: str, address: IPv6Address, prefixlen: int) -> None:
+        """Install the address (idempotent: installing an existing address is not an error)."""
+
+    @abstractmethod
+    async def remove_address(self, ifname: str, address: IPv6Address, prefixlen: int) -> None:
+        """Remove the address; removing an absent one is not an error."""
+
+    @abstractmethod
+    async def replace_route(self, ifname: str, route: Route) -> None: ...
+
+    @abstractmethod
+    async def remove_route(self, ifname: str, route: Route) -> None: ...
+
+    @abstractmethod
+    def interface_exists(self, ifname: str) -> bool: ...
+
+    @abstractmethod
+    def open_udp(self, gateway: tuple[IPv4Address, int]) -> UdpChannel: ...
+
+    @abstractmethod
+    def connectivity_monitor(self, gateway: IPv4Address, ignore_interface: str) -> ConnectivityMonitor: ...
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release OS handles (netlink sockets, ...)."""

@@ -1,0 +1,389 @@
+"""The m6t client configuration: a TOML file read, validated as a whole, into frozen dataclasses.
+
+```toml
+[gateway]
+address = "198.51.100.2"        # IPv4 literal or host name (required; resolved later, not here)
+ports = [3544, 4500]            # tried in this order when a port stops working
+[tunnel]
+prefix = "fd6d:3674:a1b2:0:1::/80"   # or ula_prefix (/48) + subnet_id + mn_id (draft 2.2)
+interface = "m6t0"
+mtu = 1472
+keepalive_interval = 30
+probe = "fd00:ab::1"            # optional
+[routes]
+default = true
+metric = 1029
+prefixes = []
+[helper]
+operator_group = "m6t"
+autoconnect = false
+```
+
+The same validation serves the file, the control API (:func:`client_config_from_dict`) and the
+command line (:func:`set_client_option`): whatever the way in, a configuration is either complete
+and valid or rejected with every problem listed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
+from pathlib import Path
+from typing import Any, Final
+
+from m6t.configfile import (
+    ConfigError,
+    Invalid,
+    Problem,
+    Reader,
+    dump_toml,
+    host_or_ipv4,
+    integer,
+    interface_name,
+    ipv6_network,
+    ipv6_unicast,
+    parse_cli_value,
+    parse_toml,
+    plain_number,
+    port,
+    read_toml_file,
+    text,
+)
+from m6t.protocol import (
+    DEFAULT_MTU,
+    IPV6_MIN_MTU,
+    KEEPALIVE_INTERVAL_S,
+    AddressingError,
+    parse_prefix80,
+    prefix80_from_parts,
+)
+from m6t.protocol.addressing import split_prefix80
+
+__all__ = [
+    "DEFAULT_INTERFACE",
+    "DEFAULT_METRIC",
+    "DEFAULT_OPERATOR_GROUP",
+    "DEFAULT_PORT",
+    "ClientConfig",
+    "ConfigError",
+    "GatewaySection",
+    "HelperSection",
+    "Problem",
+    "RoutesSection",
+    "TunnelSection",
+    "client_config_from_dict",
+    "client_config_keys",
+    "client_config_to_dict",
+    "default_client_config",
+    "dump_client_config",
+    "load_client_config",
+    "parse_client_config",
+    "set_client_option",
+]
+
+DEFAULT_PORT: Final = 3544
+"""Teredo's port: the draft (2.1) suggests it as one that foreign networks tend to let through."""
+DEFAULT_INTERFACE: Final = "m6t0"
+DEFAULT_METRIC: Final = 1029
+"""High enough that any native IPv6 default route wins: the tunnel is the last resort."""
+DEFAULT_OPERATOR_GROUP: Final = "m6t"
+MAX_MTU: Final = 65535
+MAX_METRIC: Final = 4_294_967_295
+KEEPALIVE_MIN_S: Final = 1
+KEEPALIVE_MAX_S: Final = 3600
+
+_PARTS: Final = ("ula_prefix", "subnet_id", "mn_id")
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySection:
+    address: str
+    """An IPv4 literal (normalized) or a host name, unresolved."""
+    ports: tuple[int, ...] = (DEFAULT_PORT,)
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelSection:
+    """``prefix`` is always the /80 in use; the three parts are set (all of them) only when the
+    user configured the prefix that way, so writing the configuration back keeps their form."""
+
+    prefix: IPv6Network
+    interface: str = DEFAULT_INTERFACE
+    mtu: int = DEFAULT_MTU
+    keepalive_interval: float = KEEPALIVE_INTERVAL_S
+    probe: IPv6Address | None = None
+    ula_prefix: IPv6Network | None = None
+    subnet_id: int | None = None
+    mn_id: int | None = None
+
+    @property
+    def uses_parts(self) -> bool:
+        return self.ula_prefix is not None and self.subnet_id is not None and self.mn_id is not None
+
+
+@dataclass(frozen=True, slots=True)
+class RoutesSection:
+    default: bool = True
+    metric: int = DEFAULT_METRIC
+    prefixes: tuple[IPv6Network, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HelperSection:
+    operator_group: str = DEFAULT_OPERATOR_GROUP
+    autoconnect: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    gateway: GatewaySection
+    tunnel: TunnelSection
+    routes: RoutesSection = field(default_factory=RoutesSection)
+    helper: HelperSection = field(default_factory=HelperSection)
+
+    @property
+    def gateway_ipv4(self) -> IPv4Address | None:
+        """The gateway's address when it is configured as a literal; ``None`` for a host name."""
+        try:
+            return IPv4Address(self.gateway.address)
+        except ValueError:
+            return None
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _prefix80(value: object) -> IPv6Network:
+    network = ipv6_network(value)
+    try:
+        return parse_prefix80(str(network))
+    except AddressingError as exc:
+        raise Invalid(str(exc)) from None
+
+
+def _ula48(value: object) -> IPv6Network:
+    network = ipv6_network(value)
+    try:
+        # Composing with zero IDs runs the protocol's own /48 and fc00::/7 checks.
+        prefix80_from_parts(network, 0, 0)
+    except AddressingError as exc:
+        raise Invalid(str(exc)) from None
+    return network
+
+
+_id16 = integer(0, 0xFFFF)
+
+
+def _group(value: object) -> str:
+    name = text(1, 256)(value)
+    if name != name.strip():
+        raise Invalid(f"{name!r} has leading or trailing spaces")
+    # ':' and ',' separate fields and members in /etc/group and are refused by Windows group names.
+    if ":" in name or "," in name:
+        raise Invalid(f"{name!r} is not a group name (':' and ',' are not allowed)")
+    return name
+
+
+def _read_prefix(tunnel: Reader) -> tuple[IPv6Network | None, IPv6Network | None, int | None, int | None]:
+    """Exactly one of the two forms: the /80 itself, or its three parts."""
+    given = tunnel.has("prefix")
+    parts_given = [name for name in _PARTS if tunnel.has(name)]
+    prefix = tunnel.get_optional("prefix", _prefix80)
+    ula = tunnel.get_optional("ula_prefix", _ula48)
+    subnet_id = tunnel.get_optional("subnet_id", _id16)
+    mn_id = tunnel.get_optional("mn_id", _id16)
+    if given and parts_given:
+        listed = ", ".join(f"tunnel.{name}" for name in parts_given)
+        tunnel.problem(
+            "prefix", f"give either tunnel.prefix or tunnel.ula_prefix + subnet_id + mn_id, not both ({listed})"
+        )
+        return None, None, None, None
+    if given:
+        return prefix, None, None, None
+    if not parts_given:
+        tunnel.problem("prefix", "is required (or give tunnel.ula_prefix, tunnel.subnet_id and tunnel.mn_id)")
+        return None, None, None, None
+    for name in _PARTS:
+        if name not in parts_given:
+            tunnel.problem(name, f"is required with {', '.join(f'tunnel.{p}' for p in parts_given)}")
+    if ula is None or subnet_id is None or mn_id is None:
+        return None, None, None, None
+    try:
+        composed = prefix80_from_parts(ula, subnet_id, mn_id)
+    except AddressingError as exc:  # pragma: no cover - each part was checked alone
+        tunnel.problem("ula_prefix", str(exc))
+        return None, None, None, None
+    return composed, ula, subnet_id, mn_id
+
+
+def _read(root: Reader) -> ClientConfig:
+    gateway = root.section("gateway")
+    address = gateway.get_optional("address", host_or_ipv4, required=True)
+    ports = gateway.get_list_of("ports", port, (DEFAULT_PORT,), min_items=1, unique=True)
+
+    tunnel = root.section("tunnel")
+    prefix, ula, subnet_id, mn_id = _read_prefix(tunnel)
+    interface = tunnel.get("interface", interface_name, DEFAULT_INTERFACE)
+    mtu = tunnel.get_int("mtu", DEFAULT_MTU, min_value=IPV6_MIN_MTU, max_value=MAX_MTU)
+    keepalive = tunnel.get_number(
+        "keepalive_interval", KEEPALIVE_INTERVAL_S, min_value=KEEPALIVE_MIN_S, max_value=KEEPALIVE_MAX_S
+    )
+    probe = tunnel.get_optional("probe", ipv6_unicast, empty_is_none=True)
+
+    routes = root.section("routes")
+    default_route = routes.get_bool("default", True)
+    metric = routes.get_int("metric", DEFAULT_METRIC, min_value=1, max_value=MAX_METRIC)
+    prefixes = routes.get_list_of("prefixes", ipv6_network, (), unique=True)
+
+    helper = root.section("helper")
+    group = helper.get("operator_group", _group, DEFAULT_OPERATOR_GROUP)
+    autoconnect = helper.get_bool("autoconnect", False)
+
+    root.finish()
+    # finish() raised if anything was missing or invalid, so the optionals are set by now.
+    assert address is not None and prefix is not None
+    return ClientConfig(
+        gateway=GatewaySection(address=address, ports=ports),
+        tunnel=TunnelSection(
+            prefix=prefix,
+            interface=interface,
+            mtu=mtu,
+            keepalive_interval=keepalive,
+            probe=probe,
+            ula_prefix=ula,
+            subnet_id=subnet_id,
+            mn_id=mn_id,
+        ),
+        routes=RoutesSection(default=default_route, metric=metric, prefixes=prefixes),
+        helper=HelperSection(operator_group=group, autoconnect=autoconnect),
+    )
+
+
+def client_config_from_dict(data: Mapping[str, Any], source: str = "<data>") -> ClientConfig:
+    """Validate a parsed document (TOML or the control API's JSON); problems name ``source``."""
+    return _read(Reader(data, source))
+
+
+def parse_client_config(text: str, source: str = "<string>") -> ClientConfig:
+    return client_config_from_dict(parse_toml(text, source), source)
+
+
+def load_client_config(path: str | Path) -> ClientConfig:
+    document, source = read_toml_file(path)
+    return client_config_from_dict(document, source)
+
+
+def default_client_config(gateway_address: str, prefix: str | IPv6Network) -> ClientConfig:
+    """A configuration with every default, for a first run; raises :class:`ConfigError` if the
+    two values that have no default are unusable."""
+    return client_config_from_dict(
+        {"gateway": {"address": gateway_address}, "tunnel": {"prefix": str(prefix)}}, "<defaults>"
+    )
+
+
+# --------------------------------------------------------------------------- writing back
+
+
+def client_config_to_dict(cfg: ClientConfig) -> dict[str, dict[str, Any]]:
+    """Plain values (str, int, float, bool, list) that :func:`client_config_from_dict` reads back
+    to an equal configuration; absent optional keys are left out (TOML has no null)."""
+    t = cfg.tunnel
+    tunnel: dict[str, Any] = {}
+    if t.uses_parts:
+        tunnel.update(ula_prefix=str(t.ula_prefix), subnet_id=t.subnet_id, mn_id=t.mn_id)
+    else:
+        tunnel["prefix"] = str(t.prefix)
+    tunnel.update(interface=t.interface, mtu=t.mtu, keepalive_interval=plain_number(t.keepalive_interval))
+    if t.probe is not None:
+        tunnel["probe"] = str(t.probe)
+    return {
+        "gateway": {"address": cfg.gateway.address, "ports": list(cfg.gateway.ports)},
+        "tunnel": tunnel,
+        "routes": {
+            "default": cfg.routes.default,
+            "metric": cfg.routes.metric,
+            "prefixes": [str(p) for p in cfg.routes.prefixes],
+        },
+        "helper": {"operator_group": cfg.helper.operator_group, "autoconnect": cfg.helper.autoconnect},
+    }
+
+
+def dump_client_config(cfg: ClientConfig) -> str:
+    return dump_toml(client_config_to_dict(cfg))
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+@cache
+def client_config_keys() -> tuple[str, ...]:
+    """Every ``section.key`` a client configuration may hold."""
+    reader = Reader({}, "")
+    # {} lacks the required keys; only the keys the reading asked for matter here.
+    with contextlib.suppress(ConfigError):
+        _read(reader)
+    return tuple(reader.known_keys())
+
+
+# Strings the user types bare: "1234" as a group or "2024-01-01" as a host name stay strings.
+_STRING_KEYS: Final = frozenset(
+    {
+        "gateway.address",
+        "tunnel.prefix",
+        "tunnel.ula_prefix",
+        "tunnel.interface",
+        "tunnel.probe",
+        "helper.operator_group",
+    }
+)
+_ARRAY_KEYS: Final = frozenset({"gateway.ports", "routes.prefixes"})
+
+
+def _cli_value(key: str, raw: str) -> object:
+    value = parse_cli_value(raw)
+    if key in _STRING_KEYS:
+        return value if isinstance(value, str) else raw
+    if key in _ARRAY_KEYS and not isinstance(value, list):
+        # "4500" and "3544,4500" read as arrays: nobody types brackets in a shell unprompted.
+        if isinstance(value, str):
+            return [parse_cli_value(item.strip()) for item in value.split(",") if item.strip()]
+        return [value]
+    return value
+
+
+def set_client_option(cfg: ClientConfig, key: str, raw: str, *, source: str = "<command line>") -> ClientConfig:
+    """A copy of ``cfg`` with ``key`` (``section.key``) set from the command-line text ``raw``.
+
+    The whole result is validated; on any problem :class:`ConfigError` is raised and ``cfg``,
+    being immutable, is untouched.  Setting ``tunnel.prefix`` drops the three-part form; setting
+    one of the parts when the /80 was given whole splits that /80 to fill the other two.
+    """
+    known = client_config_keys()
+    if key not in known:
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else f"; known settings: {', '.join(known)}"
+        raise ConfigError.single(source, key, f"unknown setting{hint}")
+    section, name = key.split(".", 1)
+    data = client_config_to_dict(cfg)
+    tunnel = data["tunnel"]
+    if key == "tunnel.prefix":
+        for part in _PARTS:
+            tunnel.pop(part, None)
+    elif name in _PARTS and section == "tunnel" and not cfg.tunnel.uses_parts:
+        del tunnel["prefix"]
+        ula, subnet_id, mn_id = split_prefix80(cfg.tunnel.prefix)
+        tunnel.update(ula_prefix=str(ula), subnet_id=subnet_id, mn_id=mn_id)
+    data[section][name] = _cli_value(key, raw)
+    try:
+        return client_config_from_dict(data, source)
+    except ConfigError as exc:
+        # Switching prefix forms can make a neighbouring key the one in error; say which
+        # setting caused it, so the message always names what the user typed.
+        if not any(p.key == key or p.key.startswith(key + "[") for p in exc.problems):
+            exc.problems.append(Problem(source, key, f"not set to {raw!r}: the result would be invalid"))
+            raise ConfigError(exc.problems) from None
+        raise

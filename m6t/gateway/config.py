@@ -1,0 +1,292 @@
+"""The m6t gateway configuration: a TOML file read, validated as a whole, into frozen dataclasses.
+
+```toml
+[listen]
+address = "0.0.0.0"
+ports = [3544, 4500]
+[tunnel]
+interface = "m6tgw0"
+prefixes = ["fd6d:3674:a1b2::/48"]   # accepted MN source prefixes, routed to the tunnel (required)
+home_agents = ["fd00:ab::1"]         # the only destinations MN traffic may have (required)
+mtu = 1472
+[states]
+temporary_lifetime_ms = 500
+active_lifetime_s = 120
+max_temporary = 10000
+new_states_per_ipv4_per_s = 10
+new_states_per_ipv4_burst = 20
+max_states = 2000000
+[metrics]
+listen = "127.0.0.1:9477"            # or "[::1]:9477", "unix:/run/m6t-gateway/metrics.sock"; "" = off
+```
+
+The state limits are the draft's defences against a DoS on the gateway (6.1.3): a short
+temporary lifetime (an HA round trip), a per-IPv4-address rate of new states, and caps.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
+from pathlib import Path
+from typing import Any, Final
+
+from m6t.configfile import (
+    ConfigError,
+    Invalid,
+    Problem,
+    Reader,
+    dump_toml,
+    interface_name,
+    ipv4_address,
+    ipv6_address,
+    ipv6_network,
+    parse_toml,
+    plain_number,
+    port,
+    read_toml_file,
+    refine,
+    text,
+)
+from m6t.protocol import DEFAULT_MTU, IPV6_MIN_MTU
+
+__all__ = [
+    "DEFAULT_INTERFACE",
+    "DEFAULT_LISTEN_ADDRESS",
+    "DEFAULT_PORT",
+    "ConfigError",
+    "GatewayConfig",
+    "GatewayTunnelSection",
+    "ListenSection",
+    "MetricsEndpoint",
+    "MetricsSection",
+    "Problem",
+    "StatesSection",
+    "TcpEndpoint",
+    "UnixEndpoint",
+    "dump_gateway_config",
+    "gateway_config_from_dict",
+    "gateway_config_to_dict",
+    "load_gateway_config",
+    "parse_gateway_config",
+    "parse_metrics_endpoint",
+]
+
+DEFAULT_PORT: Final = 3544
+DEFAULT_LISTEN_ADDRESS: Final = IPv4Address("0.0.0.0")
+DEFAULT_INTERFACE: Final = "m6tgw0"
+MAX_MTU: Final = 65535
+UNIX_PATH_MAX: Final = 107
+"""sun_path is 108 bytes on Linux, one of which is the terminating NUL."""
+
+_LINK_LOCAL: Final = IPv6Network("fe80::/10")
+_MULTICAST: Final = IPv6Network("ff00::/8")
+
+
+@dataclass(frozen=True, slots=True)
+class ListenSection:
+    address: IPv4Address = DEFAULT_LISTEN_ADDRESS
+    ports: tuple[int, ...] = (DEFAULT_PORT,)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayTunnelSection:
+    prefixes: tuple[IPv6Network, ...]
+    home_agents: tuple[IPv6Address, ...]
+    interface: str = DEFAULT_INTERFACE
+    mtu: int = DEFAULT_MTU
+
+
+@dataclass(frozen=True, slots=True)
+class StatesSection:
+    temporary_lifetime_ms: int = 500
+    active_lifetime_s: int = 120
+    max_temporary: int = 10_000
+    new_states_per_ipv4_per_s: float = 10.0
+    new_states_per_ipv4_burst: int = 20
+    max_states: int = 2_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class TcpEndpoint:
+    host: IPv4Address | IPv6Address
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if self.host.version == 6 else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class UnixEndpoint:
+    path: str
+
+    def __str__(self) -> str:
+        return f"unix:{self.path}"
+
+
+MetricsEndpoint = TcpEndpoint | UnixEndpoint
+"""Where the metrics are served; ``str()`` gives back the configuration's spelling."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSection:
+    listen: MetricsEndpoint | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    listen: ListenSection
+    tunnel: GatewayTunnelSection
+    states: StatesSection = field(default_factory=StatesSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _bindable(address: IPv4Address) -> str | None:
+    if address.is_multicast or address == IPv4Address("255.255.255.255"):
+        return f"{address} is not a unicast address; the gateway cannot listen on it"
+    return None
+
+
+def _mn_prefix(network: IPv6Network) -> str | None:
+    if network.prefixlen == 0:
+        return "::/0 would route every IPv6 destination into the tunnel"
+    # Keepalives are addressed to fe80::1: a link-local "MN prefix" would confuse them with data.
+    if network.overlaps(_MULTICAST) or network.overlaps(_LINK_LOCAL):
+        return f"{network} overlaps multicast or link-local space; it cannot hold mobile nodes' addresses"
+    return None
+
+
+def _home_agent(address: IPv6Address) -> str | None:
+    if address.is_multicast or address.is_unspecified or address.is_loopback or address in _LINK_LOCAL:
+        return f"{address} is not a global or unique-local unicast address; it cannot be a Home Agent"
+    return None
+
+
+_PORT_TEXT: Final = re.compile(r"[0-9]{1,5}")
+
+
+def parse_metrics_endpoint(spec: str) -> MetricsEndpoint:
+    """``HOST:PORT`` (IPv4 literal, or IPv6 literal in brackets) or ``unix:/absolute/path``."""
+    if spec.startswith("unix:"):
+        path = spec.removeprefix("unix:")
+        if not path.startswith("/"):
+            raise Invalid(f"{spec!r}: the socket path must be absolute (unix:/run/...)")
+        if len(path.encode()) > UNIX_PATH_MAX:
+            raise Invalid(f"{spec!r}: a Unix socket path has at most {UNIX_PATH_MAX} bytes")
+        return UnixEndpoint(path)
+    host_text, colon, port_text = spec.rpartition(":")
+    if not colon or not host_text:
+        raise Invalid(f"{spec!r} is not HOST:PORT or unix:/path")
+    if not _PORT_TEXT.fullmatch(port_text) or not 1 <= int(port_text) <= 65535:
+        raise Invalid(f"{spec!r}: the port must be a number in 1..65535")
+    host: IPv4Address | IPv6Address
+    if host_text.startswith("[") and host_text.endswith("]"):
+        host = ipv6_address(host_text[1:-1])
+    elif ":" in host_text:
+        raise Invalid(f"{spec!r}: write an IPv6 address in brackets, as [{host_text}]:{port_text}")
+    else:
+        host = ipv4_address(host_text)
+    return TcpEndpoint(host, int(port_text))
+
+
+def _metrics_endpoint(value: object) -> MetricsEndpoint:
+    return parse_metrics_endpoint(text()(value))
+
+
+def _read(root: Reader) -> GatewayConfig:
+    listen = root.section("listen")
+    address = listen.get("address", refine(ipv4_address, _bindable), DEFAULT_LISTEN_ADDRESS)
+    ports = listen.get_list_of("ports", port, (DEFAULT_PORT,), min_items=1, unique=True)
+
+    tunnel = root.section("tunnel")
+    interface = tunnel.get("interface", interface_name, DEFAULT_INTERFACE)
+    prefixes = tunnel.get_list_of("prefixes", refine(ipv6_network, _mn_prefix), (), min_items=1, unique=True)
+    home_agents = tunnel.get_list_of("home_agents", refine(ipv6_address, _home_agent), (), min_items=1, unique=True)
+    mtu = tunnel.get_int("mtu", DEFAULT_MTU, min_value=IPV6_MIN_MTU, max_value=MAX_MTU)
+    # Required lists: get_list_of only checks min_items on a value that is present.
+    for key in ("prefixes", "home_agents"):
+        if not tunnel.has(key):
+            tunnel.problem(key, "is required")
+    for index, home_agent in enumerate(home_agents):
+        for prefix in prefixes:
+            if home_agent in prefix:
+                # Routing the MN prefixes to the tunnel would swallow the HA's own traffic.
+                tunnel.problem(f"home_agents[{index}]", f"{home_agent} lies inside the MN prefix {prefix}")
+
+    states = root.section("states")
+    defaults = StatesSection()
+    temporary_ms = states.get_int(
+        "temporary_lifetime_ms", defaults.temporary_lifetime_ms, min_value=1, max_value=60_000
+    )
+    active_s = states.get_int("active_lifetime_s", defaults.active_lifetime_s, min_value=1, max_value=86_400)
+    max_temporary = states.get_int("max_temporary", defaults.max_temporary, min_value=1)
+    rate = states.get_number("new_states_per_ipv4_per_s", defaults.new_states_per_ipv4_per_s, greater_than=0)
+    burst = states.get_int("new_states_per_ipv4_burst", defaults.new_states_per_ipv4_burst, min_value=1)
+    max_states = states.get_int("max_states", defaults.max_states, min_value=1)
+
+    metrics = root.section("metrics")
+    endpoint = metrics.get_optional("listen", _metrics_endpoint, empty_is_none=True)
+
+    root.finish()
+    return GatewayConfig(
+        listen=ListenSection(address=address, ports=ports),
+        tunnel=GatewayTunnelSection(prefixes=prefixes, home_agents=home_agents, interface=interface, mtu=mtu),
+        states=StatesSection(
+            temporary_lifetime_ms=temporary_ms,
+            active_lifetime_s=active_s,
+            max_temporary=max_temporary,
+            new_states_per_ipv4_per_s=rate,
+            new_states_per_ipv4_burst=burst,
+            max_states=max_states,
+        ),
+        metrics=MetricsSection(listen=endpoint),
+    )
+
+
+def gateway_config_from_dict(data: Mapping[str, Any], source: str = "<data>") -> GatewayConfig:
+    return _read(Reader(data, source))
+
+
+def parse_gateway_config(text: str, source: str = "<string>") -> GatewayConfig:
+    return gateway_config_from_dict(parse_toml(text, source), source)
+
+
+def load_gateway_config(path: str | Path) -> GatewayConfig:
+    document, source = read_toml_file(path)
+    return gateway_config_from_dict(document, source)
+
+
+# --------------------------------------------------------------------------- writing back
+
+
+def gateway_config_to_dict(cfg: GatewayConfig) -> dict[str, dict[str, Any]]:
+    """Plain values that :func:`gateway_config_from_dict` reads back to an equal configuration."""
+    s = cfg.states
+    metrics: dict[str, Any] = {} if cfg.metrics.listen is None else {"listen": str(cfg.metrics.listen)}
+    return {
+        "listen": {"address": str(cfg.listen.address), "ports": list(cfg.listen.ports)},
+        "tunnel": {
+            "interface": cfg.tunnel.interface,
+            "prefixes": [str(p) for p in cfg.tunnel.prefixes],
+            "home_agents": [str(a) for a in cfg.tunnel.home_agents],
+            "mtu": cfg.tunnel.mtu,
+        },
+        "states": {
+            "temporary_lifetime_ms": s.temporary_lifetime_ms,
+            "active_lifetime_s": s.active_lifetime_s,
+            "max_temporary": s.max_temporary,
+            "new_states_per_ipv4_per_s": plain_number(s.new_states_per_ipv4_per_s),
+            "new_states_per_ipv4_burst": s.new_states_per_ipv4_burst,
+            "max_states": s.max_states,
+        },
+        "metrics": metrics,
+    }
+
+
+def dump_gateway_config(cfg: GatewayConfig) -> str:
+    return dump_toml(gateway_config_to_dict(cfg))

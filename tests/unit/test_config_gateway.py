@@ -1,0 +1,514 @@
+"""The gateway configuration file: every key, metrics endpoints, round trips."""
+
+from __future__ import annotations
+
+import dataclasses
+import string
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from m6t.configfile import Invalid, toml_value
+from m6t.gateway.config import (
+    ConfigError,
+    GatewayConfig,
+    GatewayTunnelSection,
+    ListenSection,
+    MetricsEndpoint,
+    MetricsSection,
+    StatesSection,
+    TcpEndpoint,
+    UnixEndpoint,
+    dump_gateway_config,
+    gateway_config_from_dict,
+    gateway_config_to_dict,
+    load_gateway_config,
+    parse_gateway_config,
+    parse_metrics_endpoint,
+)
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "installers" / "linux" / "gateway.example.toml"
+FILE = "gateway.toml"
+
+BASE: dict[str, str | None] = {
+    "listen.address": '"0.0.0.0"',
+    "listen.ports": "[3544, 4500]",
+    "tunnel.interface": '"m6tgw0"',
+    "tunnel.prefixes": '["fd6d:3674:a1b2::/48"]',
+    "tunnel.home_agents": '["fd00:ab::1"]',
+    "tunnel.mtu": "1472",
+    "states.temporary_lifetime_ms": "500",
+    "states.active_lifetime_s": "120",
+    "states.max_temporary": "10000",
+    "states.new_states_per_ipv4_per_s": "10",
+    "states.new_states_per_ipv4_burst": "20",
+    "states.max_states": "2000000",
+    "metrics.listen": '"127.0.0.1:9477"',
+}
+KEYS = list(BASE)
+
+
+def render(overrides: dict[str, str | None] | None = None) -> str:
+    values = {**BASE, **(overrides or {})}
+    sections: dict[str, list[str]] = {}
+    for dotted, literal in values.items():
+        section, key = dotted.split(".", 1)
+        lines = sections.setdefault(section, [])
+        if literal is not None:
+            lines.append(f"{key} = {literal}")
+    return "".join(f"[{name}]\n" + "".join(f"{line}\n" for line in lines) for name, lines in sections.items())
+
+
+def parse(overrides: dict[str, str | None] | None = None) -> GatewayConfig:
+    return parse_gateway_config(render(overrides), FILE)
+
+
+def problems(overrides: dict[str, str | None]) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        parse(overrides)
+    return info.value
+
+
+def field_of(cfg: GatewayConfig, dotted: str) -> object:
+    section, key = dotted.split(".")
+    return getattr(getattr(cfg, section), key)
+
+
+# --------------------------------------------------------------------------- the whole file
+
+
+def test_full_file() -> None:
+    assert parse() == GatewayConfig(
+        listen=ListenSection(IPv4Address("0.0.0.0"), (3544, 4500)),
+        tunnel=GatewayTunnelSection(
+            prefixes=(IPv6Network("fd6d:3674:a1b2::/48"),),
+            home_agents=(IPv6Address("fd00:ab::1"),),
+            interface="m6tgw0",
+            mtu=1472,
+        ),
+        states=StatesSection(
+            temporary_lifetime_ms=500,
+            active_lifetime_s=120,
+            max_temporary=10000,
+            new_states_per_ipv4_per_s=10.0,
+            new_states_per_ipv4_burst=20,
+            max_states=2000000,
+        ),
+        metrics=MetricsSection(TcpEndpoint(IPv4Address("127.0.0.1"), 9477)),
+    )
+
+
+def test_minimal_file_takes_every_default() -> None:
+    cfg = parse_gateway_config('[tunnel]\nprefixes = ["fd6d:3674:a1b2::/48"]\nhome_agents = ["fd00:ab::1"]\n')
+    assert cfg.listen == ListenSection(IPv4Address("0.0.0.0"), (3544,))
+    assert cfg.tunnel.interface == "m6tgw0"
+    assert cfg.tunnel.mtu == 1472
+    assert cfg.states == StatesSection()
+    assert cfg.states.temporary_lifetime_ms == 500
+    assert cfg.states.max_states == 2_000_000
+    assert cfg.metrics.listen is None
+
+
+def test_example_file_parses() -> None:
+    cfg = load_gateway_config(EXAMPLE)
+    assert cfg.tunnel.home_agents == (IPv6Address("fd00:ab::1"),)
+    text = EXAMPLE.read_text()
+    for dotted in KEYS:
+        assert f"{dotted.split('.')[1]} =" in text, dotted
+
+
+def test_config_is_immutable() -> None:
+    cfg = parse()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.states.max_states = 1  # type: ignore[misc]
+    assert hash(cfg) == hash(parse())
+
+
+def test_load_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(render({"states.max_states": "0"}))
+    with pytest.raises(ConfigError) as info:
+        load_gateway_config(path)
+    assert str(info.value) == f"{path}: states.max_states: must be at least 1, not 0"
+
+
+def test_syntax_error_names_file_and_line() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_gateway_config("[listen]\nports = [3544\n", FILE)
+    assert str(info.value).startswith(f"{FILE}: line ")
+
+
+def test_multiple_errors_reported_together() -> None:
+    error = problems(
+        {
+            "listen.address": '"::"',
+            "tunnel.prefixes": "[]",
+            "tunnel.home_agents": None,
+            "states.new_states_per_ipv4_per_s": "0",
+            "metrics.listen": '"localhost:9477"',
+            "metrics.port": "1",
+        }
+    )
+    assert [p.key for p in error.problems] == [
+        "listen.address",
+        "tunnel.prefixes",
+        "tunnel.home_agents",
+        "states.new_states_per_ipv4_per_s",
+        "metrics.listen",
+        "metrics.port",
+    ]
+    assert str(error).count("\n") == 5
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[state]\n", "gateway.toml: state: unknown section; did you mean [states]?"),
+        ("[metric]\nlisten = ''\n", "gateway.toml: metric: unknown section; did you mean [metrics]?"),
+        ("[prometheus]\n", "gateway.toml: prometheus: unknown section"),
+    ],
+)
+def test_unknown_sections(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_gateway_config(render() + text, FILE)
+    assert str(info.value) == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("tunnel.home_agent", "did you mean tunnel.home_agents?"),
+        ("states.max_state", "did you mean states.max_states?"),
+        ("listen.port", "did you mean listen.ports?"),
+        ("states.mtu", "did you mean tunnel.mtu?"),
+        ("metrics.address", "did you mean listen.address?"),
+    ],
+)
+def test_unknown_keys(key: str, expected: str) -> None:
+    error = problems({key: "1"})
+    assert [(p.key, p.message) for p in error.problems] == [(key, f"unknown key; {expected}")]
+
+
+# --------------------------------------------------------------------------- every key
+
+
+@pytest.mark.parametrize(
+    ("key", "literal", "expected"),
+    [
+        ("listen.address", '"198.51.100.2"', IPv4Address("198.51.100.2")),
+        ("listen.address", None, IPv4Address("0.0.0.0")),
+        ("listen.ports", "[53]", (53,)),
+        ("listen.ports", None, (3544,)),
+        ("tunnel.interface", '"gw0"', "gw0"),
+        ("tunnel.interface", None, "m6tgw0"),
+        (
+            "tunnel.prefixes",
+            '["fd6d:3674:a1b2::/48", "2001:db8:1::/48"]',
+            (IPv6Network("fd6d:3674:a1b2::/48"), IPv6Network("2001:db8:1::/48")),
+        ),
+        ("tunnel.prefixes", '["fd6d:3674:a1b2:0:1::/80"]', (IPv6Network("fd6d:3674:a1b2:0:1::/80"),)),
+        (
+            "tunnel.home_agents",
+            '["fd00:ab::1", "2001:db8::1"]',
+            (IPv6Address("fd00:ab::1"), IPv6Address("2001:db8::1")),
+        ),
+        ("tunnel.mtu", "1280", 1280),
+        ("tunnel.mtu", "9000", 9000),
+        ("states.temporary_lifetime_ms", "1", 1),
+        ("states.temporary_lifetime_ms", "60000", 60000),
+        ("states.active_lifetime_s", "1", 1),
+        ("states.active_lifetime_s", "86400", 86400),
+        ("states.max_temporary", "1", 1),
+        ("states.max_temporary", "100000000", 100000000),
+        ("states.new_states_per_ipv4_per_s", "0.5", 0.5),
+        ("states.new_states_per_ipv4_per_s", "1000", 1000.0),
+        ("states.new_states_per_ipv4_burst", "1", 1),
+        ("states.max_states", "1", 1),
+        ("metrics.listen", '"[::1]:9477"', TcpEndpoint(IPv6Address("::1"), 9477)),
+        ("metrics.listen", '"0.0.0.0:1"', TcpEndpoint(IPv4Address("0.0.0.0"), 1)),
+        ("metrics.listen", '"unix:/run/m6t-gateway/metrics.sock"', UnixEndpoint("/run/m6t-gateway/metrics.sock")),
+        ("metrics.listen", '""', None),
+        ("metrics.listen", None, None),
+    ],
+)
+def test_valid_value(key: str, literal: str | None, expected: object) -> None:
+    assert field_of(parse({key: literal}), key) == expected
+
+
+INVALID = [
+    ("listen.address", '"::"', "is not an IPv4 address"),
+    ("listen.address", '"198.51.100.256"', "is not an IPv4 address"),
+    ("listen.address", '"gw.example.org"', "is not an IPv4 address"),
+    ("listen.address", '"224.0.0.1"', "not a unicast address"),
+    ("listen.address", '"255.255.255.255"', "not a unicast address"),
+    ("listen.address", "0", "must be a string"),
+    ("listen.ports", "[]", "must not be empty"),
+    ("listen.ports", "[0]", "must be in the range 1..65535"),
+    ("listen.ports", "[3544, 3544]", "repeats 3544"),
+    ("listen.ports", "3544", "must be an array"),
+    ("listen.ports", "[false]", "must be an integer, not a boolean"),
+    ("tunnel.interface", '"way-too-long-name"', "at most 15"),
+    ("tunnel.interface", '"a b"', "may only contain"),
+    ("tunnel.prefixes", None, "is required"),
+    ("tunnel.prefixes", "[]", "must not be empty"),
+    ("tunnel.prefixes", '"fd6d:3674:a1b2::/48"', "must be an array"),
+    ("tunnel.prefixes", '["fd6d:3674:a1b2::1/48"]', "has host bits set"),
+    ("tunnel.prefixes", '["fd6d:3674:a1b2::"]', "the length is missing"),
+    ("tunnel.prefixes", '["fe80::/64"]', "multicast or link-local"),
+    ("tunnel.prefixes", '["ff00::/8"]', "multicast or link-local"),
+    ("tunnel.prefixes", '["::/0"]', "every IPv6 destination"),
+    ("tunnel.prefixes", '["fd6d:3674:a1b2::/48", "fd6d:3674:a1b2::/48"]', "repeats"),
+    ("tunnel.prefixes", "[48]", "must be a string"),
+    ("tunnel.home_agents", None, "is required"),
+    ("tunnel.home_agents", "[]", "must not be empty"),
+    ("tunnel.home_agents", '"fd00:ab::1"', "must be an array"),
+    ("tunnel.home_agents", '["fd00:ab::/64"]', "is not an IPv6 address"),
+    ("tunnel.home_agents", '["fe80::1"]', "cannot be a Home Agent"),
+    ("tunnel.home_agents", '["ff02::1"]', "cannot be a Home Agent"),
+    ("tunnel.home_agents", '["::"]', "cannot be a Home Agent"),
+    ("tunnel.home_agents", '["::1"]', "cannot be a Home Agent"),
+    ("tunnel.home_agents", '["fd00:ab::1", "fd00:ab::1"]', "repeats"),
+    ("tunnel.home_agents", '["fd6d:3674:a1b2::1"]', "lies inside the MN prefix fd6d:3674:a1b2::/48"),
+    ("tunnel.mtu", "1279", "must be in the range 1280..65535"),
+    ("tunnel.mtu", "65536", "must be in the range 1280..65535"),
+    ("tunnel.mtu", "1472.0", "must be an integer"),
+    ("states.temporary_lifetime_ms", "0", "must be in the range 1..60000"),
+    ("states.temporary_lifetime_ms", "60001", "must be in the range 1..60000"),
+    ("states.temporary_lifetime_ms", "0.5", "must be an integer, not a float"),
+    ("states.active_lifetime_s", "0", "must be in the range 1..86400"),
+    ("states.active_lifetime_s", "86401", "must be in the range 1..86400"),
+    ("states.active_lifetime_s", "true", "must be an integer, not a boolean"),
+    ("states.max_temporary", "0", "must be at least 1"),
+    ("states.max_temporary", '"10000"', "must be an integer"),
+    ("states.new_states_per_ipv4_per_s", "0", "must be greater than 0"),
+    ("states.new_states_per_ipv4_per_s", "-1.5", "must be greater than 0"),
+    ("states.new_states_per_ipv4_per_s", "nan", "must be a finite number"),
+    ("states.new_states_per_ipv4_per_s", "inf", "must be a finite number"),
+    ("states.new_states_per_ipv4_per_s", "false", "must be a number, not a boolean"),
+    ("states.new_states_per_ipv4_burst", "0", "must be at least 1"),
+    ("states.new_states_per_ipv4_burst", "2.5", "must be an integer"),
+    ("states.max_states", "0", "must be at least 1"),
+    ("states.max_states", "-5", "must be at least 1"),
+    ("metrics.listen", "9477", "must be a string"),
+    ("metrics.listen", '"localhost:9477"', "is not an IPv4 address"),
+    ("metrics.listen", '"127.0.0.1"', "is not HOST:PORT"),
+    ("metrics.listen", '":9477"', "is not HOST:PORT"),
+    ("metrics.listen", '"127.0.0.1:0"', "the port must be a number in 1..65535"),
+    ("metrics.listen", '"127.0.0.1:65536"', "the port must be a number in 1..65535"),
+    ("metrics.listen", '"127.0.0.1:+80"', "the port must be a number"),
+    ("metrics.listen", '"127.0.0.1:"', "the port must be a number"),
+    ("metrics.listen", '"::1:9477"', "write an IPv6 address in brackets, as [::1]:9477"),
+    ("metrics.listen", '"[::1%lo]:9477"', "carries a zone"),
+    ("metrics.listen", '"[127.0.0.1]:9477"', "is not an IPv6 address"),
+    ("metrics.listen", '"unix:"', "must be absolute"),
+    ("metrics.listen", '"unix:metrics.sock"', "must be absolute"),
+    ("metrics.listen", f'"unix:/{"x" * 107}"', "at most 107 bytes"),
+    ("metrics.listen", '"unix:/run/a\\u0000b"', "control characters"),
+]
+
+
+@pytest.mark.parametrize(("key", "literal", "message"), INVALID)
+def test_invalid_value_names_file_and_key(key: str, literal: str | None, message: str) -> None:
+    error = problems({key: literal})
+    assert len(error.problems) == 1, str(error)
+    (problem,) = error.problems
+    assert problem.file == FILE
+    assert problem.key == key or problem.key.startswith(key + "["), problem
+    assert message in problem.message
+    assert str(error).startswith(f"{FILE}: {key}")
+
+
+def test_invalid_values_cover_every_key() -> None:
+    assert {key for key, _, _ in INVALID} == set(KEYS)
+
+
+def test_home_agent_inside_a_prefix_names_the_index() -> None:
+    error = problems(
+        {"tunnel.prefixes": '["fd6d::/16"]', "tunnel.home_agents": '["2001:db8::1", "fd6d::1", "fd6d:1::1"]'}
+    )
+    assert [p.key for p in error.problems] == ["tunnel.home_agents[1]", "tunnel.home_agents[2]"]
+
+
+# --------------------------------------------------------------------------- metrics endpoints
+
+
+@pytest.mark.parametrize(
+    ("spec", "endpoint"),
+    [
+        ("127.0.0.1:9477", TcpEndpoint(IPv4Address("127.0.0.1"), 9477)),
+        ("[::1]:9477", TcpEndpoint(IPv6Address("::1"), 9477)),
+        ("[2001:db8::1]:65535", TcpEndpoint(IPv6Address("2001:db8::1"), 65535)),
+        ("unix:/run/m.sock", UnixEndpoint("/run/m.sock")),
+        (f"unix:/{'x' * 106}", UnixEndpoint("/" + "x" * 106)),
+    ],
+)
+def test_metrics_endpoint_spellings_round_trip(spec: str, endpoint: MetricsEndpoint) -> None:
+    assert parse_metrics_endpoint(spec) == endpoint
+    assert str(endpoint) == spec
+
+
+def test_metrics_endpoint_unix_path_limit_counts_bytes() -> None:
+    with pytest.raises(Invalid, match="at most 107 bytes"):
+        parse_metrics_endpoint("unix:/" + "é" * 60)
+
+
+# --------------------------------------------------------------------------- round trips
+
+
+def test_to_dict_holds_plain_values() -> None:
+    assert gateway_config_to_dict(parse({"metrics.listen": None})) == {
+        "listen": {"address": "0.0.0.0", "ports": [3544, 4500]},
+        "tunnel": {
+            "interface": "m6tgw0",
+            "prefixes": ["fd6d:3674:a1b2::/48"],
+            "home_agents": ["fd00:ab::1"],
+            "mtu": 1472,
+        },
+        "states": {
+            "temporary_lifetime_ms": 500,
+            "active_lifetime_s": 120,
+            "max_temporary": 10000,
+            "new_states_per_ipv4_per_s": 10,
+            "new_states_per_ipv4_burst": 20,
+            "max_states": 2000000,
+        },
+        "metrics": {},
+    }
+
+
+def test_dump_leaves_out_disabled_metrics() -> None:
+    cfg = parse({"metrics.listen": '""'})
+    assert "[metrics]" not in dump_gateway_config(cfg)
+    assert parse_gateway_config(dump_gateway_config(cfg)) == cfg
+
+
+_ENDPOINT = st.one_of(
+    st.none(),
+    st.builds(TcpEndpoint, st.ip_addresses(), st.integers(1, 65535)),
+    st.text(st.characters(exclude_categories=("Cc", "Cs")), max_size=40)
+    .map(lambda s: "/" + s)
+    .filter(lambda p: len(p.encode()) <= 107)
+    .map(UnixEndpoint),
+)
+# Home agents come from 2001:db8::/32 and prefixes from fc00::/7, so none lies inside a prefix.
+_MN_PREFIX = st.builds(
+    lambda value, length: IPv6Network((value >> (128 - length) << (128 - length), length)),
+    st.integers(0xFC00 << 112, (0xFE00 << 112) - 1),
+    st.integers(7, 128),
+)
+
+gateway_configs = st.builds(
+    GatewayConfig,
+    listen=st.builds(
+        ListenSection,
+        address=st.ip_addresses(v=4).filter(lambda a: not a.is_multicast and a != IPv4Address("255.255.255.255")),
+        ports=st.lists(st.integers(1, 65535), min_size=1, max_size=4, unique=True).map(tuple),
+    ),
+    tunnel=st.builds(
+        GatewayTunnelSection,
+        prefixes=st.lists(_MN_PREFIX, min_size=1, max_size=4, unique=True).map(tuple),
+        home_agents=st.lists(st.ip_addresses(network="2001:db8::/32"), min_size=1, max_size=3, unique=True).map(tuple),
+        interface=st.from_regex(r"[A-Za-z0-9_.-]{1,15}", fullmatch=True).filter(lambda s: s not in (".", "..")),
+        mtu=st.integers(1280, 65535),
+    ),
+    states=st.builds(
+        StatesSection,
+        temporary_lifetime_ms=st.integers(1, 60000),
+        active_lifetime_s=st.integers(1, 86400),
+        max_temporary=st.integers(1, 2**40),
+        new_states_per_ipv4_per_s=st.floats(min_value=0, exclude_min=True, allow_infinity=False)
+        | st.integers(1, 10**6).map(float),
+        new_states_per_ipv4_burst=st.integers(1, 10**6),
+        max_states=st.integers(1, 2**40),
+    ),
+    metrics=st.builds(MetricsSection, listen=_ENDPOINT),
+)
+
+
+@given(gateway_configs)
+def test_dict_round_trip(cfg: GatewayConfig) -> None:
+    assert gateway_config_from_dict(gateway_config_to_dict(cfg), "x") == cfg
+
+
+@given(gateway_configs)
+def test_toml_round_trip(cfg: GatewayConfig) -> None:
+    assert parse_gateway_config(dump_gateway_config(cfg)) == cfg
+
+
+# --------------------------------------------------------------------------- fuzzing
+
+
+_LITERAL = st.one_of(
+    st.integers(-(2**70), 2**70).map(str),
+    st.floats().map(toml_value),
+    st.booleans().map(toml_value),
+    st.text(st.characters(exclude_categories=["Cs"]), max_size=30).map(toml_value),
+    st.sampled_from(
+        [
+            '"0.0.0.0"',
+            "[3544, 4500]",
+            '["fd6d:3674:a1b2::/48"]',
+            '["fd00:ab::1"]',
+            '"127.0.0.1:9477"',
+            '"unix:/run/x"',
+            "1979-05-27",
+            "{ a = 1 }",
+            "[[1], [2]]",
+            "[",
+            "",
+        ]
+    ),
+)
+_LINE = st.one_of(
+    st.sampled_from(["[listen]", "[tunnel]", "[states]", "[metrics]", "[state]", "[[listen]]", ""]),
+    st.builds(lambda key, value: f"{key} = {value}", st.sampled_from([k.split(".")[1] for k in KEYS]), _LITERAL),
+    st.builds(lambda key, value: f"{key} = {value}", st.sampled_from(KEYS), _LITERAL),
+    st.text(string.printable, max_size=20),
+)
+
+
+def _parse_or_config_error(text: str) -> None:
+    try:
+        cfg = parse_gateway_config(text, FILE)
+    except ConfigError as exc:
+        assert exc.problems
+        assert all(p.file == FILE for p in exc.problems)
+    else:
+        assert parse_gateway_config(dump_gateway_config(cfg)) == cfg
+
+
+@given(st.lists(_LINE, max_size=20).map("\n".join))
+def test_toml_ish_text_only_raises_config_error(text: str) -> None:
+    _parse_or_config_error(text)
+
+
+@given(st.text(max_size=200))
+def test_arbitrary_text_only_raises_config_error(text: str) -> None:
+    _parse_or_config_error(text)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3),
+    max_leaves=10,
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["listen", "tunnel", "states", "metrics", "other"]),
+        st.dictionaries(st.sampled_from([k.split(".")[1] for k in KEYS]), _JSON, max_size=6) | _JSON,
+        max_size=5,
+    )
+)
+def test_arbitrary_dict_only_raises_config_error(data: dict[str, Any]) -> None:
+    try:
+        cfg = gateway_config_from_dict(data, "api")
+    except ConfigError as exc:
+        assert exc.problems
+    else:
+        assert gateway_config_from_dict(gateway_config_to_dict(cfg), "api") == cfg

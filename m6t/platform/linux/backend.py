@@ -1,0 +1,97 @@
+"""The Linux backend: TUN ioctl, rtnetlink through pyroute2, UDP GSO/GRO, an rtnetlink-driven monitor."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from ipaddress import IPv4Address, IPv6Address
+
+from m6t.platform.base import Backend, PlatformError, Route
+
+assert sys.platform == "linux"
+
+# Sibling Linux modules come after the assertion, which hides their contents from mypy on other platforms.
+from m6t.platform.linux.monitor import LinuxConnectivityMonitor  # noqa: E402
+from m6t.platform.linux.netlink import Netlink, ipv6_disabled  # noqa: E402
+from m6t.platform.linux.tun import TUN_PATH, LinuxTun  # noqa: E402
+from m6t.platform.linux.udp import LinuxUdpChannel  # noqa: E402
+
+CAP_NET_ADMIN = 12
+
+
+def has_net_admin() -> bool:
+    """Whether this process may configure interfaces (CAP_NET_ADMIN in its effective set)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> CAP_NET_ADMIN & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.geteuid() == 0
+
+
+class LinuxBackend(Backend):
+    name = "linux"
+
+    def __init__(self) -> None:
+        self.netlink = Netlink()
+
+    def check(self) -> list[PlatformError]:
+        problems: list[PlatformError] = []
+        if not os.path.exists(TUN_PATH):
+            problems.append(PlatformError(f"{TUN_PATH} is missing", hint="load the TUN driver: modprobe tun"))
+        if ipv6_disabled():
+            problems.append(
+                PlatformError(
+                    "IPv6 is disabled on this host",
+                    hint="sysctl -w net.ipv6.conf.all.disable_ipv6=0 "
+                    "(and remove ipv6.disable=1 from the kernel command line if present)",
+                )
+            )
+        if not has_net_admin():
+            problems.append(
+                PlatformError(
+                    "this process may not configure network interfaces (no CAP_NET_ADMIN)",
+                    hint="run the m6t helper as root (or grant it CAP_NET_ADMIN)",
+                )
+            )
+        return problems
+
+    def open_tun(self, name: str) -> LinuxTun:
+        return LinuxTun(name)
+
+    async def set_mtu(self, ifname: str, mtu: int) -> None:
+        await self.netlink.set_mtu(ifname, mtu)
+
+    async def set_link_up(self, ifname: str) -> None:
+        await self.netlink.set_link_up(ifname)
+
+    async def replace_address(self, ifname: str, address: IPv6Address, prefixlen: int) -> None:
+        await self.netlink.replace_address(ifname, address, prefixlen)
+
+    async def remove_address(self, ifname: str, address: IPv6Address, prefixlen: int) -> None:
+        await self.netlink.remove_address(ifname, address, prefixlen)
+
+    async def replace_route(self, ifname: str, route: Route) -> None:
+        await self.netlink.replace_route(ifname, route.network, route.metric)
+
+    async def remove_route(self, ifname: str, route: Route) -> None:
+        await self.netlink.remove_route(ifname, route.network, route.metric)
+
+    def interface_exists(self, ifname: str) -> bool:
+        try:
+            socket.if_nametoindex(ifname)
+        except OSError:
+            return False
+        return True
+
+    def open_udp(self, gateway: tuple[IPv4Address, int]) -> LinuxUdpChannel:
+        return LinuxUdpChannel(gateway)
+
+    def connectivity_monitor(self, gateway: IPv4Address, ignore_interface: str) -> LinuxConnectivityMonitor:
+        return LinuxConnectivityMonitor(gateway, ignore_interface)
+
+    async def close(self) -> None:
+        self.netlink.close()

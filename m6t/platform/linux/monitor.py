@@ -1,0 +1,293 @@
+"""IPv4 connectivity toward the gateway, from rtnetlink events.
+
+Events are only a trigger: any link, IPv4 address or IPv4 route change (other than on our own TUN)
+starts a quiet-period timer, and when the burst is over the kernel is asked afresh which path it would
+use toward the gateway (``route get``).  Recomputing instead of interpreting events keeps the monitor
+right whatever the event order, and a lost event (receive buffer overrun) only costs a recomputation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+import struct
+import sys
+from ipaddress import IPv4Address
+
+import psutil
+
+from m6t.platform.base import Attachment, AttachmentCallback, ConnectivityMonitor
+
+assert sys.platform == "linux"
+
+# Sibling Linux modules come after the assertion, which hides their contents from mypy on other platforms.
+from m6t.platform.linux.netlink import Netlink  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+NETLINK_ROUTE = 0
+RTMGRP_LINK = 0x1
+RTMGRP_IPV4_IFADDR = 0x10
+RTMGRP_IPV4_ROUTE = 0x40
+RTM_NEWLINK, RTM_DELLINK = 16, 17
+RTM_NEWADDR, RTM_DELADDR = 20, 21
+RTM_NEWROUTE, RTM_DELROUTE = 24, 25
+IFLA_IFNAME = 3
+RTA_OIF = 4
+
+_NLMSGHDR = struct.Struct("=IHHII")
+_IFINDEX = struct.Struct("=i")
+_RTATTR = struct.Struct("=HH")
+_IFINFOMSG_SIZE = 16
+_IFADDRMSG_SIZE = 8
+_RTMSG_SIZE = 12
+
+DEFAULT_QUIET = 0.15
+"""Quiet period closing a burst of events: DHCP and NetworkManager change several things at once."""
+DEFAULT_MAX_DELAY = 1.0
+"""A burst that never quiets down is still evaluated this long after its first event."""
+_MAX_READS = 64
+_RCVBUF = 1 << 20
+
+
+def _align(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def _attributes(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
+    """(type, payload offset, payload length) of each rtattr in ``data[start:end]``."""
+    found = []
+    while start + _RTATTR.size <= end:
+        length, kind = _RTATTR.unpack_from(data, start)
+        if length < _RTATTR.size or start + length > end:
+            break
+        found.append((kind & 0x3FFF, start + _RTATTR.size, length - _RTATTR.size))
+        start += _align(length)
+    return found
+
+
+def event_interfaces(data: bytes) -> list[tuple[int | None, str | None]]:
+    """(ifindex, ifname) concerned by each rtnetlink message in ``data``; ``(None, None)`` if unknown."""
+    found: list[tuple[int | None, str | None]] = []
+    offset = 0
+    while offset + _NLMSGHDR.size <= len(data):
+        length, kind, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, offset)
+        if length < _NLMSGHDR.size or offset + length > len(data):
+            break
+        body = offset + _NLMSGHDR.size
+        end = offset + length
+        if kind in (RTM_NEWLINK, RTM_DELLINK) and body + _IFINFOMSG_SIZE <= end:
+            name = None
+            for attr, start, size in _attributes(data, body + _IFINFOMSG_SIZE, end):
+                if attr == IFLA_IFNAME:
+                    name = data[start : start + size].split(b"\0", 1)[0].decode("utf-8", "replace")
+            found.append((_IFINDEX.unpack_from(data, body + 4)[0], name))
+        elif kind in (RTM_NEWADDR, RTM_DELADDR) and body + _IFADDRMSG_SIZE <= end:
+            found.append((_IFINDEX.unpack_from(data, body + 4)[0], None))
+        elif kind in (RTM_NEWROUTE, RTM_DELROUTE) and body + _RTMSG_SIZE <= end:
+            oif = None
+            for attr, start, size in _attributes(data, body + _RTMSG_SIZE, end):
+                if attr == RTA_OIF and size >= 4:
+                    oif = _IFINDEX.unpack_from(data, start)[0]
+            found.append((oif, None))
+        else:
+            found.append((None, None))
+        offset += _align(length)
+    return found
+
+
+def interface_of(address: IPv4Address) -> str | None:
+    """The name of the interface holding ``address``, if any."""
+    wanted = str(address)
+    for name, addresses in psutil.net_if_addrs().items():
+        for entry in addresses:
+            if entry.family == socket.AF_INET and entry.address == wanted:
+                return str(name)
+    return None
+
+
+class LinuxConnectivityMonitor(ConnectivityMonitor):
+    """Reports the path toward ``gateway`` after every debounced rtnetlink change (not on our TUN)."""
+
+    def __init__(
+        self,
+        gateway: IPv4Address,
+        ignore_interface: str,
+        *,
+        quiet: float = DEFAULT_QUIET,
+        max_delay: float = DEFAULT_MAX_DELAY,
+    ) -> None:
+        self.gateway = gateway
+        self.ignore_interface = ignore_interface
+        self.quiet = quiet
+        self.max_delay = max_delay
+        self.evaluations = 0
+        """Snapshots computed (reported or not): lets tests and diagnostics see the debouncing."""
+        self._netlink = Netlink()
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_change: AttachmentCallback | None = None
+        self._ignored_index: int | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._burst_start: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._again = False
+        self._reported = False
+        self._last: Attachment | None = None
+
+    @property
+    def last(self) -> Attachment | None:
+        """The last snapshot reported."""
+        return self._last
+
+    async def start(self, on_change: AttachmentCallback) -> None:
+        if self._sock is not None:
+            raise RuntimeError("monitor already started")
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(
+            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC, NETLINK_ROUTE
+        )
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
+            sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE))
+        except OSError:
+            sock.close()
+            raise
+        self._sock = sock
+        self._loop = loop
+        self._on_change = on_change
+        # Subscribed before the first lookup, so that a change racing with it is not lost.
+        loop.add_reader(sock.fileno(), self._on_readable)
+        try:
+            await self._evaluate()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(sock.fileno())
+            sock.close()
+        self._on_change = None
+        self._netlink.close()
+
+    def probe(self) -> Attachment | None:
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                # A UDP connect only selects a route and a source address: nothing is sent.
+                sock.connect((str(self.gateway), 9))
+                local = IPv4Address(sock.getsockname()[0])
+        except OSError:
+            return None
+        if local.is_unspecified:
+            return None
+        last = self._last
+        if last is not None and last.local_ipv4 == local:
+            return last
+        # A source the monitor has not reported yet: the next hop is unknown here; the monitor's own
+        # snapshot (reported shortly, or forced by the caller) carries it.
+        name = interface_of(local)
+        return Attachment(local_ipv4=local, interface=name, router=None) if name is not None else None
+
+    # Events ------------------------------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        relevant = False
+        for _ in range(_MAX_READS):
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    # Events were lost: whatever they were, a fresh lookup covers them.
+                    relevant = True
+                    continue
+                raise
+            if not relevant and self._concerns_us(data):
+                relevant = True
+        if relevant:
+            self._kick()
+
+    def _concerns_us(self, data: bytes) -> bool:
+        # Gone or not yet there: the last index seen still recognizes the interface's RTM_DELLINK.
+        with contextlib.suppress(OSError):
+            self._ignored_index = socket.if_nametoindex(self.ignore_interface)
+        for index, name in event_interfaces(data):
+            if name == self.ignore_interface:
+                continue
+            if index is not None and index == self._ignored_index:
+                continue
+            return True
+        return False
+
+    def _kick(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        now = loop.time()
+        if self._burst_start is None:
+            self._burst_start = now
+        due = min(now + self.quiet, self._burst_start + self.max_delay)
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(due, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._burst_start = None
+        if self._task is not None and not self._task.done():
+            self._again = True
+            return
+        if self._loop is not None:
+            self._task = self._loop.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            self._again = False
+            try:
+                await self._evaluate()
+            except Exception:
+                log.exception("connectivity snapshot toward %s failed", self.gateway)
+            if not self._again:
+                return
+
+    async def _evaluate(self) -> None:
+        snapshot = await self._snapshot()
+        self.evaluations += 1
+        if self._reported and snapshot == self._last:
+            return
+        self._reported = True
+        self._last = snapshot
+        if self._on_change is not None:
+            try:
+                self._on_change(snapshot)
+            except Exception:
+                log.exception("connectivity callback failed")
+
+    async def _snapshot(self) -> Attachment | None:
+        info = await self._netlink.route_get(self.gateway)
+        if info is None or info.oif is None or not isinstance(info.prefsrc, IPv4Address):
+            return None
+        try:
+            name = socket.if_indextoname(info.oif)
+        except OSError:
+            return None
+        router = info.gateway if isinstance(info.gateway, IPv4Address) else None
+        return Attachment(local_ipv4=info.prefsrc, interface=name, router=router)

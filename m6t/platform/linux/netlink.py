@@ -1,0 +1,232 @@
+"""Interface configuration through rtnetlink (pyroute2's ``AsyncIPRoute``) and ``/proc/sys``.
+
+Every change uses *replace* semantics and every removal tolerates absence, so that the caller can retry a
+half-done reconfiguration (after a crash, a race with NetworkManager, ...) without special cases.  No
+``ip`` command is ever spawned: it may be missing, and parsing its output is fragile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from typing import Any, TypeVar
+
+from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from m6t.platform.base import PlatformError
+
+assert sys.platform == "linux"
+
+T = TypeVar("T")
+
+IFA_F_NODAD = 0x02
+
+_ABSENT = frozenset({errno.EADDRNOTAVAIL, errno.ESRCH, errno.ENOENT, errno.ENODEV})
+"""What the kernel answers when asked to delete something that is not there (or whose link is gone)."""
+
+_UNREACHABLE = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EINVAL, errno.EACCES, errno.EPERM, errno.ENODEV})
+"""``route get`` answers meaning "no usable path": no route, unreachable/blackhole/prohibit routes."""
+
+
+@dataclass(frozen=True, slots=True)
+class RouteInfo:
+    """The kernel's answer to ``ip route get``: the source it would pick, the egress link, the next hop."""
+
+    prefsrc: IPv4Address | IPv6Address | None
+    oif: int | None
+    gateway: IPv4Address | IPv6Address | None
+
+
+def ifindex(ifname: str) -> int:
+    try:
+        return socket.if_nametoindex(ifname)
+    except OSError as exc:
+        raise PlatformError(f"no interface named {ifname}") from exc
+
+
+def _ifindex_or_none(ifname: str) -> int | None:
+    try:
+        return socket.if_nametoindex(ifname)
+    except OSError:
+        return None
+
+
+class Netlink:
+    """One rtnetlink socket, opened lazily on the running loop (and reopened if the loop changes)."""
+
+    def __init__(self) -> None:
+        self._ipr: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _socket(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._ipr is None or self._loop is not loop:
+            self.close()
+            self._ipr = AsyncIPRoute(use_event_loop=loop)
+            self._loop = loop
+        return self._ipr
+
+    async def _call(self, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        ipr = self._socket()
+        try:
+            return await getattr(ipr, method)(*args, **kwargs)
+        except NetlinkError as exc:
+            raise PlatformError(f"{what}: {os.strerror(exc.code)}") from exc
+
+    async def set_mtu(self, ifname: str, mtu: int) -> None:
+        await self._call(f"set MTU {mtu} on {ifname}", "link", "set", index=ifindex(ifname), mtu=mtu)
+
+    async def set_link_up(self, ifname: str) -> None:
+        await self._call(f"set {ifname} up", "link", "set", index=ifindex(ifname), state="up")
+
+    async def replace_address(self, ifname: str, address: IPv4Address | IPv6Address, prefixlen: int) -> None:
+        # IPv6 addresses go in with NODAD: otherwise the kernel marks them tentative and finishes that
+        # asynchronously even on a TUN (which skips DAD), so packets to or from the address sent right
+        # after this call would be dropped.  48 random bits make a duplicate moot anyway.
+        flags = IFA_F_NODAD if address.version == 6 else 0
+        await self._call(
+            f"add address {address}/{prefixlen} to {ifname}",
+            "addr",
+            "replace",
+            index=ifindex(ifname),
+            address=str(address),
+            prefixlen=prefixlen,
+            flags=flags,
+        )
+
+    async def remove_address(self, ifname: str, address: IPv4Address | IPv6Address, prefixlen: int) -> None:
+        index = _ifindex_or_none(ifname)
+        if index is None:
+            return
+        try:
+            await self._socket().addr("del", index=index, address=str(address), prefixlen=prefixlen)
+        except NetlinkError as exc:
+            if exc.code not in _ABSENT:
+                raise PlatformError(
+                    f"remove address {address}/{prefixlen} from {ifname}: {os.strerror(exc.code)}"
+                ) from exc
+
+    async def replace_route(self, ifname: str, network: IPv4Network | IPv6Network, metric: int) -> None:
+        await self._call(
+            f"add route {network} metric {metric} dev {ifname}",
+            "route",
+            "replace",
+            **_route_spec(ifindex(ifname), network, metric),
+        )
+
+    async def remove_route(self, ifname: str, network: IPv4Network | IPv6Network, metric: int) -> None:
+        index = _ifindex_or_none(ifname)
+        if index is None:
+            return
+        try:
+            await self._socket().route("del", **_route_spec(index, network, metric))
+        except NetlinkError as exc:
+            if exc.code not in _ABSENT:
+                raise PlatformError(
+                    f"remove route {network} metric {metric} dev {ifname}: {os.strerror(exc.code)}"
+                ) from exc
+
+    async def route_get(self, destination: IPv4Address | IPv6Address) -> RouteInfo | None:
+        """The path the kernel would use toward ``destination`` now; ``None`` when it has none."""
+        try:
+            answer = await self._socket().route("get", dst=str(destination))
+        except NetlinkError as exc:
+            if exc.code in _UNREACHABLE:
+                return None
+            raise PlatformError(f"route lookup toward {destination}: {os.strerror(exc.code)}") from exc
+        for msg in answer:
+            prefsrc = msg.get("RTA_PREFSRC")
+            gateway = msg.get("RTA_GATEWAY")
+            oif = msg.get("RTA_OIF")
+            return RouteInfo(
+                prefsrc=ip_address(prefsrc) if prefsrc else None,
+                oif=int(oif) if oif else None,
+                gateway=ip_address(gateway) if gateway else None,
+            )
+        return None
+
+    def close(self) -> None:
+        ipr, self._ipr, self._loop = self._ipr, None, None
+        if ipr is not None:
+            ipr.close()
+
+
+def _route_spec(index: int, network: IPv4Network | IPv6Network, metric: int) -> dict[str, Any]:
+    return {
+        "family": socket.AF_INET6 if network.version == 6 else socket.AF_INET,
+        "dst": str(network.network_address),
+        "dst_len": network.prefixlen,
+        "oif": index,
+        "priority": metric,
+    }
+
+
+def run_sync(operation: Callable[[Netlink], Awaitable[T]]) -> T:
+    """Run one netlink operation from synchronous code (start-up scripts, the gateway's set-up).
+
+    ``run_sync(lambda nl: nl.set_mtu("m6tgw0", 1472))``.  Not for use inside a running loop: await the
+    :class:`Netlink` method there instead.
+    """
+
+    async def main() -> T:
+        netlink = Netlink()
+        try:
+            return await operation(netlink)
+        finally:
+            netlink.close()
+
+    return asyncio.run(main())
+
+
+# /proc/sys --------------------------------------------------------------------------------------------
+
+PROC_SYS = "/proc/sys"
+
+
+def _sysctl_path(name: str) -> str:
+    """``net.ipv6.conf.all.forwarding`` or ``net/ipv6/conf/all/forwarding`` → its /proc/sys file."""
+    relative = name.strip("/") if "/" in name else name.replace(".", "/")
+    parts = relative.split("/")
+    if not relative or any(part in ("", ".", "..") for part in parts):
+        raise PlatformError(f"invalid sysctl name {name!r}")
+    return os.path.join(PROC_SYS, *parts)
+
+
+def get_sysctl(name: str) -> str:
+    path = _sysctl_path(name)
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read().strip()
+    except OSError as exc:
+        raise PlatformError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def set_sysctl(name: str, value: str | int) -> None:
+    """Write a sysctl directly (no ``sysctl`` process); the value is per network namespace for net.*."""
+    path = _sysctl_path(name)
+    try:
+        with open(path, "w", encoding="ascii") as f:
+            f.write(f"{value}\n")
+    except OSError as exc:
+        hint = "run as root" if exc.errno in (errno.EACCES, errno.EPERM) else None
+        raise PlatformError(f"cannot write {path}: {exc.strerror}", hint=hint) from exc
+
+
+def enable_ipv6_forwarding() -> None:
+    """Turn on IPv6 forwarding on every interface (what the gateway routes by)."""
+    set_sysctl("net/ipv6/conf/all/forwarding", 1)
+
+
+def ipv6_disabled() -> bool:
+    """True when IPv6 is off (``disable_ipv6=1``) or not even compiled in / booted (``ipv6.disable=1``)."""
+    try:
+        return get_sysctl("net/ipv6/conf/all/disable_ipv6") != "0"
+    except PlatformError:
+        return True

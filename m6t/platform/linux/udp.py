@@ -1,0 +1,467 @@
+"""UDP/IPv4 sockets for the tunnel: DF never set, batched receive (UDP GRO) and send (UDP GSO).
+
+Two layers:
+
+* module functions for any UDP socket, used by the gateway (one socket, many mobile nodes):
+  :func:`open_udp_listener`, :func:`recv_batch`, :func:`send_batch`, :func:`udp_stats`;
+* :class:`LinuxUdpChannel`, the client's connected socket toward one gateway (the ``UdpChannel`` ABC).
+
+Outer IPv4 packets never carry DF (draft 2.6, as Teredo): ``IP_MTU_DISCOVER = IP_PMTUDISC_DONT``.  A side
+effect worth knowing: with PMTUDISC_DONT the kernel does not queue ICMP fragmentation-needed errors to the
+socket (it only lowers the cached route MTU, which it then fragments to; :meth:`LinuxUdpChannel.path_mtu`
+reads it).  The error-queue parser still understands them, for the day DF is set on purpose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import struct
+import sys
+import weakref
+from collections.abc import Callable, Sequence
+from ipaddress import IPv4Address
+
+from m6t.platform.base import PlatformError, PmtuEvidence, UdpChannel
+
+assert sys.platform == "linux"
+
+log = logging.getLogger(__name__)
+
+# Linux ABI values; the socket module of Python 3.11 does not export them all.
+SOL_IP = 0
+SOL_UDP = 17
+IP_MTU_DISCOVER = 10
+IP_PMTUDISC_DONT = 0
+IP_RECVERR = 11
+IP_MTU = 14
+UDP_SEGMENT = 103
+UDP_GRO = 104
+MSG_ERRQUEUE = 0x2000
+SO_EE_ORIGIN_LOCAL = 1
+SO_EE_ORIGIN_ICMP = 2
+ICMP_DEST_UNREACH = 3
+ICMP_FRAG_NEEDED = 4
+
+GSO_MAX_SEGMENTS = 64
+"""UDP_MAX_SEGMENTS of older kernels (newer ones allow 128): the portable bound."""
+GSO_MAX_BYTES = 65000
+"""Payload bytes per GSO send: stays under the 65535-byte IPv4 total length with headers."""
+RECV_SIZE = 65536
+"""Holds the largest UDP payload and the largest GRO-coalesced buffer alike."""
+MAX_BATCH = 256
+"""Datagrams delivered per wakeup at most, so one busy socket cannot starve the rest of the loop."""
+_ANC_SIZE = 64
+_ERRQ_DATA_SIZE = 64
+_ERRQ_ANC_SIZE = 512
+_ERRQ_MAX = 64
+
+_EXTENDED_ERR = struct.Struct("=IBBBBII")
+"""struct sock_extended_err: ee_errno, ee_origin, ee_type, ee_code, ee_pad, ee_info, ee_data."""
+_GRO_SIZE = struct.Struct("=i")
+_GSO_SIZE = struct.Struct("=H")
+
+_ICMP_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.EHOSTDOWN,
+        errno.ENONET,
+        errno.ENOPROTOOPT,
+        errno.EOPNOTSUPP,
+        errno.EPROTO,
+        errno.EACCES,
+        errno.EMSGSIZE,
+    }
+)
+"""What a socket reports once (``sk_err``) after an ICMP error about an earlier datagram of ours."""
+_GSO_UNSUPPORTED = frozenset({errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP})
+_FATAL = frozenset({errno.EBADF, errno.ENOTSOCK, errno.EDESTADDRREQ, errno.ENOTCONN})
+"""Send errors that are bugs in the caller, not network weather: raised, never counted."""
+
+Address = tuple[str, int]
+Datagrams = list[tuple[bytes, Address]]
+
+
+class UdpStats:
+    """Per-socket counters and batching state; read them for metrics (``udp_stats(sock)``)."""
+
+    __slots__ = (
+        "buffer",
+        "dropped",
+        "gro",
+        "gro_buffers",
+        "gso",
+        "gso_max_segment",
+        "gso_sends",
+        "icmp_errors",
+        "last_error",
+        "oversize",
+        "received",
+        "send_errors",
+        "sent",
+        "view",
+    )
+
+    def __init__(self, *, gso: bool, gro: bool) -> None:
+        self.buffer = bytearray(RECV_SIZE)
+        self.view = memoryview(self.buffer)
+        self.gso = gso
+        """UDP GSO in use; turned off for good once the kernel says it cannot do it."""
+        self.gso_max_segment = 65535
+        """Largest segment size GSO is tried with: lowered when the kernel refuses one (EINVAL)."""
+        self.gro = gro
+        self.sent = 0
+        self.gso_sends = 0
+        self.dropped = 0
+        """Datagrams dropped on send: full socket/device queue, or no route right now."""
+        self.send_errors = 0
+        """Datagrams dropped on any other send error; ``last_error`` holds its errno."""
+        self.last_error = 0
+        self.oversize = 0
+        self.received = 0
+        self.gro_buffers = 0
+        """Received buffers the kernel had coalesced (UDP GRO) and we split."""
+        self.icmp_errors = 0
+        """ICMP errors about our datagrams (port unreachable, ...): counted, never fatal."""
+
+
+_stats: weakref.WeakKeyDictionary[socket.socket, UdpStats] = weakref.WeakKeyDictionary()
+
+
+def udp_stats(sock: socket.socket) -> UdpStats:
+    """The counters and batching state of ``sock`` (created on first use for a foreign socket)."""
+    stats = _stats.get(sock)
+    if stats is None:
+        stats = UdpStats(gso=_gso_supported(sock), gro=_gro_enabled(sock))
+        _stats[sock] = stats
+    return stats
+
+
+def _gso_supported(sock: socket.socket) -> bool:
+    try:
+        sock.getsockopt(SOL_UDP, UDP_SEGMENT)
+    except OSError:
+        return False
+    return True
+
+
+def _gro_enabled(sock: socket.socket) -> bool:
+    try:
+        return sock.getsockopt(SOL_UDP, UDP_GRO) != 0
+    except OSError:
+        return False
+
+
+def configure_udp_socket(sock: socket.socket, *, recverr: bool, gro: bool = True) -> UdpStats:
+    """DF clear, non-blocking, UDP GRO when the kernel has it, ICMP errors queued when ``recverr``."""
+    sock.setblocking(False)
+    sock.setsockopt(SOL_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
+    if recverr:
+        sock.setsockopt(SOL_IP, IP_RECVERR, 1)
+    gro_on = False
+    if gro:
+        try:
+            sock.setsockopt(SOL_UDP, UDP_GRO, 1)
+            gro_on = True
+        except OSError:
+            log.info("UDP GRO unavailable on this kernel; receiving one datagram per read")
+    stats = UdpStats(gso=_gso_supported(sock), gro=gro_on)
+    _stats[sock] = stats
+    return stats
+
+
+def open_udp_listener(
+    address: str, port: int, *, recverr: bool = False, buffer_bytes: int | None = None
+) -> socket.socket:
+    """A bound, unconnected, non-blocking UDP/IPv4 socket with the tunnel's options (DF clear, GRO).
+
+    ``recverr`` is off by default: on an unconnected socket ICMP errors are then ignored by the kernel,
+    which is what a gateway serving many peers wants.  ``buffer_bytes`` sets SO_RCVBUF and SO_SNDBUF.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    try:
+        if buffer_bytes is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_bytes)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer_bytes)
+        configure_udp_socket(sock, recverr=recverr)
+        sock.bind((address, port))
+    except OSError as exc:
+        sock.close()
+        hint = "another process holds the port" if exc.errno == errno.EADDRINUSE else None
+        raise PlatformError(f"cannot listen on UDP {address}:{port}: {exc.strerror}", hint=hint) from exc
+    return sock
+
+
+# Receive -----------------------------------------------------------------------------------------------
+
+
+def recv_batch(sock: socket.socket, max_datagrams: int = MAX_BATCH) -> Datagrams:
+    """Read until EAGAIN (or about ``max_datagrams``): ``[(payload, (ip, port)), ...]``.
+
+    Coalesced GRO buffers are split back into the sender's datagrams.  ICMP-derived errors reported by
+    the socket (port unreachable, ...) are counted and skipped, never raised.  Call
+    :func:`drain_errors` too when the socket has ``recverr`` on.
+    """
+    out: Datagrams = []
+    _recv_into(sock, udp_stats(sock), out, max_datagrams)
+    return out
+
+
+def _recv_into(sock: socket.socket, stats: UdpStats, out: Datagrams, limit: int) -> None:
+    view = stats.view
+    buffers = [view]
+    recvmsg_into = sock.recvmsg_into
+    anc_size = _ANC_SIZE if stats.gro else 0
+    append = out.append
+    before = len(out)
+    errors = 0
+    while len(out) < limit:
+        try:
+            n, ancdata, _flags, addr = recvmsg_into(buffers, anc_size)
+        except BlockingIOError:
+            break
+        except OSError as exc:
+            if exc.errno not in _ICMP_ERRNOS:
+                raise
+            # Each ICMP error is reported once; the bound only guards against a flood of them.
+            stats.icmp_errors += 1
+            errors += 1
+            if errors > 16:
+                break
+            continue
+        segment = n
+        for level, kind, data in ancdata:
+            if level == SOL_UDP and kind == UDP_GRO:
+                segment = _GRO_SIZE.unpack_from(data)[0]
+        if 0 < segment < n:
+            stats.gro_buffers += 1
+            for offset in range(0, n, segment):
+                append((bytes(view[offset : min(offset + segment, n)]), addr))
+        else:
+            append((bytes(view[:n]), addr))
+    stats.received += len(out) - before
+
+
+def drain_errors(sock: socket.socket, max_errors: int = _ERRQ_MAX) -> list[PmtuEvidence]:
+    """Empty the socket's error queue (``IP_RECVERR``); returns the fragmentation-needed evidence in it.
+
+    An error queue left non-empty keeps the fd reporting EPOLLERR, so a reader must drain it every wakeup.
+    The kernel only queues errors about datagrams of this very socket, so any evidence quotes our flow.
+    """
+    stats = udp_stats(sock)
+    evidence: list[PmtuEvidence] = []
+    for _ in range(max_errors):
+        try:
+            _data, ancdata, _flags, _addr = sock.recvmsg(_ERRQ_DATA_SIZE, _ERRQ_ANC_SIZE, MSG_ERRQUEUE)
+        except BlockingIOError:
+            break
+        except OSError as exc:
+            if exc.errno in _ICMP_ERRNOS:
+                stats.icmp_errors += 1
+                continue
+            raise
+        for level, kind, data in ancdata:
+            found = parse_extended_error(level, kind, data)
+            if found is not None:
+                evidence.append(found)
+            elif level == SOL_IP and kind == IP_RECVERR:
+                stats.icmp_errors += 1
+    return evidence
+
+
+def parse_extended_error(level: int, kind: int, data: bytes) -> PmtuEvidence | None:
+    """PMTU evidence in one ``IP_RECVERR`` control message, or ``None``.
+
+    Local EMSGSIZE entries are skipped: the failing send already reported them synchronously.
+    """
+    if level != SOL_IP or kind != IP_RECVERR or len(data) < _EXTENDED_ERR.size:
+        return None
+    _errno, origin, icmp_type, icmp_code, _pad, info, _data = _EXTENDED_ERR.unpack_from(data)
+    if origin == SO_EE_ORIGIN_ICMP and icmp_type == ICMP_DEST_UNREACH and icmp_code == ICMP_FRAG_NEEDED:
+        return PmtuEvidence(mtu=info, source="icmp")
+    return None
+
+
+# Send --------------------------------------------------------------------------------------------------
+
+
+def send_batch(sock: socket.socket, dest: Address | None, datagrams: Sequence[bytes]) -> int:
+    """Send ``datagrams`` to ``dest`` (``None``: the connected peer), with UDP GSO where it applies.
+
+    Runs of at least two equal-size datagrams (the last of a run may be shorter) go out in one
+    ``sendmsg`` with ``UDP_SEGMENT``; everything else one by one.  Full queues, missing routes and ICMP
+    leftovers drop and count (see :func:`udp_stats`) instead of raising.  Returns how many datagrams the
+    kernel refused as too large (EMSGSIZE).
+    """
+    stats = udp_stats(sock)
+    n = len(datagrams)
+    oversize = 0
+    i = 0
+    while i < n:
+        size = len(datagrams[i])
+        if stats.gso and i + 1 < n and 0 < size <= stats.gso_max_segment:
+            limit = min(n, i + GSO_MAX_SEGMENTS)
+            total = size
+            j = i + 1
+            while j < limit and len(datagrams[j]) == size and total + size <= GSO_MAX_BYTES:
+                total += size
+                j += 1
+            if j < limit and 0 < len(datagrams[j]) < size and total + len(datagrams[j]) <= GSO_MAX_BYTES:
+                j += 1
+            if j - i >= 2:
+                oversize += _send_gso(sock, dest, datagrams[i:j], size, stats)
+                i = j
+                continue
+        oversize += _send_one(sock, dest, datagrams[i], stats)
+        i += 1
+    return oversize
+
+
+def _send_gso(sock: socket.socket, dest: Address | None, run: Sequence[bytes], size: int, stats: UdpStats) -> int:
+    ancdata = [(SOL_UDP, UDP_SEGMENT, _GSO_SIZE.pack(size))]
+    try:
+        if dest is None:
+            sock.sendmsg(run, ancdata)
+        else:
+            sock.sendmsg(run, ancdata, 0, dest)
+    except BlockingIOError:
+        stats.dropped += len(run)
+        return 0
+    except OSError as exc:
+        code = exc.errno
+        if code == errno.ENOBUFS:
+            stats.dropped += len(run)
+            return 0
+        if code in _GSO_UNSUPPORTED:
+            log.info("UDP GSO refused (%s); sending datagrams one by one from now on", exc.strerror)
+            stats.gso = False
+        sent_before = stats.sent
+        oversize = sum(_send_one(sock, dest, datagram, stats) for datagram in run)
+        if code in (errno.EMSGSIZE, errno.EINVAL) and stats.sent > sent_before:
+            # The datagrams themselves went out (fragmented), so the kernel refused the segment size:
+            # GSO segments are never fragmented and must fit the route MTU.  Smaller runs keep GSO.
+            stats.gso_max_segment = size - 1
+            log.info("UDP GSO refused for %d-byte segments; sending those one by one", size)
+        return oversize
+    stats.sent += len(run)
+    stats.gso_sends += 1
+    return 0
+
+
+def _send_one(sock: socket.socket, dest: Address | None, datagram: bytes, stats: UdpStats) -> int:
+    for attempt in (0, 1):
+        try:
+            if dest is None:
+                sock.send(datagram)
+            else:
+                sock.sendto(datagram, dest)
+        except BlockingIOError:
+            stats.dropped += 1
+            return 0
+        except OSError as exc:
+            code = exc.errno
+            if code == errno.EMSGSIZE:
+                stats.oversize += 1
+                return 1
+            if code in _FATAL:
+                raise
+            if code in _ICMP_ERRNOS:
+                if attempt == 0:
+                    # Most likely the one-shot report of an ICMP error about an earlier datagram: the
+                    # report is now consumed, so this datagram deserves another try.
+                    stats.icmp_errors += 1
+                    continue
+                stats.dropped += 1
+                return 0
+            if code in (errno.ENOBUFS, errno.ENETDOWN):
+                stats.dropped += 1
+                return 0
+            stats.send_errors += 1
+            stats.last_error = code or 0
+            return 0
+        stats.sent += 1
+        return 0
+    return 0
+
+
+# The client's channel ----------------------------------------------------------------------------------
+
+
+class LinuxUdpChannel(UdpChannel):
+    """A connected UDP socket toward one gateway, read with ``loop.add_reader``."""
+
+    def __init__(self, gateway: tuple[IPv4Address, int], local: Address | None = None) -> None:
+        self._remote: Address = (str(gateway[0]), gateway[1])
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
+            self.stats = configure_udp_socket(sock, recverr=True)
+            if local is not None:
+                sock.bind(local)
+            sock.connect(self._remote)
+        except OSError as exc:
+            sock.close()
+            raise PlatformError(f"cannot open UDP toward {self._remote[0]}:{self._remote[1]}: {exc.strerror}") from exc
+        self.sock = sock
+        self._local: Address = sock.getsockname()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_datagrams: Callable[[Sequence[tuple[bytes, Address]]], None] | None = None
+        self._on_pmtu: Callable[[PmtuEvidence], None] | None = None
+
+    @property
+    def local_address(self) -> Address:
+        return self._local
+
+    @property
+    def remote_address(self) -> Address:
+        return self._remote
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def path_mtu(self) -> int | None:
+        """The kernel's current IPv4 path MTU toward the gateway (learned PMTU included), if known."""
+        try:
+            return int(self.sock.getsockopt(SOL_IP, IP_MTU))
+        except OSError:
+            return None
+
+    def start_reading(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_datagrams: Callable[[Sequence[tuple[bytes, Address]]], None],
+        on_pmtu: Callable[[PmtuEvidence], None],
+    ) -> None:
+        self.stop_reading()
+        self._loop = loop
+        self._on_datagrams = on_datagrams
+        self._on_pmtu = on_pmtu
+        loop.add_reader(self.sock.fileno(), self._on_readable)
+
+    def _on_readable(self) -> None:
+        on_pmtu = self._on_pmtu
+        for evidence in drain_errors(self.sock):
+            if on_pmtu is not None:
+                on_pmtu(evidence)
+        out: Datagrams = []
+        _recv_into(self.sock, self.stats, out, MAX_BATCH)
+        if out and self._on_datagrams is not None:
+            self._on_datagrams(out)
+
+    def stop_reading(self) -> None:
+        if self._loop is not None and self.sock.fileno() >= 0:
+            self._loop.remove_reader(self.sock.fileno())
+        self._loop = None
+        self._on_datagrams = None
+        self._on_pmtu = None
+
+    def send(self, datagrams: Sequence[bytes]) -> None:
+        if send_batch(self.sock, None, datagrams) and self._on_pmtu is not None:
+            self._on_pmtu(PmtuEvidence(mtu=0, source="emsgsize"))
+
+    def close(self) -> None:
+        self.stop_reading()
+        self.sock.close()

@@ -1,0 +1,573 @@
+"""The client driver: runs the sans-I/O :class:`~m6t.client.session.Session` on one asyncio loop.
+
+It owns the I/O the session asks for, through the platform :class:`~m6t.platform.base.Backend` only:
+
+* the data path: TUN batches → session → ``UdpChannel.send(batch)`` (one call per batch, so the backend
+  can use UDP GSO), UDP batches → session → ``TunDevice.write``;
+* the OS changes (address, routes, MTU): coroutines, run one at a time and in order on a queue, so a
+  removal never overtakes the install it undoes;
+* the gateway name, resolved off-loop (``getaddrinfo``, IPv4 only), retried with backoff, never fatal;
+* the connectivity monitor, plus its cheap ``probe()`` backstop on every tick;
+* the clock: a tick at the session's next deadline (at least every second), and wall-clock jumps
+  (suspend/resume: the monotonic clock stood still) reported to the session as an immediate check.
+
+The helper and the control API drive it through ``start/up/down/apply_config/status/probe_mtu/close``
+and watch it with ``add_listener``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from ipaddress import IPv4Address
+from typing import Any
+
+from m6t.client.config import ClientConfig
+from m6t.client.effects import (
+    CloseSocket,
+    Effect,
+    OpenSocket,
+    OsEffect,
+    RemoveAddress,
+    RemoveRoutes,
+    Send,
+    SetAddress,
+    SetMtu,
+    SetRoutes,
+)
+from m6t.client.events import (
+    AddressChanged,
+    ErrorCode,
+    ErrorEvent,
+    Event,
+    KeepaliveEvent,
+    KeepaliveKind,
+    MtuChanged,
+    MtuProbeDone,
+    MtuProbeResult,
+    StateChanged,
+)
+from m6t.client.session import Session, SessionSettings, same_path, settings_routes
+from m6t.platform.base import (
+    Attachment,
+    Backend,
+    ConnectivityMonitor,
+    PlatformError,
+    PmtuEvidence,
+    TunDevice,
+    UdpChannel,
+)
+
+log = logging.getLogger("m6t.client")
+
+Listener = Callable[[Event], None]
+Resolver = Callable[[str], Awaitable[IPv4Address]]
+
+TICK_S = 1.0
+"""Longest sleep between ticks: the monitor backstop and the clock-jump check run at least this often."""
+_MIN_SLEEP_S = 0.005
+RESOLVE_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0)
+"""Waits between failed resolutions of the gateway name (the last one repeats)."""
+BACKSTOP_CONFIRMATIONS = 2
+"""Consecutive ticks the backstop must disagree with the monitor before it is believed (no flapping)."""
+
+
+def session_settings(config: ClientConfig) -> SessionSettings:
+    """The session's view of a configuration."""
+    tunnel = config.tunnel
+    return SessionSettings(
+        prefix=tunnel.prefix,
+        ports=config.gateway.ports,
+        gateway_host=config.gateway.address,
+        mtu=tunnel.mtu,
+        keepalive_interval=tunnel.keepalive_interval,
+        probe=tunnel.probe,
+        routes=settings_routes(config.routes.default, config.routes.metric, config.routes.prefixes),
+    )
+
+
+async def resolve_ipv4(host: str) -> IPv4Address:
+    """The gateway's IPv4 address (literal, or the first A record), resolved in the default executor."""
+    try:
+        return IPv4Address(host)
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, None, family=socket.AF_INET, type=socket.SOCK_DGRAM)
+    for _family, _type, _proto, _name, sockaddr in infos:
+        return IPv4Address(sockaddr[0])
+    raise OSError(f"{host} has no IPv4 address")
+
+
+class ClientDriver:
+    def __init__(
+        self,
+        config: ClientConfig,
+        backend: Backend,
+        *,
+        resolver: Resolver = resolve_ipv4,
+        tick_s: float = TICK_S,
+    ) -> None:
+        self._config = config
+        self._backend = backend
+        self._resolver = resolver
+        self._tick_s = tick_s
+        self._session = Session(session_settings(config))
+        self._listeners: list[Listener] = [self._log_event]
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tun: TunDevice | None = None
+        self._ifname = config.tunnel.interface
+        self._channel: UdpChannel | None = None
+        self._monitor: ConnectivityMonitor | None = None
+        self._os_queue: asyncio.Queue[OsEffect] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._gateway_task: asyncio.Task[None] | None = None
+        self._mtu_waiters: dict[int, asyncio.Future[MtuProbeResult]] = {}
+        self._problems: list[PlatformError] = []
+        self._started = False
+        self._wanted_up = False
+        self._backstop_candidate: Attachment | None = None
+        self._backstop_count = 0
+        self._last_mono = time.monotonic()
+        self._last_wall = time.time()
+        self._lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def session(self) -> Session:
+        return self._session
+
+    @property
+    def config(self) -> ClientConfig:
+        return self._config
+
+    @property
+    def interface(self) -> str:
+        return self._ifname
+
+    @property
+    def is_up(self) -> bool:
+        return self._wanted_up
+
+    def add_listener(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` with every event from now on; returns the function that unsubscribes it."""
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return remove
+
+    async def start(self) -> None:
+        """Create the tunnel interface (down: no address, no route) and start the timers."""
+        async with self._lock:
+            if self._started:
+                return
+            self._loop = asyncio.get_running_loop()
+            self._last_mono, self._last_wall = time.monotonic(), time.time()
+            self._problems = self._backend.check()
+            for problem in self._problems:
+                log.warning("start-up check: %s%s", problem, f" (hint: {problem.hint})" if problem.hint else "")
+                self._dispatch(ErrorEvent.of(ErrorCode.PLATFORM_ERROR, _describe_error(problem)))
+            await self._open_tun()
+            self._worker = self._loop.create_task(self._os_worker(), name="m6t-os-changes")
+            self._ticker = self._loop.create_task(self._tick_loop(), name="m6t-tick")
+            self._started = True
+
+    async def up(self) -> None:
+        """Connect (idempotent): resolve the gateway, watch connectivity, attach when there is IPv4."""
+        if not self._started:
+            await self.start()
+        async with self._lock:
+            self._up()
+
+    async def down(self) -> None:
+        """Disconnect (idempotent): address, routes and socket removed; the interface stays."""
+        async with self._lock:
+            await self._down()
+
+    async def apply_config(self, new: ClientConfig) -> None:
+        """Apply a configuration without restarting: timers and MTU live, a new prefix or gateway
+        reattaches, a new interface name recreates the interface."""
+        async with self._lock:
+            old = self._config
+            self._config = new
+            if not self._started:
+                self._ifname = new.tunnel.interface
+            elif new.tunnel.interface != old.tunnel.interface:
+                was_up = self._wanted_up
+                await self._down()
+                await self._close_tun()
+                self._session.update_settings(session_settings(new), time.monotonic())
+                self._session.pop_effects()  # nothing is installed: the fresh interface gets the MTU below
+                self._dispatch_events()
+                self._ifname = new.tunnel.interface
+                await self._open_tun()
+                if was_up:
+                    self._up()
+                return
+            self._session.update_settings(session_settings(new), time.monotonic())
+            self._flush()
+            if new.gateway.address != old.gateway.address and self._wanted_up:
+                await self._stop_gateway_task()
+                self._start_gateway_task()
+        await self._os_queue.join()
+
+    def status(self) -> dict[str, Any]:
+        """The session's status (``Status.to_dict``) plus the driver's own: interface, wanted, problems."""
+        mono = time.monotonic()
+        status = self._session.status(mono).to_dict(wall_offset=time.time() - mono)
+        status["interface"] = self._ifname if self._tun is not None else None
+        status["wanted"] = "up" if self._wanted_up else "down"
+        status["backend"] = self._backend.name
+        status["problems"] = [
+            {"code": int(ErrorCode.PLATFORM_ERROR), "message": str(p), "hint": p.hint} for p in self._problems
+        ]
+        return status
+
+    async def probe_mtu(self, *, per_try: float = 1.0, tries: int = 2, timeout: float = 30.0) -> MtuProbeResult:
+        """Echo sizes between 1280 and the configured MTU to the probe address; the largest answered."""
+        loop = asyncio.get_running_loop()
+        probe_id, immediate = self._session.start_mtu_probe(
+            time.monotonic(), per_try=per_try, tries=tries, overall=timeout
+        )
+        if immediate is not None:
+            return immediate
+        future = self._mtu_waiters.get(probe_id)
+        if future is None:
+            future = loop.create_future()
+            self._mtu_waiters[probe_id] = future
+        self._flush()
+        # The session's own overall timeout finishes the search; the margin only guards against a bug.
+        return await asyncio.wait_for(asyncio.shield(future), timeout + 5.0)
+
+    async def close(self) -> None:
+        """Remove everything installed (address, routes, socket, interface) and stop."""
+        async with self._lock:
+            await self._down()
+            for task in (self._ticker, self._worker):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            self._ticker = self._worker = None
+            await self._close_tun()
+            for future in self._mtu_waiters.values():
+                if not future.done():
+                    future.cancel()
+            self._mtu_waiters.clear()
+            self._started = False
+            await self._backend.close()
+
+    # ------------------------------------------------------------------ lifecycle helpers
+
+    async def _open_tun(self) -> None:
+        assert self._loop is not None
+        try:
+            tun = self._backend.open_tun(self._ifname)
+        except PlatformError as exc:
+            self._dispatch(ErrorEvent.of(ErrorCode.TUN_FAILED, _describe_error(exc)))
+            raise
+        self._tun = tun
+        self._ifname = tun.name
+        try:
+            await self._backend.set_mtu(tun.name, self._session.mtu)
+            await self._backend.set_link_up(tun.name)
+        except PlatformError as exc:
+            self._dispatch(ErrorEvent.of(ErrorCode.TUN_FAILED, _describe_error(exc)))
+            tun.close()
+            self._tun = None
+            raise
+        tun.start_reading(self._loop, self._on_tun)
+        log.info("tunnel interface %s created (MTU %d)", tun.name, self._session.mtu)
+
+    async def _close_tun(self) -> None:
+        tun, self._tun = self._tun, None
+        if tun is not None:
+            tun.close()
+            log.info("tunnel interface %s removed", tun.name)
+
+    def _up(self) -> None:
+        if self._wanted_up:
+            return
+        self._wanted_up = True
+        self._session.up(time.monotonic())
+        self._flush()
+        self._start_gateway_task()
+
+    async def _down(self) -> None:
+        if not self._wanted_up:
+            return
+        self._wanted_up = False
+        await self._stop_gateway_task()
+        now = time.monotonic()
+        self._session.down(now)
+        # Forget the snapshot: the next up() starts from what the monitor reports then.
+        self._session.attach(None, now)
+        self._flush()
+        await self._os_queue.join()
+
+    def _start_gateway_task(self) -> None:
+        assert self._loop is not None
+        self._gateway_task = self._loop.create_task(self._watch_gateway(), name="m6t-gateway")
+
+    async def _stop_gateway_task(self) -> None:
+        task, self._gateway_task = self._gateway_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            try:
+                await monitor.stop()
+            except Exception:
+                log.exception("stopping the connectivity monitor failed")
+        self._backstop_candidate = None
+        self._backstop_count = 0
+
+    async def _watch_gateway(self) -> None:
+        """Resolve the gateway, then watch IPv4 connectivity toward it; retried with backoff, never fatal."""
+        host = self._config.gateway.address
+        reported = False
+        for attempt in range(1_000_000):
+            wait = RESOLVE_BACKOFF_S[min(attempt, len(RESOLVE_BACKOFF_S) - 1)]
+            try:
+                address = await self._resolver(host)
+            except (OSError, UnicodeError, ValueError) as exc:
+                if not reported:
+                    log.warning("cannot resolve the gateway %s (%s); retrying", host, exc)
+                    self._dispatch(ErrorEvent.of(ErrorCode.GATEWAY_UNRESOLVABLE, f"{host}: {exc}"))
+                    reported = True
+                await asyncio.sleep(wait)
+                continue
+            if str(address) != host:
+                log.info("gateway %s resolved to %s", host, address)
+            self._session.set_gateway(address, time.monotonic())
+            self._flush()
+            monitor = self._backend.connectivity_monitor(address, self._ifname)
+            self._monitor = monitor
+            try:
+                await monitor.start(self._on_attachment)
+            except Exception as exc:
+                log.exception("cannot watch connectivity toward %s; retrying", address)
+                self._dispatch(ErrorEvent.of(ErrorCode.PLATFORM_ERROR, f"connectivity monitor: {exc}"))
+                self._monitor = None
+                with contextlib.suppress(Exception):
+                    await monitor.stop()
+                await asyncio.sleep(wait)
+                continue
+            return
+
+    # ------------------------------------------------------------------ callbacks from the backend
+
+    def _on_attachment(self, attachment: Attachment | None) -> None:
+        if not self._wanted_up:
+            return
+        self._backstop_candidate = None
+        self._backstop_count = 0
+        self._session.attach(attachment, time.monotonic())
+        self._flush()
+
+    def _on_tun(self, packets: Sequence[bytes]) -> None:
+        session = self._session
+        out = session.tun_packets(packets, time.monotonic())
+        channel = self._channel
+        if out and channel is not None:
+            channel.send(out)
+        if session.has_output:
+            self._flush()
+
+    def _on_datagrams(self, datagrams: Sequence[tuple[bytes, tuple[str, int]]]) -> None:
+        session = self._session
+        packets = session.udp_datagrams(datagrams, time.monotonic())
+        tun = self._tun
+        if tun is not None:
+            write = tun.write
+            for packet in packets:
+                write(packet)
+        if session.has_output:
+            self._flush()
+
+    def _on_pmtu(self, evidence: PmtuEvidence) -> None:
+        self._session.pmtu_evidence(evidence, time.monotonic())
+        self._flush()
+
+    # ------------------------------------------------------------------ effects and events
+
+    def _flush(self) -> None:
+        """Carry out what the session asked for: sockets and sends now, OS changes on the queue."""
+        session = self._session
+        while session.has_output:
+            for effect in session.pop_effects():
+                self._apply(effect)
+            self._dispatch_events()
+
+    def _apply(self, effect: Effect) -> None:
+        if isinstance(effect, Send):
+            if self._channel is not None:
+                self._channel.send((effect.datagram,))
+        elif isinstance(effect, OpenSocket):
+            self._open_socket(effect)
+        elif isinstance(effect, CloseSocket):
+            self._close_socket()
+        else:
+            self._os_queue.put_nowait(effect)
+
+    def _open_socket(self, effect: OpenSocket) -> None:
+        assert self._loop is not None
+        self._close_socket()
+        try:
+            channel = self._backend.open_udp((effect.gateway, effect.port))
+        except (PlatformError, OSError) as exc:
+            self._session.effect_failed(effect, str(exc), time.monotonic())
+            return
+        self._channel = channel
+        channel.start_reading(self._loop, self._on_datagrams, self._on_pmtu)
+        self._session.socket_opened(channel.local_address, time.monotonic())
+
+    def _close_socket(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            channel.close()
+
+    async def _os_worker(self) -> None:
+        while True:
+            effect = await self._os_queue.get()
+            try:
+                await self._apply_os(effect)
+            except (PlatformError, OSError) as exc:
+                log.warning("%s failed: %s", type(effect).__name__, exc)
+                self._session.effect_failed(effect, str(exc), time.monotonic())
+                self._flush()
+            except Exception as exc:
+                log.exception("%s failed", type(effect).__name__)
+                self._session.effect_failed(effect, repr(exc), time.monotonic())
+                self._flush()
+            finally:
+                self._os_queue.task_done()
+
+    async def _apply_os(self, effect: OsEffect) -> None:
+        backend, ifname = self._backend, self._ifname
+        if self._tun is None:
+            return  # the interface is gone, and everything on it with it
+        if isinstance(effect, SetAddress):
+            await backend.replace_address(ifname, effect.address, effect.prefixlen)
+        elif isinstance(effect, RemoveAddress):
+            await backend.remove_address(ifname, effect.address, effect.prefixlen)
+        elif isinstance(effect, SetRoutes):
+            for route in effect.routes:
+                await backend.replace_route(ifname, route)
+        elif isinstance(effect, RemoveRoutes):
+            for route in effect.routes:
+                await backend.remove_route(ifname, route)
+        elif isinstance(effect, SetMtu):
+            await backend.set_mtu(ifname, effect.mtu)
+
+    def _dispatch_events(self) -> None:
+        for event in self._session.pop_events():
+            self._dispatch(event)
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, MtuProbeDone):
+            future = self._mtu_waiters.pop(event.probe_id, None)
+            if future is not None and not future.done():
+                future.set_result(event.result)
+        for listener in tuple(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("event listener %r failed", listener)
+
+    # ------------------------------------------------------------------ time
+
+    async def _tick_loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            delay = self._tick_s
+            deadline = self._session.next_deadline()
+            if deadline is not None:
+                delay = min(delay, deadline - now)
+            await asyncio.sleep(max(delay, _MIN_SLEEP_S))
+            try:
+                self._tick()
+            except Exception:
+                log.exception("tick failed")
+
+    def _tick(self) -> None:
+        mono, wall = time.monotonic(), time.time()
+        elapsed = mono - self._last_mono
+        drift = (wall - self._last_wall) - elapsed
+        self._last_mono, self._last_wall = mono, wall
+        interval = self._session.settings.keepalive_interval
+        if abs(drift) > interval or elapsed > interval + self._tick_s:
+            # Asleep (the monotonic clock stood still while the wall clock ran) or frozen: NAT mappings
+            # and gateway states may have expired behind our back.
+            log.info("clock jump of %.0f s (suspend/resume?): checking the binding now", max(drift, elapsed))
+            self._session.clock_jump(mono)
+        self._backstop()
+        self._session.tick(mono)
+        self._flush()
+
+    def _backstop(self) -> None:
+        """The monitor might miss a change (lost event): the OS's current source toward the gateway."""
+        monitor = self._monitor
+        if monitor is None or not self._wanted_up:
+            return
+        try:
+            seen = monitor.probe()
+        except Exception:
+            log.exception("connectivity probe failed")
+            return
+        if same_path(seen, self._session.attachment):
+            self._backstop_candidate = None
+            self._backstop_count = 0
+            return
+        if self._backstop_count and same_path(seen, self._backstop_candidate):
+            self._backstop_count += 1
+        else:
+            self._backstop_candidate = seen
+            self._backstop_count = 1
+        if self._backstop_count >= BACKSTOP_CONFIRMATIONS:
+            log.info("connectivity backstop: the path toward the gateway changed without an event")
+            self._backstop_candidate = None
+            self._backstop_count = 0
+            self._session.attach(seen, time.monotonic())
+
+    # ------------------------------------------------------------------ logging
+
+    def _log_event(self, event: Event) -> None:
+        """State changes, regenerations, MTU changes and errors: never anything per packet."""
+        if isinstance(event, StateChanged):
+            if event.previous is event.state:
+                log.info("state %s: %s", event.state.value, event.detail)
+            else:
+                log.info("state %s → %s: %s", event.previous.value, event.state.value, event.detail)
+        elif isinstance(event, AddressChanged):
+            gateway = "" if event.gateway is None else f" via {event.gateway[0]}:{event.gateway[1]}"
+            log.info("address %s → %s (%s)%s", event.old, event.new, event.reason, gateway)
+        elif isinstance(event, MtuChanged):
+            log.info(
+                "tunnel MTU %d → %d (%s%s)",
+                event.previous,
+                event.effective,
+                event.evidence,
+                "" if event.path_mtu is None else f", path MTU {event.path_mtu}",
+            )
+        elif isinstance(event, ErrorEvent):
+            log.warning("[%d] %s %s", int(event.code), event.message, f"({event.detail})" if event.detail else "")
+        elif isinstance(event, KeepaliveEvent) and event.what is KeepaliveKind.MISSED:
+            log.info("keepalive unanswered (%d in a row)", event.missed)
+        elif isinstance(event, MtuProbeDone):
+            log.info("MTU probe: largest answered %s (%s)", event.result.largest, event.result.reason or "ok")
+
+
+def _describe_error(error: PlatformError) -> str:
+    return f"{error} (hint: {error.hint})" if error.hint else str(error)

@@ -1,0 +1,894 @@
+"""The m6t client session, sans-I/O (draft 2.2, 2.3, 2.6, 3).
+
+Fed with connectivity snapshots, the resolved gateway address, TUN packets, UDP datagrams, PMTU
+evidence and clock ticks; it answers with :mod:`effects <m6t.client.effects>` for the OS and
+:mod:`events <m6t.client.events>` for the user.  It opens no socket, reads no clock and logs nothing:
+every input carries ``now`` (the driver's monotonic clock), so the whole protocol runs in unit tests.
+
+The rules it keeps:
+
+* every new IPv4 attachment, and every loss of the gateway's binding, gets a fresh 48-bit suffix and a
+  fresh socket (draft 3, 6.1.1): the gateway never updates a state, so an address is never reused
+  across NAT mappings;
+* a new address is *unconfirmed* until something comes back for it: the gateway activates a state
+  only when the Home Agent answers the first packet (draft 2.4, 4), so keepalives cannot be answered
+  before that and their silence proves nothing;
+* once confirmed, one keepalive per idle interval (silence in either direction, draft 2.3); unanswered
+  ones are retried at short intervals and ``max_missed`` of them mean the binding is lost;
+* failures move to the next configured gateway port and back off exponentially (the gateway
+  rate-limits new states per IPv4 address, draft 6.1.3);
+* the tunnel MTU is only lowered, never below 1280, and only on evidence about our own flow (2.6).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
+
+from m6t.client.effects import (
+    CloseSocket,
+    Effect,
+    OpenSocket,
+    OsEffect,
+    RemoveAddress,
+    RemoveRoutes,
+    Send,
+    SetAddress,
+    SetMtu,
+    SetRoutes,
+)
+from m6t.client.events import (
+    AddressChanged,
+    AttachmentChanged,
+    CountersEvent,
+    ErrorCode,
+    ErrorEvent,
+    Event,
+    KeepaliveEvent,
+    KeepaliveKind,
+    MtuChanged,
+    MtuProbeDone,
+    MtuProbeResult,
+    RegenerationReason,
+    State,
+    StateChanged,
+)
+from m6t.client.mtu_probe import ECHO_OVERHEAD, MtuSearch
+from m6t.client.status import Counters, Drop, KeepaliveStatus, MtuEvidence, Regeneration, Status
+from m6t.platform.base import Attachment, PmtuEvidence, Route
+from m6t.protocol import (
+    DEFAULT_MTU,
+    IPV6_HEADER_LEN,
+    IPV6_MIN_MTU,
+    KEEPALIVE_INTERVAL_S,
+    KEEPALIVE_PEER,
+    NEXT_HEADER_NONE,
+    UDP_IPV4_OVERHEAD,
+    FragNeeded,
+    PacketError,
+    SuffixAllocator,
+    build_echo_request,
+    build_keepalive,
+    check_prefix80,
+    ipv6_problem,
+    parse_echo_reply,
+    tunnel_address,
+)
+from m6t.protocol.addressing import RandomBytes
+
+_NEXT_HEADER_ICMPV6 = 58
+_MAX_UDP_PAYLOAD = 65507
+_REGENERATIONS_KEPT = 64
+_ECHOES_KEPT = 256
+_PROBE_DATA = b"m6t reachability"
+
+_ECHO_REACH = 0
+"""Marks a pending echo as the reachability probe; MTU-probe echoes are marked with their size."""
+
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    """What the session needs from the configuration (the driver maps ``ClientConfig`` to this)."""
+
+    prefix: IPv6Network
+    """The MN's /80 (draft 2.2)."""
+    ports: tuple[int, ...]
+    """Gateway UDP ports, in order of preference (draft 2.1)."""
+    gateway_host: str = ""
+    """As configured (literal or name), for the status only: the driver resolves it."""
+    mtu: int = DEFAULT_MTU
+    keepalive_interval: float = KEEPALIVE_INTERVAL_S
+    probe: IPv6Address | None = None
+    """Echoed once per new address to confirm the path (normally the Home Agent)."""
+    routes: tuple[Route, ...] = ()
+    max_missed: int = 3
+    retry_interval: float = 2.0
+    """Wait for a keepalive reply before retrying (capped at the keepalive interval)."""
+    probe_timeout: float = 2.0
+    probe_tries: int = 3
+    confirm_timeout: float = 10.0
+    """Without a probe address: traffic sent on a new address with nothing back for this long is a failure."""
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    counters_interval: float = 5.0
+
+    def __post_init__(self) -> None:
+        check_prefix80(self.prefix)
+        if not self.ports or any(not 0 < p < 65536 for p in self.ports):
+            raise ValueError(f"gateway ports {self.ports!r}: at least one, each in 1..65535")
+        if not IPV6_MIN_MTU <= self.mtu <= _MAX_UDP_PAYLOAD:
+            raise ValueError(f"MTU {self.mtu}: must be between {IPV6_MIN_MTU} and {_MAX_UDP_PAYLOAD}")
+        if self.keepalive_interval <= 0 or self.retry_interval <= 0 or self.probe_timeout <= 0:
+            raise ValueError("keepalive interval, retry interval and probe timeout must be positive")
+        if self.max_missed < 1 or self.probe_tries < 1:
+            raise ValueError("max_missed and probe_tries must be at least 1")
+
+    @property
+    def keepalive_retry(self) -> float:
+        return min(self.retry_interval, self.keepalive_interval)
+
+
+def same_path(a: Attachment | None, b: Attachment | None) -> bool:
+    """Only the egress address and interface define an attachment; a new router alone is not a move."""
+    if a is None or b is None:
+        return a is b
+    return a.local_ipv4 == b.local_ipv4 and a.interface == b.interface
+
+
+class Session:
+    def __init__(
+        self,
+        settings: SessionSettings,
+        *,
+        random_bytes: RandomBytes = secrets.token_bytes,
+        allocator: SuffixAllocator | None = None,
+    ) -> None:
+        self._settings = settings
+        # A shared allocator keeps suffixes distinct across tunnel interfaces on one /80 (draft 2.5).
+        self._allocator = allocator if allocator is not None else SuffixAllocator(random_bytes)
+        self._echo_ident = int.from_bytes(random_bytes(2), "big")
+        self._effects: list[Effect] = []
+        self._events: list[Event] = []
+        self._counters = Counters()
+
+        self._enabled = False
+        self._attachment: Attachment | None = None
+        self._gateway: IPv4Address | None = None
+        self._port_index = 0
+
+        # The binding in use: address, its suffix and the socket's peer (None: no socket).
+        self._address: IPv6Address | None = None
+        self._addr_bytes = b""
+        self._suffix: tuple[IPv6Network, int] | None = None
+        self._peer: Address | None = None
+        self._local: Address | None = None
+        self._routes: tuple[Route, ...] = ()
+
+        self._confirmed = False
+        self._last_tx = 0.0
+        self._last_rx = 0.0
+        self._first_unanswered_tx: float | None = None
+
+        self._ka_sent_at: float | None = None
+        self._ka_outstanding = False
+        self._last_ka_sent: float | None = None
+        self._last_ka_reply: float | None = None
+        self._rtt: float | None = None
+        self._missed = 0
+
+        self._probe_sent = 0
+        self._probe_deadline: float | None = None
+        self._echo_seq = 0
+        self._echo_pending: dict[int, int] = {}
+        self._mtu_search: MtuSearch | None = None
+        self._mtu_probe_id = 0
+
+        self._failures = 0
+        self._retry_at: float | None = None
+        self._retry_reason = RegenerationReason.RETRY_AFTER_ERROR
+
+        self._mtu = settings.mtu
+        self._evidence: MtuEvidence | None = None
+
+        self._state = State.DISCONNECTED
+        self._detail = "not started"
+        self._since: float | None = None
+        self._regenerations: deque[Regeneration] = deque(maxlen=_REGENERATIONS_KEPT)
+        self._last_counters_at = 0.0
+        self._last_counters: tuple[int, ...] = ()
+
+    # ------------------------------------------------------------------ outputs
+
+    def pop_effects(self) -> list[Effect]:
+        effects, self._effects = self._effects, []
+        return effects
+
+    def pop_events(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
+    @property
+    def has_output(self) -> bool:
+        return bool(self._effects or self._events)
+
+    @property
+    def settings(self) -> SessionSettings:
+        return self._settings
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def address(self) -> IPv6Address | None:
+        return self._address
+
+    @property
+    def attachment(self) -> Attachment | None:
+        return self._attachment
+
+    @property
+    def gateway(self) -> tuple[IPv4Address, int] | None:
+        if self._gateway is None:
+            return None
+        return self._gateway, self._settings.ports[self._port_index]
+
+    @property
+    def confirmed(self) -> bool:
+        return self._confirmed
+
+    @property
+    def mtu(self) -> int:
+        return self._mtu
+
+    @property
+    def counters(self) -> Counters:
+        return self._counters
+
+    def next_deadline(self) -> float | None:
+        """The earliest time ``tick`` has something to do (the driver may tick earlier)."""
+        s = self._settings
+        candidates: list[float] = [self._last_counters_at + s.counters_interval]
+        if self._retry_at is not None:
+            candidates.append(self._retry_at)
+        elif self._peer is not None:
+            if self._probe_deadline is not None:
+                candidates.append(self._probe_deadline)
+            if self._ka_outstanding and self._ka_sent_at is not None:
+                candidates.append(self._ka_sent_at + s.keepalive_retry)
+            else:
+                candidates.append(self._keepalive_due())
+            if self._first_unanswered_tx is not None and s.probe is None and not self._confirmed:
+                candidates.append(self._first_unanswered_tx + s.confirm_timeout)
+        if self._mtu_search is not None:
+            deadline = self._mtu_search.deadline()
+            if deadline is not None:
+                candidates.append(deadline)
+        return min(candidates)
+
+    def status(self, now: float | None = None) -> Status:
+        s = self._settings
+        return Status(
+            now=now,
+            state=self._state,
+            detail=self._detail,
+            since=self._since,
+            attachment=self._attachment,
+            gateway_host=s.gateway_host,
+            gateway_address=self._gateway,
+            gateway_port=s.ports[self._port_index],
+            ports=s.ports,
+            address=self._address,
+            confirmed=self._confirmed,
+            mtu_configured=s.mtu,
+            mtu_effective=self._mtu,
+            mtu_evidence=self._evidence,
+            keepalive=KeepaliveStatus(
+                interval=s.keepalive_interval,
+                last_sent=self._last_ka_sent,
+                last_reply=self._last_ka_reply,
+                rtt=self._rtt,
+                missed=self._missed,
+                counting=self._confirmed,
+            ),
+            probe=s.probe,
+            counters=self._counters.to_dict(),
+            regenerations=tuple(self._regenerations),
+            failures=self._failures,
+            retry_at=self._retry_at,
+        )
+
+    # ------------------------------------------------------------------ control inputs
+
+    def up(self, now: float) -> None:
+        """Asked to connect: connects as soon as there is an attachment and a gateway address."""
+        if self._enabled:
+            return
+        self._enabled = True
+        self._failures = 0
+        self._port_index = 0
+        self._maybe_connect(now, RegenerationReason.ATTACHED)
+
+    def down(self, now: float) -> None:
+        """Asked to disconnect: everything installed is removed."""
+        if not self._enabled:
+            return
+        self._enabled = False
+        self._teardown(now, "disconnected")
+        self._set_state(State.DISCONNECTED, "disconnected", now)
+
+    def set_gateway(self, gateway: IPv4Address | None, now: float) -> None:
+        """The gateway's IPv4 address, once resolved (``None``: not known, e.g. the name does not resolve)."""
+        if gateway == self._gateway:
+            return
+        had_binding = self._address is not None
+        self._gateway = gateway
+        if gateway is None:
+            self._teardown(now, "gateway unknown")
+            self._maybe_connect(now, RegenerationReason.GATEWAY_CHANGED)
+            return
+        self._failures = 0
+        self._retry_at = None
+        self._maybe_connect(now, RegenerationReason.GATEWAY_CHANGED if had_binding else RegenerationReason.ATTACHED)
+
+    def attach(self, attachment: Attachment | None, now: float) -> None:
+        """A connectivity snapshot (``None``: no IPv4 path toward the gateway)."""
+        previous = self._attachment
+        self._attachment = attachment
+        if attachment == previous:
+            return
+        self._events.append(AttachmentChanged(attachment))
+        if same_path(previous, attachment):
+            return
+        self._failures = 0
+        self._retry_at = None
+        self._port_index = 0
+        if attachment is None:
+            self._teardown(now, "no IPv4")
+            self._maybe_connect(now, RegenerationReason.ATTACHED)
+            return
+        # A new network is a new path: forget what the old one taught about its MTU.
+        self._set_mtu(self._settings.mtu, "attachment", None, now)
+        reason = RegenerationReason.ATTACHED if previous is None else RegenerationReason.ATTACHMENT_CHANGED
+        self._maybe_connect(now, reason)
+
+    def detach(self, now: float) -> None:
+        self.attach(None, now)
+
+    def socket_opened(self, local: Address, now: float) -> None:
+        """The driver opened the socket an ``OpenSocket`` asked for; ``local`` is its address."""
+        self._local = local
+
+    def effect_failed(self, effect: Effect, message: str, now: float) -> None:
+        """The OS refused an effect; socket and address failures are retried with backoff."""
+        if isinstance(effect, OpenSocket):
+            self._peer = None
+            self._local = None
+            self._events.append(ErrorEvent.of(ErrorCode.SOCKET_FAILED, f"{effect.gateway}:{effect.port}: {message}"))
+            self._schedule_retry(now, message)
+        elif isinstance(effect, SetAddress):
+            self._events.append(ErrorEvent.of(ErrorCode.ADDRESS_FAILED, f"address {effect.address}: {message}"))
+            if effect.address == self._address:
+                self._schedule_retry(now, message)
+        elif isinstance(effect, RemoveAddress | SetRoutes | RemoveRoutes | SetMtu):
+            self._events.append(ErrorEvent.of(ErrorCode.PLATFORM_ERROR, f"{_describe(effect)}: {message}"))
+
+    def update_settings(self, settings: SessionSettings, now: float) -> None:
+        """Apply a new configuration live; a new prefix or losing the current port means a new address."""
+        old = self._settings
+        if settings == old:
+            return
+        current_port = old.ports[self._port_index]
+        self._settings = settings
+        port_kept = current_port in settings.ports
+        self._port_index = settings.ports.index(current_port) if port_kept else 0
+        # Routes are installed exactly while an address is: change them now only in that case.
+        if self._address is not None and settings.routes != self._routes:
+            stale = tuple(r for r in self._routes if r not in settings.routes)
+            if stale:
+                self._effects.append(RemoveRoutes(stale))
+            if settings.routes:
+                self._effects.append(SetRoutes(settings.routes))
+            self._routes = settings.routes
+        if settings.mtu != old.mtu:
+            self._set_mtu(settings.mtu, "configured", None, now)
+        if self._address is None:
+            return
+        if settings.prefix != old.prefix or not port_kept:
+            self._failures = 0
+            self._retry_at = None
+            self._connect(now, RegenerationReason.CONFIG_CHANGED)
+        elif settings.probe != old.probe and settings.probe is not None and not self._confirmed:
+            self._start_probe(now)
+
+    def clock_jump(self, now: float) -> None:
+        """The wall clock jumped past the keepalive interval (sleep, suspended process): check now.
+
+        The monotonic clock stood still meanwhile, so every timer would otherwise believe the NAT
+        mapping and the gateway state are as fresh as before the sleep.
+        """
+        if self._address is None or (self._peer is None and self._retry_at is None):
+            return
+        if self._retry_at is not None:
+            self._retry_at = now
+            self.tick(now)
+        elif not self._confirmed:
+            if self._settings.probe is not None:
+                self._start_probe(now)
+        elif not self._ka_outstanding:
+            self._send_keepalive(now)
+
+    # ------------------------------------------------------------------ PMTU evidence
+
+    def pmtu_evidence(self, evidence: PmtuEvidence, now: float) -> None:
+        """Evidence the platform's socket already tied to our own flow (its error queue, EMSGSIZE)."""
+        if self._peer is None:
+            return
+        self._lower_mtu(evidence.mtu, evidence.source, now)
+
+    def frag_needed(self, message: FragNeeded, now: float) -> bool:
+        """A raw ICMP fragmentation-needed: believed only when the quoted UDP/IPv4 header is our socket's."""
+        local, gateway = self._local, self.gateway
+        if local is None or gateway is None or self._peer is None:
+            return False
+        try:
+            local_ip = IPv4Address(local[0])
+        except ValueError:
+            return False
+        if not message.matches(local_ip, local[1], gateway[0], gateway[1]):
+            return False
+        self._lower_mtu(message.next_hop_mtu, "icmp", now)
+        return True
+
+    def _lower_mtu(self, path_mtu: int, source: str, now: float) -> None:
+        self._evidence = MtuEvidence(source, path_mtu, now)
+        # Without a number (a bare EMSGSIZE) only the IPv6 minimum is known to be safe.
+        wanted = path_mtu - UDP_IPV4_OVERHEAD if path_mtu > 0 else IPV6_MIN_MTU
+        new = max(IPV6_MIN_MTU, wanted)
+        if new < self._mtu:
+            self._set_mtu(new, source, path_mtu, now)
+
+    def _set_mtu(self, mtu: int, evidence: str, path_mtu: int | None, now: float) -> None:
+        if mtu == self._mtu:
+            return
+        previous, self._mtu = self._mtu, mtu
+        self._effects.append(SetMtu(mtu))
+        self._events.append(MtuChanged(self._settings.mtu, mtu, previous, evidence, path_mtu))
+
+    # ------------------------------------------------------------------ the data path
+
+    def tun_packets(self, packets: Iterable[bytes], now: float) -> list[bytes]:
+        """Packets the OS routed into the tunnel → the datagrams to send to the gateway."""
+        c = self._counters
+        if self._peer is None:
+            for _ in packets:
+                c.drop_out(Drop.NO_PATH)
+            return []
+        addr = self._addr_bytes
+        out: list[bytes] = []
+        size = 0
+        for packet in packets:
+            problem = ipv6_problem(packet)
+            if problem is not None:
+                c.drop_out(problem.value)
+            elif packet[8:24] != addr:
+                c.drop_out(Drop.NOT_OUR_SOURCE)
+            elif packet[24] == 0xFF:
+                c.drop_out(Drop.MULTICAST)
+            else:
+                out.append(packet)
+                size += len(packet)
+        if out:
+            c.tx_packets += len(out)
+            c.tx_bytes += size
+            self._last_tx = now
+            if not self._confirmed and self._first_unanswered_tx is None:
+                self._first_unanswered_tx = now
+        return out
+
+    def udp_datagrams(self, datagrams: Iterable[tuple[bytes, Address]], now: float) -> list[bytes]:
+        """Datagrams from the socket → the IPv6 packets to write to the TUN."""
+        c = self._counters
+        peer = self._peer
+        addr = self._addr_bytes
+        watch_echo = self._probe_bytes() if self._echo_pending else None
+        out: list[bytes] = []
+        size = 0
+        accepted = False
+        keepalive_replies = 0
+        for data, source in datagrams:
+            if source != peer:
+                c.drop_in(Drop.FOREIGN_SOURCE)
+                continue
+            problem = ipv6_problem(data)
+            if problem is not None:
+                c.drop_in(problem.value)
+                continue
+            if data[24:40] != addr:
+                c.drop_in(Drop.NOT_OUR_ADDRESS)
+                continue
+            if data[8] == 0xFE and data[9] & 0xC0 == 0x80:
+                # A link-local source is legitimate only as the gateway's keepalive reply (draft 2.3):
+                # from fe80::1, header only, no next header.
+                if len(data) == IPV6_HEADER_LEN and data[6] == NEXT_HEADER_NONE and data[8:24] == KEEPALIVE_PEER:
+                    keepalive_replies += 1
+                    accepted = True
+                else:
+                    c.drop_in(Drop.LINK_LOCAL_SOURCE)
+                continue
+            accepted = True
+            if (
+                watch_echo is not None
+                and data[6] == _NEXT_HEADER_ICMPV6
+                and data[8:24] == watch_echo
+                and self._echo_reply(data, now)
+            ):
+                continue
+            out.append(data)
+            size += len(data)
+        if out:
+            c.rx_packets += len(out)
+            c.rx_bytes += size
+        if accepted:
+            self._inbound(now, keepalive_replies)
+        return out
+
+    def _probe_bytes(self) -> bytes | None:
+        probe = self._settings.probe
+        return None if probe is None else probe.packed
+
+    def _inbound(self, now: float, keepalive_replies: int) -> None:
+        """Something came back for the current address: the gateway holds an active state for it."""
+        self._last_rx = now
+        if keepalive_replies:
+            self._counters.keepalive_replies += keepalive_replies
+            rtt = None if self._ka_sent_at is None else now - self._ka_sent_at
+            if rtt is not None:
+                self._rtt = rtt
+            self._ka_sent_at = None
+            self._last_ka_reply = now
+            self._events.append(KeepaliveEvent(KeepaliveKind.REPLY, rtt, self._missed))
+        if self._confirmed and not self._ka_outstanding and self._retry_at is None and self._missed == 0:
+            return
+        if self._retry_at is not None and self._retry_reason is RegenerationReason.RETRY_AFTER_ERROR:
+            return  # the gateway answers, but the OS refused our setup: only the retry can fix that
+        self._confirmed = True
+        self._ka_outstanding = False
+        self._missed = 0
+        self._retry_at = None
+        self._failures = 0
+        self._first_unanswered_tx = None
+        self._probe_deadline = None
+        self._set_state(State.CONNECTED, "confirmed", now)
+
+    def _echo_reply(self, data: bytes, now: float) -> bool:
+        """Our own probe's echo reply (consumed), or someone else's (delivered)."""
+        try:
+            reply = parse_echo_reply(data)
+        except PacketError:
+            return False
+        if reply.ident != self._echo_ident:
+            return False
+        mark = self._echo_pending.pop(reply.seq, None)
+        if mark is None:
+            return False
+        self._counters.probe_replies += 1
+        search = self._mtu_search
+        if mark != _ECHO_REACH and search is not None and len(data) == mark:
+            search.answered(mark)
+            self._poll_mtu_search(now)
+        return True
+
+    # ------------------------------------------------------------------ time
+
+    def tick(self, now: float) -> None:
+        """Run whatever timer is due: retries, the probe, keepalives, periodic counters."""
+        s = self._settings
+        if self._retry_at is not None:
+            if now >= self._retry_at:
+                if self._can_connect():
+                    self._connect(now, self._retry_reason)
+                else:
+                    self._retry_at = None
+        elif self._peer is not None and self._address is not None:
+            self._tick_binding(now, s)
+        if self._mtu_search is not None:
+            self._poll_mtu_search(now)
+        if now >= self._last_counters_at + s.counters_interval:
+            self._last_counters_at = now
+            fingerprint = self._counters.fingerprint()
+            if fingerprint != self._last_counters:
+                self._last_counters = fingerprint
+                self._events.append(CountersEvent(self._counters.to_dict()))
+
+    def _tick_binding(self, now: float, s: SessionSettings) -> None:
+        if self._probe_deadline is not None and now >= self._probe_deadline:
+            if self._probe_sent < s.probe_tries:
+                self._send_probe(now)
+            else:
+                self._probe_deadline = None
+                port = s.ports[self._port_index]
+                self._fail(
+                    now,
+                    RegenerationReason.PROBE_UNANSWERED,
+                    ErrorCode.PROBE_UNANSWERED,
+                    f"{s.probe} did not answer {s.probe_tries} echoes via port {port}",
+                )
+                return
+        if (
+            not self._confirmed
+            and s.probe is None
+            and self._first_unanswered_tx is not None
+            and now >= self._first_unanswered_tx + s.confirm_timeout
+        ):
+            port = s.ports[self._port_index]
+            self._fail(
+                now,
+                RegenerationReason.NO_REPLY,
+                ErrorCode.NO_REPLY,
+                f"nothing came back in {s.confirm_timeout:g} s via port {port}",
+            )
+            return
+        if self._ka_outstanding:
+            if self._ka_sent_at is not None and now >= self._ka_sent_at + s.keepalive_retry:
+                self._missed += 1
+                self._events.append(KeepaliveEvent(KeepaliveKind.MISSED, None, self._missed))
+                if self._missed >= s.max_missed:
+                    self._fail(
+                        now,
+                        RegenerationReason.KEEPALIVE_UNANSWERED,
+                        ErrorCode.BINDING_LOST,
+                        f"{self._missed} keepalives unanswered",
+                    )
+                    return
+                plural = "s" if self._missed > 1 else ""
+                self._set_state(State.DEGRADED, f"{self._missed} keepalive{plural} unanswered", now)
+                self._send_keepalive(now)
+        elif now >= self._keepalive_due():
+            self._send_keepalive(now)
+
+    def _keepalive_due(self) -> float:
+        # Silence in either direction counts (draft 2.3); a keepalive already sent this interval counts
+        # as the exchange, so an unanswerable one is not repeated on every tick.
+        quiet_since = min(self._last_tx, self._last_rx)
+        if self._last_ka_sent is not None and self._last_ka_sent > quiet_since:
+            quiet_since = self._last_ka_sent
+        return quiet_since + self._settings.keepalive_interval
+
+    def _send_keepalive(self, now: float) -> None:
+        self._effects.append(Send(build_keepalive(self._addr_bytes)))
+        self._counters.keepalives_sent += 1
+        self._last_ka_sent = now
+        self._last_tx = now
+        self._ka_sent_at = now
+        # Before confirmation the gateway has no active state to answer from: nothing to count.
+        self._ka_outstanding = self._confirmed
+        self._events.append(KeepaliveEvent(KeepaliveKind.SENT, None, self._missed))
+
+    def _start_probe(self, now: float) -> None:
+        self._probe_sent = 0
+        self._send_probe(now)
+
+    def _send_probe(self, now: float) -> None:
+        probe = self._settings.probe
+        if probe is None:
+            return
+        seq = self._next_echo(_ECHO_REACH)
+        packet = build_echo_request(self._addr_bytes, probe.packed, self._echo_ident, seq, data=_PROBE_DATA)
+        self._effects.append(Send(packet))
+        self._counters.probes_sent += 1
+        self._probe_sent += 1
+        self._probe_deadline = now + self._settings.probe_timeout
+        self._last_tx = now
+
+    def _next_echo(self, mark: int) -> int:
+        self._echo_seq = (self._echo_seq + 1) & 0xFFFF
+        if len(self._echo_pending) >= _ECHOES_KEPT:
+            del self._echo_pending[next(iter(self._echo_pending))]
+        self._echo_pending[self._echo_seq] = mark
+        return self._echo_seq
+
+    # ------------------------------------------------------------------ the MTU probe
+
+    def start_mtu_probe(
+        self, now: float, *, per_try: float = 1.0, tries: int = 2, overall: float = 30.0
+    ) -> tuple[int, MtuProbeResult | None]:
+        """Start (or join) an on-demand MTU probe; returns its id, and the result if it cannot run.
+
+        The result otherwise arrives as an :class:`MtuProbeDone` event with the same id.
+        """
+        if self._mtu_search is not None:
+            return self._mtu_probe_id, None
+        self._mtu_probe_id += 1
+        s = self._settings
+        reason = ""
+        if s.probe is None:
+            reason = "no probe address is configured ([tunnel] probe)"
+        elif self._address is None or self._peer is None:
+            reason = "not connected"
+        if reason:
+            return self._mtu_probe_id, MtuProbeResult(False, None, s.mtu, self._mtu, (), reason, 0.0)
+        self._mtu_search = MtuSearch(s.mtu, now, per_try=per_try, tries=tries, overall=overall)
+        self._poll_mtu_search(now)
+        return self._mtu_probe_id, None
+
+    def _poll_mtu_search(self, now: float) -> None:
+        search = self._mtu_search
+        probe = self._settings.probe
+        if search is None:
+            return
+        if probe is None or self._peer is None:
+            search.cancel("the tunnel went down")
+        size = search.poll(now)
+        if size is not None and probe is not None:
+            seq = self._next_echo(size)
+            data = bytes(size - ECHO_OVERHEAD)
+            packet = build_echo_request(self._addr_bytes, probe.packed, self._echo_ident, seq, data=data)
+            self._effects.append(Send(packet))
+            self._counters.probes_sent += 1
+        if search.finished:
+            self._mtu_search = None
+            result = MtuProbeResult(
+                ok=search.good is not None,
+                largest=search.good,
+                configured=self._settings.mtu,
+                effective=self._mtu,
+                tried=tuple(search.tried),
+                reason=search.reason,
+                duration=now - search.started,
+            )
+            self._events.append(MtuProbeDone(self._mtu_probe_id, result))
+
+    # ------------------------------------------------------------------ binding lifecycle
+
+    def _can_connect(self) -> bool:
+        return self._enabled and self._attachment is not None and self._gateway is not None
+
+    def _maybe_connect(self, now: float, reason: RegenerationReason) -> None:
+        if not self._enabled:
+            return  # down() already said so; the snapshot is only remembered
+        if self._can_connect():
+            self._connect(now, reason)
+        elif self._gateway is None:
+            self._set_state(State.WAITING_FOR_NETWORK, "resolving the gateway address", now)
+        else:
+            self._set_state(State.WAITING_FOR_NETWORK, "no IPv4 route to the gateway", now)
+
+    def _connect(self, now: float, reason: RegenerationReason) -> None:
+        """A new suffix, a new socket: a new state at the gateway (draft 3)."""
+        gateway = self._gateway
+        assert gateway is not None
+        s = self._settings
+        self._retry_at = None
+        old = self._address
+        prefix = s.prefix
+        suffix = self._allocator.allocate(prefix)
+        new = tunnel_address(prefix, suffix)
+        if old is not None:
+            self._effects.append(RemoveAddress(old))
+        self._release_suffix()
+        self._suffix = (prefix, suffix)
+        self._effects.append(SetAddress(new))
+        if not self._routes and s.routes:
+            self._effects.append(SetRoutes(s.routes))
+            self._routes = s.routes
+        port = s.ports[self._port_index]
+        self._effects.append(OpenSocket(gateway, port))
+        self._peer = (str(gateway), port)
+        self._local = None
+        self._address = new
+        self._addr_bytes = new.packed
+        self._reset_binding(now)
+        self._regenerations.append(Regeneration(now, reason.value, old, new))
+        self._events.append(AddressChanged(old, new, reason.value, (gateway, port)))
+        probing = f", probing {s.probe}" if s.probe is not None else ""
+        self._set_state(State.CONNECTING, f"attached, not yet confirmed (port {port}{probing})", now)
+        if s.probe is not None:
+            self._start_probe(now)
+
+    def _reset_binding(self, now: float) -> None:
+        self._confirmed = False
+        self._last_tx = now
+        self._last_rx = now
+        self._first_unanswered_tx = None
+        self._ka_sent_at = None
+        self._ka_outstanding = False
+        self._last_ka_sent = None
+        self._missed = 0
+        self._probe_deadline = None
+        self._probe_sent = 0
+        self._echo_pending.clear()
+        if self._mtu_search is not None:
+            self._mtu_search.cancel("the tunnel address changed")
+            self._poll_mtu_search(now)
+
+    def _release_suffix(self) -> None:
+        if self._suffix is not None:
+            self._allocator.release(*self._suffix)
+            self._suffix = None
+
+    def _teardown(self, now: float, reason: str) -> None:
+        """No m6t address, route or socket left behind."""
+        old = self._address
+        if old is not None:
+            self._effects.append(RemoveAddress(old))
+        if self._routes:
+            self._effects.append(RemoveRoutes(self._routes))
+            self._routes = ()
+        if self._peer is not None:
+            self._effects.append(CloseSocket())
+        self._peer = None
+        self._local = None
+        self._address = None
+        self._addr_bytes = b""
+        self._release_suffix()
+        self._retry_at = None
+        self._reset_binding(now)
+        if old is not None:
+            self._regenerations.append(Regeneration(now, reason, old, None))
+            self._events.append(AddressChanged(old, None, reason, None))
+
+    def _backoff(self) -> float:
+        """No wait for a first failure; then initial, 2x, 4x ... up to the maximum."""
+        s = self._settings
+        if self._failures <= 1:
+            return 0.0
+        return float(min(s.backoff_initial * 2 ** (self._failures - 2), s.backoff_max))
+
+    def _fail(self, now: float, reason: RegenerationReason, code: ErrorCode, detail: str) -> None:
+        """The binding does not work: next port, new suffix, after a backoff if this keeps happening."""
+        s = self._settings
+        self._failures += 1
+        if len(s.ports) > 1:
+            self._port_index = (self._port_index + 1) % len(s.ports)
+        self._events.append(ErrorEvent.of(code, detail))
+        delay = self._backoff()
+        if delay <= 0:
+            self._connect(now, reason)
+            return
+        self._retry_at = now + delay
+        self._retry_reason = reason
+        self._ka_outstanding = False
+        self._probe_deadline = None
+        self._first_unanswered_tx = None
+        port = s.ports[self._port_index]
+        self._set_state(State.DEGRADED, f"{detail}; retrying in {delay:g} s via port {port}", now)
+
+    def _schedule_retry(self, now: float, message: str) -> None:
+        self._failures += 1
+        delay = max(self._backoff(), self._settings.backoff_initial)
+        self._retry_at = now + delay
+        self._retry_reason = RegenerationReason.RETRY_AFTER_ERROR
+        self._ka_outstanding = False
+        self._probe_deadline = None
+        self._set_state(State.ERROR, f"{message}; retrying in {delay:g} s", now)
+
+    def _set_state(self, state: State, detail: str, now: float) -> None:
+        if state == self._state and detail == self._detail:
+            return
+        previous = self._state
+        if state != previous:
+            self._since = now
+        self._state = state
+        self._detail = detail
+        self._events.append(StateChanged(state, previous, detail))
+
+
+def _describe(effect: OsEffect) -> str:
+    if isinstance(effect, SetAddress | RemoveAddress):
+        return f"{type(effect).__name__} {effect.address}"
+    if isinstance(effect, SetRoutes | RemoveRoutes):
+        return f"{type(effect).__name__} {', '.join(str(r.network) for r in effect.routes)}"
+    return f"SetMtu {effect.mtu}"
+
+
+def settings_routes(default: bool, metric: int, prefixes: Sequence[IPv6Network]) -> tuple[Route, ...]:
+    """The routes a configuration asks for: ``::/0`` (last resort, draft 2.7) and/or given prefixes."""
+    routes = [Route(IPv6Network("::/0"), metric)] if default else []
+    routes.extend(Route(p, metric) for p in prefixes if not (default and p.prefixlen == 0))
+    return tuple(routes)

@@ -1,0 +1,212 @@
+"""The client's status snapshot and its counters, as the control API serves them (``to_dict``).
+
+Times inside the session are the driver's monotonic clock; ``to_dict(wall_offset=...)`` turns them into
+Unix times for display, so the session itself never reads a clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any
+
+from m6t.client.events import State, attachment_dict
+from m6t.platform.base import Attachment
+
+
+class Drop(StrEnum):
+    """Why a packet was dropped; the values are the counter names."""
+
+    # UDP → TUN
+    FOREIGN_SOURCE = "foreign_source"
+    """Not from the gateway address and port in use."""
+    TOO_SHORT = "too_short"
+    NOT_IPV6 = "not_ipv6"
+    LENGTH_MISMATCH = "length_mismatch"
+    NOT_OUR_ADDRESS = "not_our_address"
+    """An IPv6 destination other than the current tunnel address (e.g. a suffix we left)."""
+    LINK_LOCAL_SOURCE = "link_local_source"
+    """From a link-local source but not a keepalive reply: nothing legitimate looks like that."""
+    # TUN → UDP
+    NO_PATH = "no_path"
+    """No socket toward the gateway right now (no network, or disconnected)."""
+    NOT_OUR_SOURCE = "not_our_source"
+    """The OS sent from another address (link-local RS/MLD, or a suffix we just left)."""
+    MULTICAST = "multicast"
+
+
+class Counters:
+    """Plain ints bumped on the per-packet path; drops are rare enough for a dict."""
+
+    __slots__ = (
+        "drops_in",
+        "drops_out",
+        "keepalive_replies",
+        "keepalives_sent",
+        "probe_replies",
+        "probes_sent",
+        "rx_bytes",
+        "rx_packets",
+        "tx_bytes",
+        "tx_packets",
+    )
+
+    def __init__(self) -> None:
+        self.tx_packets = 0
+        self.tx_bytes = 0
+        self.rx_packets = 0
+        self.rx_bytes = 0
+        self.keepalives_sent = 0
+        self.keepalive_replies = 0
+        self.probes_sent = 0
+        self.probe_replies = 0
+        self.drops_in: dict[str, int] = {}
+        self.drops_out: dict[str, int] = {}
+
+    def drop_in(self, reason: str) -> None:
+        self.drops_in[reason] = self.drops_in.get(reason, 0) + 1
+
+    def drop_out(self, reason: str) -> None:
+        self.drops_out[reason] = self.drops_out.get(reason, 0) + 1
+
+    def fingerprint(self) -> tuple[int, ...]:
+        """Cheap change detection for the periodic counters event."""
+        return (
+            self.tx_packets,
+            self.rx_packets,
+            self.keepalives_sent,
+            self.keepalive_replies,
+            self.probes_sent,
+            sum(self.drops_in.values()),
+            sum(self.drops_out.values()),
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        """Flat ``name: int``; drops appear as ``rx_drop_<reason>`` (from the gateway side) and
+        ``tx_drop_<reason>`` (from the TUN side)."""
+        flat = {
+            "tx_packets": self.tx_packets,
+            "tx_bytes": self.tx_bytes,
+            "rx_packets": self.rx_packets,
+            "rx_bytes": self.rx_bytes,
+            "keepalives_sent": self.keepalives_sent,
+            "keepalive_replies": self.keepalive_replies,
+            "probes_sent": self.probes_sent,
+            "probe_replies": self.probe_replies,
+            "rx_dropped": sum(self.drops_in.values()),
+            "tx_dropped": sum(self.drops_out.values()),
+        }
+        flat.update((f"rx_drop_{reason}", n) for reason, n in self.drops_in.items())
+        flat.update((f"tx_drop_{reason}", n) for reason, n in self.drops_out.items())
+        return flat
+
+
+@dataclass(frozen=True, slots=True)
+class Regeneration:
+    time: float
+    reason: str
+    old: IPv6Address | None
+    new: IPv6Address | None
+
+    def to_dict(self, wall_offset: float = 0.0) -> dict[str, Any]:
+        return {
+            "time": self.time + wall_offset,
+            "reason": self.reason,
+            "old": None if self.old is None else str(self.old),
+            "new": None if self.new is None else str(self.new),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MtuEvidence:
+    source: str
+    path_mtu: int
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class KeepaliveStatus:
+    interval: float
+    last_sent: float | None
+    last_reply: float | None
+    rtt: float | None
+    missed: int
+    counting: bool
+    """False while unconfirmed: the gateway cannot answer yet, so silence means nothing."""
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    now: float | None
+    """When the snapshot was taken (for ages), if the caller said."""
+    state: State
+    detail: str
+    since: float | None
+    attachment: Attachment | None
+    gateway_host: str
+    gateway_address: IPv4Address | None
+    gateway_port: int
+    ports: tuple[int, ...]
+    address: IPv6Address | None
+    confirmed: bool
+    mtu_configured: int
+    mtu_effective: int
+    mtu_evidence: MtuEvidence | None
+    keepalive: KeepaliveStatus
+    probe: IPv6Address | None
+    counters: dict[str, int]
+    regenerations: tuple[Regeneration, ...]
+    failures: int
+    retry_at: float | None
+
+    def to_dict(self, wall_offset: float = 0.0) -> dict[str, Any]:
+        """JSON-able, in the control API's shape (``m6t.client.api.schema.Status`` and more).
+
+        Monotonic times become Unix times when the driver gives ``wall_offset``.
+        """
+
+        def wall(t: float | None) -> float | None:
+            return None if t is None else t + wall_offset
+
+        ka = self.keepalive
+        evidence = self.mtu_evidence
+        host = str(self.gateway_address) if self.gateway_address is not None else self.gateway_host
+        age = None if ka.last_reply is None or self.now is None else max(0.0, self.now - ka.last_reply)
+        return {
+            "state": self.state.value,
+            "detail": self.detail,
+            "since": wall(self.since),
+            "address": None if self.address is None else str(self.address),
+            "confirmed": self.confirmed,
+            "gateway": f"{host}:{self.gateway_port}" if host else None,
+            "gateway_detail": {
+                "host": self.gateway_host,
+                "address": None if self.gateway_address is None else str(self.gateway_address),
+                "port": self.gateway_port,
+                "ports": list(self.ports),
+            },
+            "mtu": self.mtu_effective,
+            "mtu_detail": {
+                "configured": self.mtu_configured,
+                "effective": self.mtu_effective,
+                "last_evidence": None
+                if evidence is None
+                else {"source": evidence.source, "path_mtu": evidence.path_mtu, "time": wall(evidence.time)},
+            },
+            "keepalive": {
+                "interval_s": ka.interval,
+                "rtt_ms": None if ka.rtt is None else round(ka.rtt * 1000, 3),
+                "age_s": age,
+                "last_sent": wall(ka.last_sent),
+                "last_reply": wall(ka.last_reply),
+                "missed": ka.missed,
+                "counting": ka.counting,
+            },
+            "attachment": attachment_dict(self.attachment),
+            "probe": None if self.probe is None else str(self.probe),
+            "counters": dict(self.counters),
+            "regenerations": [r.to_dict(wall_offset) for r in self.regenerations],
+            "failures": self.failures,
+            "retry_at": wall(self.retry_at),
+        }

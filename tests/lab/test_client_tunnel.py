@@ -1,0 +1,443 @@
+"""The m6t client end to end: ``m6t-helper --foreground`` on the MN, the real gateway daemon, the HA's kernel.
+
+mn ── nat1 ── WAN ── gw ── ha (fd00:ab::1); nat2 to move to.  Timings are printed (run with ``-s``), and
+only asserted with generous bounds.  Needs root (namespaces, TUN, nftables); skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from ipaddress import IPv6Address, IPv6Network
+from pathlib import Path
+from typing import IO, Literal
+
+import pytest
+
+from m6t.lab import GW, GW_WAN, HA, HA_HOST, MN, NAT1, NAT1_WAN, StandardLab, wait_until
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(90)]
+
+REPO = Path(__file__).resolve().parents[2]
+MN_PREFIX = IPv6Network("fd6d:3674:a1b2:0:1::/80")
+TUN = "m6t0"
+PORT_A = 3544
+PORT_B = 4500
+RECONNECT_BOUND_S = 10.0
+
+GATEWAY_CONFIG = """
+[listen]
+address = "0.0.0.0"
+ports = [3544, 4500]
+[tunnel]
+interface = "m6tgw0"
+prefixes = ["fd6d:3674:a1b2::/48"]
+home_agents = ["fd00:ab::1"]
+[states]
+temporary_lifetime_ms = 500
+active_lifetime_s = 60
+new_states_per_ipv4_per_s = 5
+new_states_per_ipv4_burst = 20
+max_temporary = 1000
+"""
+
+
+def client_config(*, ports: tuple[int, ...] = (PORT_A,), keepalive: float = 1, probe: bool = True) -> str:
+    probe_line = f'probe = "{HA}"' if probe else ""
+    return f"""
+[gateway]
+address = "{GW_WAN}"
+ports = {list(ports)}
+[tunnel]
+prefix = "{MN_PREFIX}"
+interface = "{TUN}"
+keepalive_interval = {keepalive}
+{probe_line}
+[routes]
+default = true
+metric = 1029
+"""
+
+
+@dataclass
+class Rig:
+    """A gateway daemon and an m6t client helper running in a standard lab."""
+
+    lab: StandardLab
+    workdir: Path
+    gateway: subprocess.Popen[str] | None = None
+    client: subprocess.Popen[str] | None = None
+    logs: list[IO[str]] = field(default_factory=list)
+
+    def _spawn(self, host: str, argv: list[str], log_name: str) -> subprocess.Popen[str]:
+        log = (self.workdir / log_name).open("a")
+        self.logs.append(log)
+        return self.lab.spawn(
+            host,
+            [sys.executable, *argv],
+            stdout=log,
+            stderr=log,
+            cwd=str(REPO),
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+
+    def start_gateway(self) -> None:
+        config = self.workdir / "gateway.toml"
+        config.write_text(GATEWAY_CONFIG)
+        self.gateway = self._spawn(GW, ["-m", "m6t.gateway", "--config", str(config)], "gateway.log")
+        wait_until(
+            lambda: "m6tgw0" in self.lab.run(GW, "ip", "-o", "link", check=False).stdout,
+            what="the gateway's TUN",
+            timeout=15.0,
+            interval=0.1,
+        )
+
+    def stop_gateway(self) -> None:
+        proc, self.gateway = self.gateway, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=10)
+
+    def start_client(self, config: str) -> None:
+        path = self.workdir / "client.toml"
+        path.write_text(config)
+        argv = ["-m", "m6t.client.helper", "--config", str(path), "--foreground"]
+        self.client = self._spawn(MN, argv, "client.log")
+
+    def stop_client(self) -> int:
+        proc, self.client = self.client, None
+        assert proc is not None
+        proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout=15)
+
+    def client_log(self) -> str:
+        path = self.workdir / "client.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def describe(self) -> str:
+        parts = []
+        for name in ("client.log", "gateway.log"):
+            path = self.workdir / name
+            text = path.read_text(errors="replace") if path.exists() else "(none)"
+            parts.append(f"--- {name}\n{text[-4000:]}")
+        return "\n".join(parts)
+
+    def tunnel_addresses(self) -> list[IPv6Address]:
+        out = self.lab.run(MN, "ip", "-j", "-6", "addr", "show", "dev", TUN, check=False).stdout
+        found = []
+        for link in json.loads(out or "[]"):
+            for info in link.get("addr_info", []):
+                address = IPv6Address(info["local"])
+                if address in MN_PREFIX:
+                    found.append(address)
+        return found
+
+    def wait_address(self, *, other_than: IPv6Address | None = None, timeout: float = 10.0) -> IPv6Address:
+        def ready() -> bool:
+            if self.client is not None and self.client.poll() is not None:
+                raise AssertionError(f"the client exited with {self.client.returncode}\n{self.describe()}")
+            found = self.tunnel_addresses()
+            return len(found) == 1 and found[0] != other_than
+
+        wait_until(ready, what="the client's tunnel address", timeout=timeout, interval=0.05)
+        [address] = self.tunnel_addresses()
+        return address
+
+    def ping_ha_once(self, wait: float = 0.3) -> bool:
+        result = self.lab.run(MN, "ping", "-6", "-n", "-c", "1", "-W", str(wait), HA, check=False, timeout=10)
+        return result.returncode == 0
+
+    def time_to_ha_reply(self, since: float, timeout: float = 15.0) -> float:
+        """Seconds from ``since`` (monotonic) to the first answered ping to the HA (bounded loop)."""
+        for _ in range(int(timeout / 0.05)):
+            if self.ping_ha_once():
+                return time.monotonic() - since
+            if time.monotonic() - since > timeout:
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"no HA reply {timeout} s after the change\n{self.describe()}")
+
+
+@pytest.fixture
+def rig(lab: StandardLab) -> Iterator[Rig]:
+    workdir = Path(tempfile.mkdtemp(prefix="m6tclient-"))
+    rig = Rig(lab, workdir)
+    try:
+        rig.start_gateway()
+        yield rig
+    finally:
+        for proc in (rig.client, rig.gateway):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
+        for log in rig.logs:
+            log.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def connected(rig: Rig, config: str) -> IPv6Address:
+    rig.start_client(config)
+    address = rig.wait_address()
+    start = time.monotonic()
+    rig.time_to_ha_reply(start, timeout=RECONNECT_BOUND_S)
+    return address
+
+
+# ------------------------------------------------------------------------------------------ capture
+
+
+def parse_pcap(data: bytes) -> list[bytes]:
+    """The IPv4 packets of a pcap file (Ethernet, Linux cooked v1/v2 or raw IP link types)."""
+    if len(data) < 24:
+        return []
+    magic = data[:4]
+    order: Literal["little", "big"] = "little" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else "big"
+    linktype = int.from_bytes(data[20:24], order)
+    skip = {1: 14, 113: 16, 276: 20, 101: 0, 228: 0}.get(linktype)
+    assert skip is not None, f"unexpected link type {linktype}"
+    packets = []
+    offset = 24
+    while offset + 16 <= len(data):
+        caplen = int.from_bytes(data[offset + 8 : offset + 12], order)
+        frame = data[offset + 16 : offset + 16 + caplen]
+        offset += 16 + caplen
+        if linktype == 1 and frame[12:14] != b"\x08\x00":
+            continue
+        packets.append(frame[skip:])
+    return packets
+
+
+@dataclass(frozen=True)
+class Outer:
+    src: str
+    dst: str
+    df: bool
+    sport: int
+    dport: int
+    payload: bytes
+
+
+def outer_udp(packets: list[bytes]) -> list[Outer]:
+    found = []
+    for ip in packets:
+        if len(ip) < 28 or ip[0] >> 4 != 4 or ip[9] != 17:
+            continue
+        ihl = (ip[0] & 0x0F) * 4
+        flags = int.from_bytes(ip[6:8], "big")
+        if flags & 0x1FFF or flags & 0x2000:
+            continue  # a fragment: its UDP header (if any) is elsewhere
+        udp = ip[ihl : ihl + 8]
+        found.append(
+            Outer(
+                src=".".join(str(b) for b in ip[12:16]),
+                dst=".".join(str(b) for b in ip[16:20]),
+                df=bool(flags & 0x4000),
+                sport=int.from_bytes(udp[0:2], "big"),
+                dport=int.from_bytes(udp[2:4], "big"),
+                payload=ip[ihl + 8 :],
+            )
+        )
+    return found
+
+
+class Capture:
+    """tcpdump on the gateway's WAN interface, for the packets' outer headers."""
+
+    def __init__(self, rig: Rig, name: str, port: int = PORT_A) -> None:
+        self.rig = rig
+        self.path = rig.workdir / f"{name}.pcap"
+        argv = [
+            "tcpdump",
+            "-i",
+            "wan0",
+            "-n",
+            "-U",
+            "--immediate-mode",
+            "-s",
+            "200",
+            "-w",
+            str(self.path),
+            "udp",
+            "port",
+            str(port),
+        ]
+        self.proc = rig.lab.spawn(GW, argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert self.proc.stderr is not None
+        line = self.proc.stderr.readline()  # "listening on wan0 ...": the capture is armed
+        assert "listening" in line, line
+
+    def stop(self) -> list[Outer]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(timeout=10)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+        return outer_udp(parse_pcap(self.path.read_bytes()))
+
+
+def is_keepalive(payload: bytes, *, request: bool) -> bool:
+    if len(payload) != 40 or payload[0] >> 4 != 6 or payload[6] != 59:
+        return False
+    fe80_1 = bytes.fromhex("fe800000000000000000000000000001")
+    return payload[24:40] == fe80_1 if request else payload[8:24] == fe80_1
+
+
+# -------------------------------------------------------------------------------------------- tests
+
+
+def test_ping_through_nat_df_clear_mtu_and_clean_exit(rig: Rig) -> None:
+    address = connected(rig, client_config(keepalive=30))
+    assert address in MN_PREFIX
+    route = rig.lab.run(MN, "ip", "-6", "route", "show", "default").stdout
+    assert f"dev {TUN}" in route and "metric 1029" in route, route
+
+    capture = Capture(rig, "ping")
+    assert rig.lab.ping(MN, HA, count=3, timeout=2.0)
+    outers = capture.stop()
+    from_mn = [o for o in outers if o.src == NAT1_WAN and o.dport == PORT_A]
+    to_mn = [o for o in outers if o.src == GW_WAN and o.dst == NAT1_WAN]
+    assert len(from_mn) >= 3 and len(to_mn) >= 3, outers
+    for outer in from_mn + to_mn:
+        assert not outer.df, f"DF set on {outer}"
+        assert outer.payload[0] >> 4 == 6  # IPv6 directly inside UDP, no other header
+    assert {IPv6Address(o.payload[8:24]) for o in from_mn} == {address}
+
+    # MTU: 1472 on the interface; a 1473-byte packet gets the kernel's Packet Too Big locally.
+    link = rig.lab.run(MN, "ip", "-o", "link", "show", TUN).stdout
+    assert " mtu 1472 " in link, link
+    too_big = rig.lab.run(MN, "ping", "-6", "-n", "-c", "1", "-W", "1", "-M", "do", "-s", "1425", HA, check=False)
+    assert too_big.returncode != 0
+    assert "too long" in (too_big.stdout + too_big.stderr).lower(), too_big
+    fits = rig.lab.run(MN, "ping", "-6", "-n", "-c", "1", "-W", "2", "-M", "do", "-s", "1424", HA, check=False)
+    assert fits.returncode == 0, fits.stdout + fits.stderr
+
+    # SIGTERM: exit 0, and the address, the routes and the interface are gone.
+    assert rig.stop_client() == 0, rig.describe()
+    links = rig.lab.run(MN, "ip", "-o", "link").stdout
+    assert TUN not in links
+    assert "1029" not in rig.lab.run(MN, "ip", "-6", "route").stdout
+    log = rig.client_log()
+    assert "state connecting → connected" in log, log
+
+
+def test_move_to_nat2_regenerates_and_resumes(rig: Rig) -> None:
+    first = connected(rig, client_config())
+    start = time.monotonic()
+    rig.lab.move_mn("nat2")
+    second = rig.wait_address(other_than=first)
+    elapsed = rig.time_to_ha_reply(start)
+    print(f"\nmove to NAT2: new suffix {second} ({time.monotonic() - start:.2f} s), first HA reply {elapsed:.2f} s")
+    assert first not in rig.tunnel_addresses()
+    assert elapsed < RECONNECT_BOUND_S
+    assert "(attachment_changed)" in rig.client_log()
+
+
+def test_address_change_on_the_same_lan(rig: Rig) -> None:
+    first = connected(rig, client_config())
+    start = time.monotonic()
+    rig.lab.change_mn_address("192.0.2.20")
+    second = rig.wait_address(other_than=first)
+    elapsed = rig.time_to_ha_reply(start)
+    print(f"\naddress change: new suffix {second}, first HA reply {elapsed:.2f} s")
+    assert rig.tunnel_addresses() == [second]
+    assert elapsed < RECONNECT_BOUND_S
+
+
+def test_keepalives_keep_the_nat_mapping_for_the_ha(rig: Rig) -> None:
+    rig.lab.set_udp_timeout(NAT1, 3)
+    address = connected(rig, client_config(keepalive=1))
+
+    # Traffic both ways: no keepalive needed.
+    capture = Capture(rig, "busy")
+    assert rig.lab.ping(MN, HA, count=15, timeout=2.0)
+    busy = capture.stop()
+    # Idle for well over the NAT's UDP timeout: keepalives alone keep the mapping.
+    capture = Capture(rig, "idle")
+    time.sleep(7.0)
+    idle = capture.stop()
+    requests = [o for o in idle if o.src == NAT1_WAN and is_keepalive(o.payload, request=True)]
+    replies = [o for o in idle if o.src == GW_WAN and is_keepalive(o.payload, request=False)]
+    busy_keepalives = [o for o in busy if is_keepalive(o.payload, request=True)]
+    print(
+        f"\nkeepalives: {len(busy_keepalives)} during 3 s of pings both ways; "
+        f"{len(requests)} requests / {len(replies)} replies during 7 s idle (interval 1 s, NAT UDP timeout 3 s)"
+    )
+    assert len(busy_keepalives) <= 1
+    assert 5 <= len(requests) <= 8 and len(replies) >= len(requests) - 1
+    # The Home Agent reaches the MN first, through the mapping the keepalives kept.
+    assert rig.lab.ping(HA_HOST, str(address), count=1, timeout=2.0), rig.describe()
+
+
+def steal_public_port(rig: Rig) -> None:
+    """Flush NAT1 and make its next mapping for the MN use another public port (a NAT rebinding)."""
+    ours = [m for m in rig.lab.nat_mappings(NAT1) if m.remote_addr == GW_WAN and m.remote_port == PORT_A]
+    assert ours, rig.lab.nat_mappings(NAT1)
+    port = ours[0].outside_port
+    rig.lab.flush_nat(NAT1)
+    script = (
+        "import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); "
+        "s.bind((sys.argv[1],int(sys.argv[2]))); s.sendto(b'x',(sys.argv[3],int(sys.argv[4])))"
+    )
+    rig.lab.run(NAT1, sys.executable, "-c", script, NAT1_WAN, str(port), GW_WAN, str(PORT_A))
+
+
+def test_nat_rebinding_is_detected_and_recovered_with_a_new_suffix(rig: Rig) -> None:
+    first = connected(rig, client_config(keepalive=1))
+    start = time.monotonic()
+    steal_public_port(rig)
+    second = rig.wait_address(other_than=first, timeout=15.0)
+    detected = time.monotonic() - start
+    elapsed = rig.time_to_ha_reply(start)
+    print(f"\nNAT flush + new public port: new suffix after {detected:.2f} s, first HA reply {elapsed:.2f} s")
+    assert second != first
+    assert "keepalive_unanswered" in rig.client_log()
+    assert elapsed < RECONNECT_BOUND_S
+
+
+def test_plain_nat_flush_keeps_working(rig: Rig) -> None:
+    connected(rig, client_config(keepalive=1))
+    start = time.monotonic()
+    rig.lab.flush_nat(NAT1)
+    time.sleep(5.0)  # several keepalive intervals
+    elapsed = rig.time_to_ha_reply(start)
+    regenerated = "keepalive_unanswered" in rig.client_log()
+    print(f"\nplain NAT flush: HA reachable {elapsed:.2f} s after, suffix regenerated: {regenerated}")
+    assert elapsed < RECONNECT_BOUND_S + 5.0
+
+
+def test_gateway_restart_is_detected_and_recovered(rig: Rig) -> None:
+    first = connected(rig, client_config(keepalive=1))
+    start = time.monotonic()
+    rig.stop_gateway()
+    rig.start_gateway()
+    second = rig.wait_address(other_than=first, timeout=15.0)
+    elapsed = rig.time_to_ha_reply(start)
+    print(f"\ngateway restart: new suffix after {time.monotonic() - start:.2f} s, first HA reply {elapsed:.2f} s")
+    assert second != first
+    assert "keepalive_unanswered" in rig.client_log()
+    assert elapsed < RECONNECT_BOUND_S
+
+
+def test_two_ports_first_blocked_ends_on_the_second(rig: Rig) -> None:
+    rig.lab.block_udp_port(NAT1, PORT_A)
+    start = time.monotonic()
+    rig.start_client(client_config(ports=(PORT_A, PORT_B)))
+    rig.wait_address()
+    elapsed = rig.time_to_ha_reply(start, timeout=20.0)
+    print(f"\nfirst port blocked: HA reached via {PORT_B} after {elapsed:.2f} s")
+    log = rig.client_log()
+    assert f"via {GW_WAN}:{PORT_B}" in log and "probe_unanswered" in log, log
+    mappings = [m for m in rig.lab.nat_mappings(NAT1) if m.remote_addr == GW_WAN and m.replied]
+    assert {m.remote_port for m in mappings} == {PORT_B}, mappings

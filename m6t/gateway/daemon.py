@@ -1,0 +1,139 @@
+"""Running the gateway: TUN, routes and sockets up, the data path until SIGTERM/SIGINT, everything down again.
+
+The TUN is non-persistent: it lives exactly as long as this process holds its descriptor, so a crash
+(or SIGKILL) removes it and the routes through it, and a restart starts from a clean slate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+
+from m6t.gateway.config import GatewayConfig
+from m6t.gateway.core import GatewayCore, settings_from_config
+from m6t.gateway.counters import Counter
+from m6t.gateway.metrics import render
+from m6t.platform.base import PlatformError
+
+assert sys.platform == "linux"
+
+from m6t.gateway.driver import GatewayDriver  # noqa: E402
+from m6t.gateway.metrics_server import MetricsServer  # noqa: E402
+from m6t.platform.linux.netlink import Netlink, get_sysctl, set_sysctl  # noqa: E402
+from m6t.platform.linux.tun import LinuxTun  # noqa: E402
+from m6t.platform.linux.udp import open_udp_listener, udp_stats  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+ROUTE_METRIC = 1024
+"""The kernel's own default for IPv6 routes: an administrator's more specific or cheaper route still wins."""
+SOCKET_BUFFER_BYTES = 4 << 20
+"""Asked for SO_RCVBUF/SO_SNDBUF; the kernel caps it at net.core.[rw]mem_max."""
+ADDR_GEN_MODE_NONE = 1
+
+
+def _enable_forwarding() -> None:
+    if get_sysctl("net/ipv6/conf/all/forwarding") != "1":
+        set_sysctl("net/ipv6/conf/all/forwarding", 1)
+        log.info("IPv6 forwarding enabled (net.ipv6.conf.all.forwarding=1)")
+
+
+def _quiet_tun(name: str) -> None:
+    # Without a link-local address the kernel sends nothing of its own (DAD, MLD) into the tunnel,
+    # which would only show up as drops; forwarding does not need an address on the device.
+    for key, value in ((f"net/ipv6/conf/{name}/disable_ipv6", 0), (f"net/ipv6/conf/{name}/addr_gen_mode", 1)):
+        try:
+            set_sysctl(key, value)
+        except PlatformError as exc:
+            log.debug("%s", exc)
+
+
+async def serve(
+    config: GatewayConfig,
+    *,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[GatewayDriver], None] | None = None,
+) -> None:
+    """Run the gateway until ``stop`` is set or SIGTERM/SIGINT arrives; always tears down what it set up."""
+    loop = asyncio.get_running_loop()
+    stop = stop if stop is not None else asyncio.Event()
+    _enable_forwarding()
+    netlink = Netlink()
+    tun: LinuxTun | None = None
+    sockets: list[socket.socket] = []
+    routes_added: list[str] = []
+    driver: GatewayDriver | None = None
+    metrics: MetricsServer | None = None
+    handled: list[signal.Signals] = []
+    try:
+        tun = LinuxTun(config.tunnel.interface)
+        _quiet_tun(tun.name)
+        await netlink.set_mtu(tun.name, config.tunnel.mtu)
+        await netlink.set_link_up(tun.name)
+        for prefix in config.tunnel.prefixes:
+            await netlink.replace_route(tun.name, prefix, ROUTE_METRIC)
+            routes_added.append(str(prefix))
+        for port in config.listen.ports:
+            sockets.append(open_udp_listener(str(config.listen.address), port, buffer_bytes=SOCKET_BUFFER_BYTES))
+
+        core = GatewayCore(settings_from_config(config), time.monotonic())
+        running = driver = GatewayDriver(core, tun, sockets)
+        driver.start(loop)
+        if config.metrics.listen is not None:
+            metrics = MetricsServer(config.metrics.listen, lambda: render(running.metrics()))
+            await metrics.start()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+            handled.append(signum)
+
+        gso = all(udp_stats(s).gso for s in sockets)
+        gro = all(udp_stats(s).gro for s in sockets)
+        log.info(
+            "m6t gateway up: UDP %s port%s %s, TUN %s (MTU %d) for %s, Home Agent%s %s, GSO %s, GRO %s%s",
+            config.listen.address,
+            "s" if len(config.listen.ports) > 1 else "",
+            ", ".join(map(str, config.listen.ports)),
+            tun.name,
+            config.tunnel.mtu,
+            ", ".join(routes_added),
+            "s" if len(config.tunnel.home_agents) > 1 else "",
+            ", ".join(map(str, config.tunnel.home_agents)),
+            "on" if gso else "off",
+            "on" if gro else "off",
+            f", metrics on {config.metrics.listen}" if metrics else "",
+        )
+        if on_ready is not None:
+            on_ready(driver)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+        if driver is not None:
+            driver.stop()
+        if metrics is not None:
+            await metrics.close()
+        if tun is not None:
+            for prefix in config.tunnel.prefixes:
+                if str(prefix) in routes_added:
+                    with contextlib.suppress(PlatformError):
+                        await netlink.remove_route(tun.name, prefix, ROUTE_METRIC)
+        for sock in sockets:
+            sock.close()
+        if tun is not None:
+            tun.close()
+        netlink.close()
+    if driver is not None:
+        core = driver.core
+        log.info(
+            "stopped: %d packets to the Home Agent side, %d to mobile nodes, %d states at exit",
+            core.counters[Counter.TO_HA_PACKETS],
+            core.counters[Counter.TO_MN_PACKETS],
+            len(core.table),
+        )

@@ -1,0 +1,208 @@
+"""The gateway's data path on one asyncio loop: UDP sockets and the TUN in, the core, sockets and TUN out.
+
+Each wakeup reads a batch (until EAGAIN, bounded so that no source starves the others), feeds it to the
+core with one clock reading, then flushes the core's outputs: TUN writes in order, and UDP sends grouped
+per mobile node so that equal-size runs leave in one ``sendmsg`` with UDP GSO.  Garbage collection runs
+in bounded slices between wakeups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from m6t.gateway.core import GatewayCore
+from m6t.gateway.metrics import Metric, core_metrics
+from m6t.gateway.scheduling import SLICE_LIMIT_S, collect_for
+from m6t.platform.base import TunDevice
+
+assert sys.platform == "linux"
+
+from m6t.platform.linux.udp import recv_batch, send_batch, udp_stats  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+GC_INTERVAL_S = 0.01
+"""How often expiry runs when it has caught up: the state tick, so deadlines are honoured to a tick."""
+UDP_BATCH = 256
+
+
+class GatewayDriver:
+    """Binds a core to a TUN device and the listening sockets (socket index = position in ``sockets``)."""
+
+    def __init__(
+        self,
+        core: GatewayCore,
+        tun: TunDevice,
+        sockets: Sequence[socket.socket],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        gc_slice_s: float = SLICE_LIMIT_S,
+        gc_interval_s: float = GC_INTERVAL_S,
+    ) -> None:
+        self.core = core
+        self.tun = tun
+        self.sockets = list(sockets)
+        self.ports = [sock.getsockname()[1] for sock in self.sockets]
+        self._clock = clock
+        self._gc_slice_s = gc_slice_s
+        self._gc_interval_s = gc_interval_s
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._gc_handle: asyncio.Handle | None = None
+        self._started = time.monotonic()
+        self.gc_slice_max_s = 0.0
+        self.gc_seconds = 0.0
+        self.wakeups = 0
+        self.unsendable = 0
+        """Datagrams the kernel refused as too large for the path (EMSGSIZE) toward mobile nodes."""
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        for index, sock in enumerate(self.sockets):
+            loop.add_reader(sock.fileno(), self._on_udp, index)
+        self.tun.start_reading(loop, self._on_tun)
+        self._gc_handle = loop.call_later(self._gc_interval_s, self._collect)
+
+    def stop(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        for sock in self.sockets:
+            if sock.fileno() >= 0:
+                loop.remove_reader(sock.fileno())
+        self.tun.stop_reading()
+        if self._gc_handle is not None:
+            self._gc_handle.cancel()
+            self._gc_handle = None
+
+    def _on_udp(self, index: int) -> None:
+        datagrams = recv_batch(self.sockets[index], UDP_BATCH)
+        if not datagrams:
+            return
+        self.wakeups += 1
+        now = self._clock()
+        from_mn = self.core.datagram_from_mn
+        from_bytes = int.from_bytes
+        aton = socket.inet_aton
+        for data, (ip, port) in datagrams:
+            from_mn(data, from_bytes(aton(ip), "big"), port, index, now)
+        self._flush()
+
+    def _on_tun(self, packets: Sequence[bytes]) -> None:
+        self.wakeups += 1
+        now = self._clock()
+        from_ha = self.core.packet_from_ha
+        for packet in packets:
+            from_ha(packet, now)
+        self._flush()
+
+    def _flush(self) -> None:
+        core = self.core
+        if not core.to_ha and not core.to_mn:
+            return
+        # Taken over before any I/O, so that a write raising cannot leave packets to be sent twice.
+        to_ha, to_mn = core.take_outputs()
+        if to_ha:
+            write = self.tun.write
+            for packet in to_ha:
+                write(packet)
+        if not to_mn:
+            return
+        if len(to_mn) == 1:
+            endpoint, packet = to_mn[0]
+            self._send(endpoint, [packet])
+            return
+        # Grouped per mobile node, order kept within each: a run of equal sizes becomes one GSO send.
+        groups: dict[int, list[bytes]] = {}
+        for endpoint, packet in to_mn:
+            group = groups.get(endpoint)
+            if group is None:
+                groups[endpoint] = [packet]
+            else:
+                group.append(packet)
+        for endpoint, packets in groups.items():
+            self._send(endpoint, packets)
+
+    def _send(self, endpoint: int, packets: list[bytes]) -> None:
+        ipv4 = endpoint >> 24
+        dest = (socket.inet_ntoa(ipv4.to_bytes(4, "big")), (endpoint >> 8) & 0xFFFF)
+        self.unsendable += send_batch(self.sockets[endpoint & 0xFF], dest, packets)
+
+    def _collect(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        started = time.perf_counter()
+        caught_up = collect_for(self.core, self._clock(), limit_s=self._gc_slice_s)
+        elapsed = time.perf_counter() - started
+        self.gc_seconds += elapsed
+        self.gc_slice_max_s = max(self.gc_slice_max_s, elapsed)
+        if caught_up:
+            self._gc_handle = loop.call_later(self._gc_interval_s, self._collect)
+        else:
+            # More is due: another slice right after the packets that are waiting.
+            self._gc_handle = loop.call_soon(self._collect)
+
+    def metrics(self) -> list[Metric]:
+        """The core's metrics plus the I/O side's: sockets, TUN, GC timing, uptime."""
+        stats = [udp_stats(sock) for sock in self.sockets]
+
+        def per_port(values: Sequence[float]) -> tuple[tuple[dict[str, str], float], ...]:
+            return tuple(({"port": str(port)}, value) for port, value in zip(self.ports, values, strict=True))
+
+        tun_dropped = getattr(self.tun, "dropped", 0)
+        tun_errors = getattr(self.tun, "write_errors", 0)
+        return [
+            *core_metrics(self.core),
+            Metric(
+                "udp_received_datagrams_total",
+                "counter",
+                "Datagrams received per listening port.",
+                per_port([s.received for s in stats]),
+            ),
+            Metric(
+                "udp_gro_buffers_total",
+                "counter",
+                "Coalesced (UDP GRO) receive buffers split back into datagrams.",
+                per_port([s.gro_buffers for s in stats]),
+            ),
+            Metric(
+                "udp_sent_datagrams_total",
+                "counter",
+                "Datagrams sent per listening port.",
+                per_port([s.sent for s in stats]),
+            ),
+            Metric(
+                "udp_gso_sends_total",
+                "counter",
+                "sendmsg calls carrying several datagrams (UDP GSO).",
+                per_port([s.gso_sends for s in stats]),
+            ),
+            Metric(
+                "udp_send_dropped_total",
+                "counter",
+                "Datagrams dropped on send: full queues, no route, other errors.",
+                per_port([s.dropped + s.send_errors + s.oversize for s in stats]),
+            ),
+            Metric("udp_gso_enabled", "gauge", "UDP GSO in use (1) or not (0).", per_port([int(s.gso) for s in stats])),
+            Metric("udp_gro_enabled", "gauge", "UDP GRO in use (1) or not (0).", per_port([int(s.gro) for s in stats])),
+            Metric.single(
+                "tun_write_dropped_total",
+                "counter",
+                "Packets toward the Home Agent dropped by the TUN (queue full or refused).",
+                tun_dropped + tun_errors,
+            ),
+            Metric.single("gc_seconds_total", "counter", "Time spent in garbage collection.", self.gc_seconds),
+            Metric.single(
+                "gc_slice_max_seconds", "gauge", "Longest garbage-collection slice so far.", self.gc_slice_max_s
+            ),
+            Metric.single("wakeups_total", "counter", "Data-path wakeups (batches read).", self.wakeups),
+            Metric.single("uptime_seconds", "gauge", "Seconds since the gateway started.", self._uptime()),
+        ]
+
+    def _uptime(self) -> float:
+        return time.monotonic() - self._started

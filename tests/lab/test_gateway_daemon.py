@@ -1,0 +1,371 @@
+"""The real gateway daemon in the standard lab: a scripted mobile node behind NAT1, the HA's own kernel as
+the Home Agent responder (it answers pings to fd00:ab::1 through its default route via the gateway).
+
+Needs root (network namespaces, TUN); skipped with the lab's reason otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from ipaddress import IPv6Address
+from pathlib import Path
+
+import pytest
+
+from m6t.gateway.config import UnixEndpoint
+from m6t.gateway.metrics import PREFIX, parse
+from m6t.gateway.metrics_server import fetch_metrics
+from m6t.lab import GW, GW_WAN, HA_HOST, MN, WAN2, Lab, LabError, StandardLab, unavailable_reason, wait_until
+from m6t.protocol import KEEPALIVE_PEER, build_echo_request, build_keepalive, parse_echo_reply, parse_ipv6
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
+
+REPO = Path(__file__).resolve().parents[2]
+HA = IPv6Address("fd00:ab::1")
+PORT_A = 3544
+PORT_B = 4500
+TUN = "m6tgwlab0"
+BURST = 5
+
+# A mobile node in a few lines of stdlib Python: send datagrams (optionally as one UDP GSO send) from a
+# fixed local port to the gateway, then collect what comes back for a bounded time.
+MN_SCRIPT = r"""
+import json, select, socket, sys, time
+spec = json.loads(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", spec["local_port"]))
+packets = [bytes.fromhex(p) for p in spec["send"]]
+dest = (spec["gw"], spec["port"])
+if spec.get("gso") and packets:
+    s.sendmsg([b"".join(packets)], [(17, 103, len(packets[0]).to_bytes(2, sys.byteorder))], 0, dest)
+else:
+    for p in packets:
+        s.sendto(p, dest)
+got = []
+deadline = time.monotonic() + spec["wait"]
+for _ in range(100000):
+    if len(got) >= spec["expect"]:
+        break
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        break
+    ready, _, _ = select.select([s], [], [], remaining)
+    if not ready:
+        break
+    data, addr = s.recvfrom(65535)
+    got.append([addr[0], addr[1], data.hex()])
+print(json.dumps(got))
+"""
+
+
+@dataclass
+class Gateway:
+    """A running gateway daemon in a lab, with its metrics socket and log."""
+
+    lab: StandardLab
+    proc: subprocess.Popen[str]
+    workdir: Path
+    metrics: UnixEndpoint
+    log: Path
+
+    def fetch(self) -> str:
+        return fetch_metrics(self.metrics, timeout=5.0)
+
+    def value(self, name: str, **labels: str) -> float:
+        for sample in parse(self.fetch()):
+            if sample.name == PREFIX + name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+        raise AssertionError(f"no metric {name} {labels} in:\n{self.fetch()}")
+
+    def exchange(
+        self,
+        host: str,
+        packets: list[bytes],
+        *,
+        local_port: int,
+        port: int = PORT_A,
+        expect: int,
+        wait: float = 3.0,
+        gso: bool = False,
+    ) -> list[tuple[str, int, bytes]]:
+        """Send ``packets`` from ``host`` to the gateway and return what came back (source ip, port, payload)."""
+        spec = {
+            "local_port": local_port,
+            "send": [p.hex() for p in packets],
+            "gw": GW_WAN,
+            "port": port,
+            "expect": expect,
+            "wait": wait,
+            "gso": gso,
+        }
+        script = self.workdir / "mn.py"
+        result = self.lab.run(host, sys.executable, str(script), json.dumps(spec), timeout=wait + 15)
+        return [(ip, p, bytes.fromhex(data)) for ip, p, data in json.loads(result.stdout)]
+
+    def describe(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else "(no log)"
+
+
+def _config(metrics_path: Path) -> str:
+    return f"""
+[listen]
+address = "0.0.0.0"
+ports = [{PORT_A}, {PORT_B}]
+[tunnel]
+interface = "{TUN}"
+prefixes = ["fd6d:3674:a1b2::/48"]
+home_agents = ["{HA}"]
+[states]
+temporary_lifetime_ms = 500
+active_lifetime_s = 30
+new_states_per_ipv4_per_s = 1
+new_states_per_ipv4_burst = {BURST}
+max_temporary = 1000
+[metrics]
+listen = "unix:{metrics_path}"
+"""
+
+
+def _start_gateway(lab: StandardLab) -> Gateway:
+    # Short directory: a Unix socket path has at most 107 bytes.
+    workdir = Path(tempfile.mkdtemp(prefix="m6tgw-"))
+    (workdir / "mn.py").write_text(MN_SCRIPT)
+    metrics_path = workdir / "metrics.sock"
+    config = workdir / "gateway.toml"
+    config.write_text(_config(metrics_path))
+    log = workdir / "gateway.log"
+    with log.open("w") as log_file:
+        proc = lab.spawn(
+            GW,
+            [sys.executable, "-m", "m6t.gateway", "--config", str(config)],
+            stderr=log_file,
+            stdout=log_file,
+            cwd=str(REPO),
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+    gateway = Gateway(lab, proc, workdir, UnixEndpoint(str(metrics_path)), log)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"the gateway exited with {proc.returncode}:\n{gateway.describe()}")
+        try:
+            gateway.fetch()
+        except Exception:
+            return False
+        return True
+
+    try:
+        wait_until(ready, what="the gateway's metrics endpoint", timeout=15.0, interval=0.1)
+    except LabError:
+        proc.kill()
+        raise AssertionError(f"the gateway did not come up:\n{gateway.describe()}") from None
+    return gateway
+
+
+def _stop_gateway(gateway: Gateway) -> int:
+    if gateway.proc.poll() is None:
+        gateway.proc.send_signal(signal.SIGTERM)
+    try:
+        return gateway.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        gateway.proc.kill()
+        gateway.proc.wait(timeout=5)
+        raise AssertionError(f"the gateway ignored SIGTERM:\n{gateway.describe()}") from None
+
+
+@pytest.fixture(scope="module")
+def shared_lab() -> Iterator[StandardLab]:
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with Lab.standard() as lab:
+        yield lab
+
+
+@pytest.fixture(scope="module")
+def gateway(shared_lab: StandardLab) -> Iterator[Gateway]:
+    gateway = _start_gateway(shared_lab)
+    try:
+        yield gateway
+    finally:
+        try:
+            _stop_gateway(gateway)
+        finally:
+            shutil.rmtree(gateway.workdir, ignore_errors=True)
+
+
+def mn_address(mn_id: int, suffix: int) -> IPv6Address:
+    """An address of MN ``mn_id``'s /80 in the lab's m6t prefix (fd6d:3674:a1b2:0:<mn_id>::/80)."""
+    return IPv6Address(int(IPv6Address("fd6d:3674:a1b2::")) | (mn_id << 48) | suffix)
+
+
+def echo(src: IPv6Address, seq: int = 1, data: bytes = b"m6t lab") -> bytes:
+    return build_echo_request(src.packed, HA.packed, 0x4D36, seq, data=data)
+
+
+def assert_echo_replies(got: list[tuple[str, int, bytes]], src: IPv6Address, seqs: list[int], port: int) -> None:
+    assert len(got) == len(seqs), got
+    for ip, sport, payload in got:
+        assert (ip, sport) == (GW_WAN, port)
+        reply = parse_echo_reply(payload)
+        assert reply.src == HA.packed and reply.dst == src.packed
+    assert sorted(parse_echo_reply(p).seq for _, _, p in got) == sorted(seqs)
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_first_packet_is_forwarded_the_ha_reply_activates_and_traffic_flows(gateway: Gateway) -> None:
+    src = mn_address(1, 0x0A0B0C0D0E0F)
+    created = gateway.value("state_events_total", event="created")
+    promoted = gateway.value("state_events_total", event="promoted")
+
+    got = gateway.exchange(MN, [echo(src, 1)], local_port=41001, expect=1)
+    assert_echo_replies(got, src, [1], PORT_A)
+    assert gateway.value("state_events_total", event="created") == created + 1
+    assert gateway.value("state_events_total", event="promoted") == promoted + 1
+    assert gateway.value("states", kind="active") >= 1
+
+    got = gateway.exchange(MN, [echo(src, seq) for seq in range(2, 7)], local_port=41001, expect=5)
+    assert_echo_replies(got, src, [2, 3, 4, 5, 6], PORT_A)
+    # Same binding: no new state was needed.
+    assert gateway.value("state_events_total", event="created") == created + 1
+    assert gateway.value("forwarded_packets_total", direction="to_mn") >= 6
+
+
+def test_keepalive_is_answered_only_for_an_active_state(gateway: Gateway) -> None:
+    src = mn_address(2, 0x111111111111)
+    assert_echo_replies(gateway.exchange(MN, [echo(src)], local_port=41002, expect=1), src, [1], PORT_A)
+    answered = gateway.value("keepalive_replies_total")
+
+    got = gateway.exchange(MN, [build_keepalive(src.packed)], local_port=41002, expect=1)
+    assert len(got) == 1
+    ip, port, payload = got[0]
+    assert (ip, port) == (GW_WAN, PORT_A)
+    header = parse_ipv6(payload)
+    assert header.src == KEEPALIVE_PEER and header.dst == src.packed and header.next_header == 59
+    assert len(payload) == 40
+    assert gateway.value("keepalive_replies_total") == answered + 1
+
+    # A keepalive for an address the gateway does not know is dropped, and creates nothing.
+    unknown = mn_address(2, 0x222222222222)
+    dropped = gateway.value("drops_total", side="mn", reason="keepalive_without_active_state")
+    assert gateway.exchange(MN, [build_keepalive(unknown.packed)], local_port=41002, expect=1, wait=1.0) == []
+    assert gateway.value("drops_total", side="mn", reason="keepalive_without_active_state") == dropped + 1
+
+
+def test_a_spoofed_source_from_another_host_gets_nothing_and_the_mn_keeps_working(gateway: Gateway) -> None:
+    src = mn_address(3, 0x333333333333)
+    assert_echo_replies(gateway.exchange(MN, [echo(src, 1)], local_port=41003, expect=1), src, [1], PORT_A)
+    mismatches = gateway.value("drops_total", side="mn", reason="binding_mismatch")
+
+    spoofed = [echo(src, 100), build_keepalive(src.packed)]
+    assert gateway.exchange(WAN2, spoofed, local_port=41003, expect=1, wait=1.0) == []
+    assert gateway.value("drops_total", side="mn", reason="binding_mismatch") == mismatches + 2
+
+    # The binding did not move: the real MN still gets its replies.
+    got = gateway.exchange(MN, [echo(src, 2), build_keepalive(src.packed)], local_port=41003, expect=2)
+    assert sorted(len(p) for _, _, p in got)[0] == 40
+    assert [parse_echo_reply(p).seq for _, _, p in got if len(p) > 40] == [2]
+
+
+def test_a_flood_of_new_sources_from_one_ipv4_is_cut_while_another_host_connects(gateway: Gateway) -> None:
+    limited = gateway.value("rate_limited_total")
+    flood = [echo(mn_address(4, 0x400000000000 + i), 1) for i in range(60)]
+    script = gateway.workdir / "mn.py"
+    spec = {"local_port": 41004, "send": [p.hex() for p in flood], "gw": GW_WAN, "port": PORT_A}
+    spec |= {"expect": len(flood), "wait": 3.0}
+    flooder = gateway.lab.spawn(
+        MN, [sys.executable, str(script), json.dumps(spec)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        # Meanwhile a mobile node behind another IPv4 address gets its state.
+        legit = mn_address(5, 0x555555555555)
+        got = gateway.exchange(WAN2, [echo(legit, 1)], local_port=41005, expect=1)
+        assert_echo_replies(got, legit, [1], PORT_A)
+        out, err = flooder.communicate(timeout=20)
+    finally:
+        if flooder.poll() is None:
+            flooder.kill()
+            flooder.wait(timeout=5)
+    answered = json.loads(out)
+    assert len(answered) <= BURST, err
+    assert gateway.value("rate_limited_total") >= limited + len(flood) - BURST
+
+
+def test_replies_leave_from_the_port_the_state_came_in_on(gateway: Gateway) -> None:
+    on_b = mn_address(6, 0x666666666666)
+    on_a = mn_address(6, 0x777777777777)
+    got_b = gateway.exchange(MN, [echo(on_b)], local_port=41006, port=PORT_B, expect=1)
+    assert_echo_replies(got_b, on_b, [1], PORT_B)
+    got_a = gateway.exchange(MN, [echo(on_a)], local_port=41007, port=PORT_A, expect=1)
+    assert_echo_replies(got_a, on_a, [1], PORT_A)
+    keepalive = gateway.exchange(MN, [build_keepalive(on_b.packed)], local_port=41006, port=PORT_B, expect=1)
+    assert [(ip, port) for ip, port, _ in keepalive] == [(GW_WAN, PORT_B)]
+    assert gateway.value("udp_sent_datagrams_total", port=str(PORT_B)) >= 2
+
+
+def test_a_burst_sent_with_gso_is_split_and_every_packet_answered(gateway: Gateway) -> None:
+    src = mn_address(7, 0x888888888888)
+    assert_echo_replies(gateway.exchange(MN, [echo(src, 0)], local_port=41008, expect=1), src, [0], PORT_A)
+    burst = [echo(src, seq, data=bytes(200)) for seq in range(1, 21)]
+    got = gateway.exchange(MN, burst, local_port=41008, expect=len(burst), gso=True)
+    assert_echo_replies(got, src, list(range(1, 21)), PORT_A)
+    # Informational: whether the kernel coalesced on receive (GRO) or sent in one go (GSO) depends on timing.
+    print(
+        "GRO buffers:",
+        gateway.value("udp_gro_buffers_total", port=str(PORT_A)),
+        "GSO sends:",
+        gateway.value("udp_gso_sends_total", port=str(PORT_A)),
+    )
+
+
+def test_packets_from_the_ha_side_without_state_are_dropped(gateway: Gateway) -> None:
+    nobody = mn_address(8, 0x999999999999)
+    dropped = gateway.value("drops_total", side="ha", reason="no_state")
+    gateway.lab.run(HA_HOST, "ping", "-n", "-c", "1", "-W", "1", str(nobody), check=False)
+    assert gateway.value("drops_total", side="ha", reason="no_state") >= dropped + 1
+
+
+def test_status_prints_the_metrics_human_readably(gateway: Gateway) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "m6t.gateway", "status", "--metrics", str(gateway.metrics)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=str(REPO),
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "states:" in result.stdout and "active" in result.stdout
+    assert f"udp {PORT_B}:" in result.stdout
+
+
+def test_sigterm_removes_the_tun_and_its_routes(lab: StandardLab) -> None:
+    gateway = _start_gateway(lab)
+    try:
+        _check_sigterm_cleanup(lab, gateway)
+    finally:
+        shutil.rmtree(gateway.workdir, ignore_errors=True)
+
+
+def _check_sigterm_cleanup(lab: StandardLab, gateway: Gateway) -> None:
+    links = lab.run(GW, "ip", "-o", "link", "show").stdout
+    assert TUN in links
+    assert "fd6d:3674:a1b2::/48" in lab.run(GW, "ip", "-6", "route", "show", "dev", TUN).stdout
+    assert lab.run(GW, "ip", "link", "show", TUN).stdout.count("mtu 1472") == 1
+
+    metrics_path = Path(gateway.metrics.path)
+    assert _stop_gateway(gateway) == 0
+    assert TUN not in lab.run(GW, "ip", "-o", "link", "show").stdout
+    assert "fd6d:3674:a1b2::/48" not in lab.run(GW, "ip", "-6", "route", "show").stdout
+    assert not metrics_path.exists()

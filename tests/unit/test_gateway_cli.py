@@ -1,0 +1,114 @@
+"""``m6t-gateway check`` and ``status`` (no root needed), and the argument handling of ``run``."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from m6t.gateway.config import UnixEndpoint
+from m6t.gateway.metrics_server import MetricsServer
+
+if sys.platform != "linux":
+    pytest.skip("the gateway runs on Linux only", allow_module_level=True)
+assert sys.platform == "linux"  # never fails (skipped above); tells mypy the rest is Linux-only
+
+from m6t.gateway.cli import main  # noqa: E402
+
+GOOD = """
+[listen]
+ports = [3544, 4500]
+[tunnel]
+prefixes = ["fd6d:3674:a1b2::/48"]
+home_agents = ["fd00:ab::1"]
+[metrics]
+listen = "unix:{socket}"
+"""
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="m6tgw-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _main(argv: list[str]) -> int:
+    return main(argv)
+
+
+def test_check_accepts_a_valid_file(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = workdir / "gateway.toml"
+    config.write_text(GOOD.format(socket=workdir / "m.sock"))
+    assert _main(["check", "--config", str(config)]) == 0
+    assert capsys.readouterr().out.strip() == f"{config}: ok"
+    assert _main(["--config", str(config), "check-config"]) == 0
+
+
+def test_check_lists_every_problem_and_fails(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = workdir / "gateway.toml"
+    config.write_text('[listen]\nports = [0]\n[tunnel]\nprefixes = ["nonsense"]\nhome_agents = ["fd00:ab::1"]\n')
+    assert _main(["check", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "listen.ports" in err and "tunnel.prefixes" in err
+
+
+def test_check_reports_a_missing_file(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _main(["check", "--config", str(workdir / "absent.toml")]) == 1
+    assert "absent.toml" in capsys.readouterr().err
+
+
+def test_run_refuses_a_bad_config_before_touching_the_system(workdir: Path) -> None:
+    config = workdir / "gateway.toml"
+    config.write_text("[tunnel]\n")
+    assert _main(["--config", str(config)]) == 1
+
+
+def test_status_fetches_and_summarises(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    socket_path = workdir / "m.sock"
+    config = workdir / "gateway.toml"
+    config.write_text(GOOD.format(socket=socket_path))
+    text = 'm6t_gateway_states{kind="active"} 3\nm6t_gateway_drops_total{side="mn",reason="rate_limited"} 7\n'
+    ready = threading.Event()
+    stop = threading.Event()
+
+    async def serve() -> None:
+        server = MetricsServer(UnixEndpoint(str(socket_path)), lambda: text)
+        await server.start()
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+        await server.close()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),))
+    thread.start()
+    try:
+        assert ready.wait(10)
+        assert _main(["status", "--config", str(config)]) == 0
+        out = capsys.readouterr().out
+        assert "states:      3 active, 0 temporary" in out
+        assert "mn/rate_limited: 7" in out
+        assert _main(["status", "--metrics", f"unix:{socket_path}", "--raw"]) == 0
+        assert capsys.readouterr().out == text
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_status_without_a_gateway_fails_cleanly(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _main(["status", "--metrics", f"unix:{workdir}/none.sock", "--timeout", "1"]) == 1
+    assert "cannot reach" in capsys.readouterr().err
+    assert _main(["status", "--metrics", "nonsense"]) == 2
+
+
+def test_status_with_metrics_off_says_so(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = workdir / "gateway.toml"
+    config.write_text('[tunnel]\nprefixes = ["fd6d:3674:a1b2::/48"]\nhome_agents = ["fd00:ab::1"]\n')
+    assert _main(["status", "--config", str(config)]) == 1
+    assert "metrics are off" in capsys.readouterr().err

@@ -1,0 +1,136 @@
+"""The asyncio driver with real UDP sockets on loopback and a fake TUN (no root needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from ipaddress import IPv6Address, IPv6Network
+
+import pytest
+
+from m6t.gateway import CoreSettings, Drop, GatewayCore
+from m6t.platform.base import PacketsCallback, TunDevice
+from m6t.protocol import build_echo_request, build_keepalive
+
+if sys.platform != "linux":
+    pytest.skip("the gateway runs on Linux only", allow_module_level=True)
+assert sys.platform == "linux"  # never fails (skipped above); tells mypy the rest is Linux-only
+
+from m6t.gateway.driver import GatewayDriver  # noqa: E402
+from m6t.platform.linux.udp import open_udp_listener, udp_stats  # noqa: E402
+
+HA = IPv6Address("fd00:ab::1")
+MN = IPv6Address("fd6d:3674:a1b2:0:1:a1:b2:c3")
+
+
+class FakeTun(TunDevice):
+    """Records what the driver writes; ``inject`` plays the kernel routing packets into the TUN."""
+
+    def __init__(self) -> None:
+        self.name = "fake0"
+        self.written: list[bytes] = []
+        self._on_packets: PacketsCallback | None = None
+
+    def start_reading(self, loop: asyncio.AbstractEventLoop, on_packets: PacketsCallback) -> None:
+        self._on_packets = on_packets
+
+    def stop_reading(self) -> None:
+        self._on_packets = None
+
+    def write(self, packet: bytes) -> None:
+        self.written.append(packet)
+
+    def close(self) -> None:
+        self.stop_reading()
+
+    def inject(self, packets: Sequence[bytes]) -> None:
+        assert self._on_packets is not None
+        self._on_packets(packets)
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    for _ in range(int(timeout / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
+def _recv_all(sock: socket.socket, count: int, timeout: float = 5.0) -> list[tuple[bytes, tuple[str, int]]]:
+    sock.settimeout(timeout)
+    return [sock.recvfrom(65535) for _ in range(count)]
+
+
+def test_datagrams_cross_both_ways_and_replies_use_the_arrival_socket() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        listeners = [open_udp_listener("127.0.0.1", 0), open_udp_listener("127.0.0.1", 0)]
+        ports = [s.getsockname()[1] for s in listeners]
+        core = GatewayCore(
+            CoreSettings(prefixes=(IPv6Network("fd6d:3674:a1b2::/48"),), home_agents=(HA,), sockets=2),
+            loop.time(),
+        )
+        tun = FakeTun()
+        driver = GatewayDriver(core, tun, listeners, clock=loop.time)
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.bind(("127.0.0.1", 0))
+        driver.start(loop)
+        try:
+            # The MN talks to the second port only.
+            request = build_echo_request(MN.packed, HA.packed, 1, 1)
+            client.sendto(request, ("127.0.0.1", ports[1]))
+            await _until(lambda: tun.written == [request])
+            assert core.temporary_states == 1
+
+            # A burst from the HA side, equal sizes: one GSO send where the kernel has it.
+            replies = [build_echo_request(HA.packed, MN.packed, 2, seq, data=bytes(100)) for seq in range(10)]
+            tun.inject(replies)
+            got = await asyncio.to_thread(_recv_all, client, 10)
+            assert [data for data, _ in got] == replies
+            assert {source for _, source in got} == {("127.0.0.1", ports[1])}
+            assert core.active_states == 1
+            stats = udp_stats(listeners[1])
+            if stats.gso:
+                assert stats.gso_sends >= 1
+
+            client.sendto(build_keepalive(MN.packed), ("127.0.0.1", ports[1]))
+            (reply, source), *_ = await asyncio.to_thread(_recv_all, client, 1)
+            assert source == ("127.0.0.1", ports[1]) and len(reply) == 40
+
+            # The same MN address from the other port is another binding: dropped.
+            client.sendto(request, ("127.0.0.1", ports[0]))
+            await _until(lambda: core.drops[Drop.MN_BINDING_MISMATCH] == 1)
+            assert tun.written == [request]
+            assert "m6t_gateway_udp_sent_datagrams_total" in "".join(f"m6t_gateway_{m.name}" for m in driver.metrics())
+        finally:
+            driver.stop()
+            client.close()
+            for s in listeners:
+                s.close()
+
+    asyncio.run(scenario())
+
+
+def test_garbage_collection_runs_on_the_loop() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        listener = open_udp_listener("127.0.0.1", 0)
+        core = GatewayCore(
+            CoreSettings(prefixes=(IPv6Network("fd6d:3674:a1b2::/48"),), home_agents=(HA,), temporary_lifetime_s=0.05),
+            loop.time(),
+        )
+        driver = GatewayDriver(core, FakeTun(), [listener], clock=loop.time)
+        driver.start(loop)
+        try:
+            core.datagram_from_mn(build_echo_request(MN.packed, HA.packed, 1, 1), 0x7F000001, 9999, 0, loop.time())
+            assert core.temporary_states == 1
+            await _until(lambda: core.temporary_states == 0, timeout=2.0)
+            assert core.table.expired_temporary == 1
+            assert driver.gc_slice_max_s > 0
+        finally:
+            driver.stop()
+            listener.close()
+
+    asyncio.run(scenario())

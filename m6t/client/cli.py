@@ -1,0 +1,445 @@
+"""``m6t``: the command line over the control API (and the entry to the lab demo).
+
+Every command talks to the helper through :mod:`m6t.client.api.client`; nothing here needs root.
+Exit codes: 0 success, 1 the helper refused or failed the request, 2 usage, 3 the helper cannot be
+reached, 4 not allowed (read-only user), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from m6t.client.api import schema
+from m6t.client.api.client import (
+    HelperClient,
+    HelperError,
+    HelperTimeout,
+    HelperUnavailable,
+    RequestFailed,
+)
+from m6t.client.api.schema import ErrorCode, EventKind, Method
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_FORBIDDEN = 4
+EXIT_INTERRUPTED = 130
+
+SOCKET_ENV = "M6T_SOCKET"
+
+
+class Output:
+    """Where a command writes; injected so tests read what a user would see."""
+
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self.out = out
+        self.err = err
+
+    def line(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def json(self, value: Any) -> None:
+        self.out.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+        self.out.flush()
+
+    def error(self, text: str) -> None:
+        self.err.write(f"m6t: {text}\n")
+        self.err.flush()
+
+
+# ------------------------------------------------------------------------------------------ formatting
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    if seconds < 1.0:
+        return "just now"
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def _interval(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)):
+        return ""
+    return f"{seconds:g} s"
+
+
+def format_attachment(attachment: Any) -> str:
+    if not isinstance(attachment, dict):
+        return "none (no IPv4 path to the gateway)"
+    text = f"{attachment.get('local_ipv4')} on {attachment.get('interface')}"
+    if attachment.get("router"):
+        text += f" via {attachment['router']}"
+    return text
+
+
+def format_status(status: dict[str, Any]) -> list[str]:
+    """The compact human summary of ``m6t status``."""
+    state = str(status.get("state"))
+    wanted = status.get("wanted")
+    lines = [f"state       {state}" + (f" (wanted {wanted})" if wanted else "")]
+    if status.get("detail"):
+        lines[0] += f": {status['detail']}"
+    address = status.get("address")
+    interface = status.get("interface")
+    lines.append(f"address     {address or '-'}" + (f" on {interface}" if address and interface else ""))
+    lines.append(f"gateway     {status.get('gateway') or '-'}")
+    lines.append(f"mtu         {status.get('mtu') if status.get('mtu') is not None else '-'}")
+    ka = status.get("keepalive") or {}
+    rtt = ka.get("rtt_ms")
+    keepalive = "no answer yet" if rtt is None else f"rtt {rtt:.1f} ms, answered {_age(ka.get('age_s'))}"
+    if ka.get("interval_s"):
+        keepalive += f" (every {_interval(ka['interval_s'])})"
+    lines.append(f"keepalive   {keepalive}")
+    lines.append(f"attachment  {format_attachment(status.get('attachment'))}")
+    counters = status.get("counters") or {}
+    if counters:
+        lines.append(f"traffic     {counters.get('tx_packets', 0)} packets out, {counters.get('rx_packets', 0)} in")
+    history = status.get("regenerations")
+    if isinstance(history, list) and history:
+        last = history[-1] if isinstance(history[-1], dict) else {}
+        plural = "es" if len(history) != 1 else ""
+        lines.append(f"changes     {len(history)} new address{plural}, last: {last.get('reason', '?')}")
+    for problem in status.get("problems") or []:
+        text = f"problem     [{problem.get('code')}] {problem.get('message')}"
+        if problem.get("hint"):
+            text += f" ({problem['hint']})"
+        lines.append(text)
+    if status.get("access") == schema.Access.READ_ONLY.value:
+        lines.append("access      read-only (changes need root or the operator group)")
+    return lines
+
+
+def format_event(event: dict[str, Any]) -> str:
+    """One line per event for ``m6t watch``."""
+    stamp = time.strftime("%H:%M:%S", time.localtime(event.get("time", time.time())))
+    kind = str(event.get("event"))
+    data = event.get("data") or {}
+    if kind == EventKind.STATE:
+        text = f"{data.get('previous')} → {data.get('state')}"
+        if data.get("detail"):
+            text += f" ({data['detail']})"
+    elif kind == EventKind.ATTACHMENT:
+        text = format_attachment(data.get("attachment"))
+    elif kind == EventKind.ADDRESS:
+        text = f"{data.get('address') or '-'}"
+        if data.get("previous"):
+            text += f" (was {data['previous']})"
+        if data.get("reason"):
+            text += f" [{data['reason']}]"
+    elif kind == EventKind.KEEPALIVE:
+        text = f"answered in {data.get('rtt_ms', 0):.1f} ms"
+    elif kind == EventKind.COUNTERS:
+        counters = data.get("counters") or {}
+        text = f"{counters.get('tx_packets', 0)} packets out, {counters.get('rx_packets', 0)} in"
+    elif kind == EventKind.MTU:
+        text = f"{data.get('previous')} → {data.get('mtu')}" + (f" ({data['reason']})" if data.get("reason") else "")
+    elif kind == EventKind.ERROR:
+        text = f"[{data.get('code')}] {data.get('message')}" + (f" ({data['detail']})" if data.get("detail") else "")
+    elif kind == EventKind.CONFIG:
+        text = "changed " + ", ".join(data.get("changed") or [])
+    elif kind == EventKind.WANTED:
+        text = f"tunnel wanted {data.get('wanted')}"
+    elif kind == EventKind.DROPPED:
+        text = f"{data.get('count')} events missed (this terminal was too slow)"
+    else:
+        text = json.dumps(data, sort_keys=True)
+    return f"{stamp}  {kind:<10}  {text}"
+
+
+def format_log_entry(entry: dict[str, Any]) -> str:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.get("time", 0)))
+    return f"{stamp}  {str(entry.get('level', '')).upper():<7}  {entry.get('message', '')}"
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "(not set)"
+    return json.dumps(value)
+
+
+# ---------------------------------------------------------------------------------------- commands
+
+
+Command = Callable[[argparse.Namespace, HelperClient, Output], int]
+
+
+def cmd_status(args: argparse.Namespace, helper: HelperClient, out: Output) -> int:
+    status = helper.call(Method.STATUS)
+    if args.json:
+        out.json(status)
+    else:
+        for line in format_status(status):
+            out.line(line)
+    return EXIT_OK
+
+
+def _wait_connected(helper: HelperClient, seconds: float) -> dict[str, Any] | None:
+    deadline = time.monotonic() + seconds
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        event = helper.next_event(remaining)
+        if event is None:
+            return None
+        if event["event"] == EventKind.STATE and event["data"].get("state") == schema.TunnelState.CONNECTED.value:
+            status: dict[str, Any] = helper.call(Method.STATUS)
+            return status
+
+
+def cmd_up(args: argparse.Namespace, helper: HelperClient, out: Output) -> int:
+    if args.wait:
+        helper.subscribe([EventKind.STATE.value])
+    status: dict[str, Any] = helper.call(Method.UP, timeout=max(30.0, args.wait or 0.0))
+    if args.wait and status.get("state") != schema.TunnelState.CONNECTED.value:
+        waited = _wait_connected(helper, args.wait)
+        if waited is None:
+            latest = helper.call(Method.STATUS)
+            if args.json:
+                out.json(latest)
+            out.error(f"the tunnel is not connected after {args.wait:g} s (state: {latest.get('state')})")
+            return EXIT_FAILED
+        status = waited
+    if args.json:
+        out.json(status)
+    else:
+        out.line(f"tunnel wanted up; state {status.get('state')}" + _address_suffix(status))
+    return EXIT_OK
+
+
+def _address_suffix(status: dict[str, Any]) -> str:
+    return f", address {status['address']}" if status.get("address") else ""
+
+
+def cmd_down(args: argparse.Namespace, helper: HelperClient, out: Output) -> int:
+    status = helper.call(Method.DOWN, timeout=30.0)
+    if args.json:
+        out.json(status)
+    else:
+        out.line(f"tunnel wanted down; state {status.get('state')}")
+    return EXIT_OK
+
+
+def cmd_watch(args: argparse.Namespace, helper: HelperClient, out: Output) -> int:
+    kinds = [k.strip() for k in args.events.split(",") if k.strip()] if args.events else None
+    result = helper.subscribe(kinds)
+    if args.json:
+        out.json({"status": result["status"]})
+    else:
+        status = result["status"]
+        out.line(f"watching {helper.path} (Ctrl-C to stop); state {status.get('state')}" + _address_suffix(status))
+    count = 0
+    deadline = None if args.duration is None else time.monotonic() + args.duration
+    while args.count is None or count < args.count:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            break
+        event = helper.next_event(remaining)
+        if event is None:
+            continue
+        count += 1
+        if args.json:
+            out.out.write(json.dumps(event, sort_keys=True) + "\n")
+            out.out.flush()
+        else:
+            out.line(format_event(dict(event)))
+    return EXIT_OK
+
+
+def cmd_log(args: argparse.Namespace, helper: HelperClient, out: Output) -> int:
+    page = helper.call(Method.LOG, {"limit": args.limit})
+    if args.json:
+        out.json(page)
+        return EXIT_OK
+    if page.get("dropped"):
+        out.line(f"({page['dropped']} older entries no longer kept)")
+    for entry in page["entries"]:
+        out.line(format_log_entry(entry))
+    return EXIT_OK
+
+
+def cmd_config_get(args: argparse.Namespace, helper: HelperClient, out: Output) -> int:
+    params = {"key": args.key} if args.key else None
+    result = helper.call(Method.CONFIG_GET, params)
+    if args.json:
+        out.json({"key": args.key, "value": result.get("value")} if args.key else result["config"])
+    elif args.key:
+        out.line(format_value(result.get("value")))
+    else:
+        out.out.write(f"# {result['path']}\n{result['toml']}")
+        out.out.flush()
+    return EXIT_OK
+
+
+def cmd_config_set(args: argparse.Namespace, helper: HelperClient, out: Output) -> int:
+    result = helper.call(Method.CONFIG_SET, {"changes": {args.key: args.value}}, timeout=30.0)
+    if args.json:
+        out.json(result)
+        return EXIT_OK
+    value = result["config"].get(args.key.split(".", 1)[0], {}).get(args.key.split(".", 1)[-1])
+    if result.get("changed"):
+        out.line(f"{args.key} = {format_value(value)} (saved and applied)")
+    else:
+        out.line(f"{args.key} = {format_value(value)} (unchanged)")
+    return EXIT_OK
+
+
+def cmd_diag(args: argparse.Namespace, helper: HelperClient, out: Output) -> int:
+    result = helper.call(Method.DIAGNOSTICS, timeout=60.0)
+    target = Path(args.out) if args.out else Path(f"m6t-diagnostics-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    # Written by the caller, with the caller's rights: the helper never writes where a user points it.
+    try:
+        target.write_text(json.dumps(result["bundle"], indent=1, sort_keys=True, default=str) + "\n", "utf-8")
+    except OSError as exc:
+        out.error(f"cannot write {target}: {exc.strerror or exc}")
+        return EXIT_FAILED
+    if args.json:
+        out.json({"out": str(target), "helper_copy": result.get("path")})
+    else:
+        out.line(f"diagnostics written to {target}")
+        if result.get("path"):
+            out.line(f"(the helper kept a copy in {result['path']})")
+    return EXIT_OK
+
+
+def cmd_probe_mtu(args: argparse.Namespace, helper: HelperClient, out: Output) -> int:
+    result = helper.call(Method.MTU_PROBE, timeout=90.0)
+    if args.json:
+        out.json(result)
+    else:
+        text = f"path MTU through the tunnel: {result['mtu']}"
+        if result.get("previous") is not None:
+            text += f" (interface MTU {result['previous']})"
+        out.line(text)
+    return EXIT_OK
+
+
+def cmd_lab_demo(args: argparse.Namespace, out: Output) -> int:
+    from m6t.lab import demo
+
+    return demo.run(keep=args.keep, out=out.out)
+
+
+# ------------------------------------------------------------------------------------------ parsing
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="m6t",
+        description="Control the m6t tunnel through the m6t-helper service.",
+        epilog="exit codes: 0 ok, 1 failed, 2 usage, 3 helper unreachable, 4 not allowed",
+    )
+    parser.add_argument(
+        "--socket",
+        default=os.environ.get(SOCKET_ENV, schema.DEFAULT_SOCKET_PATH),
+        help=f"the helper's control socket (default: ${SOCKET_ENV} or {schema.DEFAULT_SOCKET_PATH})",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("status", parents=[common], help="show the tunnel's state")
+    p.set_defaults(handler=cmd_status)
+    p = sub.add_parser("up", parents=[common], help="bring the tunnel up (remembered across restarts)")
+    p.add_argument("--wait", type=float, metavar="SECONDS", help="wait until connected, fail after SECONDS")
+    p.set_defaults(handler=cmd_up)
+    p = sub.add_parser("down", parents=[common], help="bring the tunnel down (remembered across restarts)")
+    p.set_defaults(handler=cmd_down)
+    p = sub.add_parser("watch", parents=[common], help="follow the helper's events live")
+    p.add_argument("--events", help="comma-separated event names (default: all)")
+    p.add_argument("--count", type=int, help="stop after this many events")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    p.set_defaults(handler=cmd_watch)
+    p = sub.add_parser("log", parents=[common], help="show the helper's recent log")
+    p.add_argument("--limit", type=int, default=50, help="how many entries (default %(default)s)")
+    p.set_defaults(handler=cmd_log)
+
+    config = sub.add_parser("config", help="read or change the configuration")
+    config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    p = config_sub.add_parser("get", parents=[common], help="print the configuration, or one setting")
+    p.add_argument("key", nargs="?", metavar="KEY", help="section.key, e.g. tunnel.mtu")
+    p.set_defaults(handler=cmd_config_get)
+    p = config_sub.add_parser("set", parents=[common], help="change one setting (validated, saved, applied)")
+    p.add_argument("key", metavar="KEY", help="section.key, e.g. tunnel.mtu")
+    p.add_argument("value", metavar="VALUE", help='e.g. 1400, true, "[3544, 4500]", gw.example.org')
+    p.set_defaults(handler=cmd_config_set)
+
+    p = sub.add_parser("diag", parents=[common], help="write a diagnostics bundle")
+    p.add_argument("--out", metavar="FILE", help="where to write it (default: ./m6t-diagnostics-TIME.json)")
+    p.set_defaults(handler=cmd_diag)
+    p = sub.add_parser("probe-mtu", parents=[common], help="measure the largest packet the tunnel carries")
+    p.set_defaults(handler=cmd_probe_mtu)
+
+    lab = sub.add_parser("lab", help="network-namespace labs (root)")
+    lab_sub = lab.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
+    p = lab_sub.add_parser("demo", help="build a lab, run the real helper and gateway, narrate a move")
+    p.add_argument("--keep", action="store_true", help="leave the lab running at the end")
+    p.set_defaults(lab_handler=cmd_lab_demo)
+    return parser
+
+
+def _report_failure(exc: RequestFailed, out: Output) -> int:
+    if exc.problems:
+        out.error(exc.message)
+        for problem in exc.problems:
+            key = problem.get("key") or "configuration"
+            out.error(f"{key}: {problem.get('message')}")
+    else:
+        text = exc.message
+        if exc.hint:
+            text += f" ({exc.hint})"
+        out.error(text)
+    return EXIT_FORBIDDEN if exc.code == ErrorCode.FORBIDDEN else EXIT_FAILED
+
+
+def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    out = Output(stdout or sys.stdout, stderr or sys.stderr)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        lab_handler = getattr(args, "lab_handler", None)
+        if lab_handler is not None:
+            code: int = lab_handler(args, out)
+            return code
+        handler: Command = args.handler
+        with HelperClient(args.socket) as helper:
+            return handler(args, helper, out)
+    except HelperUnavailable as exc:
+        out.error(f"cannot reach the helper at {exc.path}: is m6t-helper running? (systemctl start m6t-helper)")
+        return EXIT_UNREACHABLE
+    except RequestFailed as exc:
+        return _report_failure(exc, out)
+    except HelperTimeout as exc:
+        out.error(str(exc))
+        return EXIT_FAILED
+    except HelperError as exc:
+        out.error(str(exc))
+        return EXIT_UNREACHABLE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `m6t watch | head` closing the pipe is a normal way to stop.
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,367 @@
+"""The helper service with a fake driver: configuration changes, persistence, the undo journal, checks,
+log, diagnostics and MTU probe."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from m6t.client import events as ev
+from m6t.client.api.client import HelperClient, RequestFailed
+from m6t.client.api.schema import ErrorCode, Method
+from m6t.client.journal import Entry, Journal
+from m6t.client.service import StartupError, check_problem, normalize_status
+from m6t.platform.base import PlatformError
+from tests.unit.test_service_fakes import FakeBackend, RunningHelper, config_for_this_user, helper
+
+__all__ = ["helper"]
+
+
+def call(helper: RunningHelper, method: Method, params: dict[str, Any] | None = None) -> Any:
+    with HelperClient(helper.socket_path) as client:
+        return client.call(method, params)
+
+
+def failure(helper: RunningHelper, method: Method, params: dict[str, Any] | None = None) -> RequestFailed:
+    with pytest.raises(RequestFailed) as caught:
+        call(helper, method, params)
+    return caught.value
+
+
+# ------------------------------------------------------------------------------------------- config
+
+
+def test_config_get_whole_and_key(helper: RunningHelper) -> None:
+    whole = call(helper, Method.CONFIG_GET)
+    assert whole["path"] == str(helper.config_path)
+    assert whole["config"]["tunnel"]["mtu"] == 1472
+    assert "[tunnel]" in whole["toml"]
+    one = call(helper, Method.CONFIG_GET, {"key": "gateway.ports"})
+    assert one["key"] == "gateway.ports" and one["value"] == [3544]
+    unset = call(helper, Method.CONFIG_GET, {"key": "tunnel.probe"})
+    assert unset["value"] is None
+    error = failure(helper, Method.CONFIG_GET, {"key": "tunnel.nope"})
+    assert error.code == ErrorCode.CONFIG_UNKNOWN_KEY and error.problems[0]["key"] == "tunnel.nope"
+
+
+def test_config_set_is_saved_atomically_and_applied(helper: RunningHelper) -> None:
+    helper.config_path.chmod(0o644)
+    result = call(helper, Method.CONFIG_SET, {"changes": {"tunnel.mtu": 1400, "gateway.ports": "3544,4500"}})
+    assert result["applied"] is True
+    assert result["changed"] == ["gateway.ports", "tunnel.mtu"]
+    assert result["config"]["tunnel"]["mtu"] == 1400
+    text = helper.config_path.read_text()
+    assert "mtu = 1400" in text and "ports = [3544, 4500]" in text
+    assert stat.S_IMODE(helper.config_path.stat().st_mode) == 0o644
+    assert not [p for p in helper.config_path.parent.iterdir() if p.name.endswith(".tmp")]
+    assert helper.driver.applied[-1].tunnel.mtu == 1400
+    assert call(helper, Method.STATUS)["mtu"] == 1400
+
+
+def test_config_set_full_replacement_and_dry_run(helper: RunningHelper) -> None:
+    current = call(helper, Method.CONFIG_GET)["config"]
+    current["routes"]["metric"] = 7
+    dry = call(helper, Method.CONFIG_SET, {"config": current, "dry_run": True})
+    assert dry == {"config": current, "changed": ["routes.metric"], "applied": False}
+    assert "metric = 1029" in helper.config_path.read_text()
+    assert call(helper, Method.CONFIG_SET, {"config": current})["applied"] is True
+    assert "metric = 7" in helper.config_path.read_text()
+
+
+INVALID_CHANGES: list[tuple[str, Any]] = [
+    ("tunnel.mtu", 1000),
+    ("tunnel.mtu", 70000),
+    ("tunnel.mtu", "big"),
+    ("tunnel.mtu", True),
+    ("tunnel.prefix", "2001:db8::/64"),
+    ("tunnel.prefix", "not a prefix"),
+    ("tunnel.interface", "this-name-is-far-too-long"),
+    ("tunnel.keepalive_interval", 0),
+    ("tunnel.keepalive_interval", 100000),
+    ("tunnel.probe", "ff02::1"),
+    ("gateway.address", "not a host!"),
+    ("gateway.address", ""),
+    ("gateway.ports", [0]),
+    ("gateway.ports", [3544, 3544]),
+    ("gateway.ports", []),
+    ("gateway.ports", "70000"),
+    ("routes.default", "maybe"),
+    ("routes.metric", 0),
+    ("routes.metric", -5),
+    ("routes.prefixes", ["fd00::1/8", "nonsense"]),
+    ("helper.operator_group", ""),
+    ("helper.operator_group", "a:b"),
+    ("helper.autoconnect", 3),
+    ("tunnel.mtuu", 1400),
+    ("nosection.key", 1),
+    ("mtu", 1400),
+]
+
+
+@pytest.mark.parametrize(("key", "value"), INVALID_CHANGES)
+def test_every_invalid_value_is_rejected_naming_the_key(helper: RunningHelper, key: str, value: Any) -> None:
+    before_file = helper.config_path.read_bytes()
+    before = call(helper, Method.CONFIG_GET)["config"]
+    error = failure(helper, Method.CONFIG_SET, {"changes": {key: value}})
+    assert error.code == ErrorCode.CONFIG_INVALID
+    assert error.problems, error.error
+    assert any(p["key"] == key or p["key"].startswith(key + "[") for p in error.problems), error.problems
+    assert all(p["message"] for p in error.problems)
+    # Nothing written, nothing applied.
+    assert helper.config_path.read_bytes() == before_file
+    assert call(helper, Method.CONFIG_GET)["config"] == before
+    assert helper.driver.applied == []
+
+
+def test_one_bad_key_rejects_the_whole_change(helper: RunningHelper) -> None:
+    error = failure(helper, Method.CONFIG_SET, {"changes": {"tunnel.mtu": 1400, "routes.metric": 0}})
+    assert [p["key"] for p in error.problems] == ["routes.metric"]
+    assert call(helper, Method.CONFIG_GET, {"key": "tunnel.mtu"})["value"] == 1472
+
+
+def test_full_replacement_problems_name_keys(helper: RunningHelper) -> None:
+    error = failure(helper, Method.CONFIG_SET, {"config": {"gateway": {}, "tunnel": {"mtu": 5}}})
+    keys = {p["key"] for p in error.problems}
+    assert {"gateway.address", "tunnel.mtu", "tunnel.prefix"} <= keys
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"changes": []}, {"changes": None}, {"config": "x"}],
+)
+def test_config_set_malformed_params(helper: RunningHelper, params: dict[str, Any]) -> None:
+    assert failure(helper, Method.CONFIG_SET, params).code == ErrorCode.BAD_REQUEST
+
+
+def test_apply_failure_rolls_back_file_and_config(helper: RunningHelper) -> None:
+    before = helper.config_path.read_bytes()
+    helper.driver.fail_apply = True
+    error = failure(helper, Method.CONFIG_SET, {"changes": {"tunnel.mtu": 1300}})
+    assert error.code == ErrorCode.PLATFORM_ERROR and "previous one is back" in error.message
+    assert helper.config_path.read_bytes() == before
+    assert call(helper, Method.CONFIG_GET, {"key": "tunnel.mtu"})["value"] == 1472
+
+
+def test_unwritable_config_is_reported(helper: RunningHelper, monkeypatch: pytest.MonkeyPatch) -> None:
+    import m6t.client.service as service_module
+
+    def broken(path: Path, data: bytes, mode: int = 0o644) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(service_module, "atomic_write", broken)
+    error = failure(helper, Method.CONFIG_SET, {"changes": {"tunnel.mtu": 1300}})
+    assert error.code == ErrorCode.CONFIG_WRITE_FAILED
+    assert helper.driver.applied == []
+
+
+def test_bad_config_file_stops_startup(tmp_path: Path) -> None:
+    (tmp_path / "client.toml").write_text(config_for_this_user().replace("mtu = 1472", "mtu = 12"))
+    running = RunningHelper(tmp_path)
+    try:
+        with pytest.raises(StartupError, match=r"tunnel\.mtu"):
+            running.start()
+    finally:
+        running.close()
+
+
+# ------------------------------------------------------------------------------ up/down, persistence
+
+
+def test_up_down_and_wish_survives_restart(tmp_path: Path) -> None:
+    running = RunningHelper(tmp_path).start()
+    try:
+        status = call(running, Method.UP)
+        assert status["state"] == "connected" and status["wanted"] == "up"
+        assert status["address"] == "fd6d:3674:a1b2:0:1:aaaa:bbbb:cccc"
+        assert status["keepalive"]["rtt_ms"] == 3.1 and status["keepalive"]["age_s"] == pytest.approx(4, abs=1)
+        assert status["attachment"]["interface"] == "lan1"
+        assert [r["reason"] for r in status["regenerations"]] == ["attached"]
+        assert status["since"] == 2.0
+        assert json.loads((tmp_path / "state" / "state.json").read_text())["wanted"] == "up"
+        running.stop()
+        # A clean stop takes the tunnel down but keeps the wish.
+        assert not running.backend.interfaces and not running.backend.addresses
+        running.start()
+        assert call(running, Method.STATUS)["state"] == "connected"
+        assert call(running, Method.DOWN)["wanted"] == "down"
+        running.stop()
+        running.start()
+        assert call(running, Method.STATUS)["state"] == "disconnected"
+    finally:
+        running.close()
+
+
+def test_autoconnect_applies_only_without_a_recorded_wish(tmp_path: Path) -> None:
+    (tmp_path / "client.toml").write_text(config_for_this_user().replace("autoconnect = false", "autoconnect = true"))
+    running = RunningHelper(tmp_path).start()
+    try:
+        assert call(running, Method.STATUS)["wanted"] == "up"
+        call(running, Method.DOWN)
+        running.stop()
+        running.start()
+        assert call(running, Method.STATUS)["wanted"] == "down"
+    finally:
+        running.close()
+
+
+def test_up_failure_is_a_numbered_error(helper: RunningHelper) -> None:
+    helper.driver.fail_up = PlatformError("cannot open /dev/net/tun", hint="modprobe tun")
+    error = failure(helper, Method.UP)
+    assert error.code == ErrorCode.PLATFORM_ERROR and error.hint == "modprobe tun"
+    assert any(p["code"] == ErrorCode.PLATFORM_ERROR for p in call(helper, Method.STATUS)["problems"])
+
+
+# ------------------------------------------------------------------------------------------ journal
+
+
+def test_leftovers_of_a_dead_run_are_removed_first(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    # What a run killed with -9 would leave: its records, and (with a persistent device) the objects.
+    backend.interfaces.add("m6tx0")
+    backend.addresses.add(("m6tx0", "fd6d:3674:a1b2:0:1:1:2:3", 128))
+    backend.routes.add(("m6tx0", "::/0", 1029))
+    state = tmp_path / "state"
+    state.mkdir()
+    journal = Journal(state)
+    journal.record(Entry("address", "m6tx0", "fd6d:3674:a1b2:0:1:1:2:3", 128))
+    journal.record(Entry("route", "m6tx0", "::/0", 0, 1029))
+    journal.record(Entry("address", "gone0", "fd6d:3674:a1b2:0:1:4:5:6", 128))
+    running = RunningHelper(tmp_path, backend=backend).start()
+    try:
+        assert backend.calls[:2] == ["remove_route m6tx0 ::/0", "remove_address m6tx0 fd6d:3674:a1b2:0:1:1:2:3"]
+        assert not backend.addresses and not backend.routes
+        assert Journal(state).entries == []
+        messages = [e["message"] for e in call(running, Method.LOG)["entries"]]
+        assert any("removed leftover" in m and "route ::/0" in m for m in messages)
+        status = call(running, Method.STATUS)
+        assert any(p["code"] == ErrorCode.INTERFACE_BUSY for p in status["problems"])
+    finally:
+        running.close()
+
+
+def test_journal_follows_the_driver(helper: RunningHelper) -> None:
+    call(helper, Method.UP)
+    entries = Journal(helper.state_dir).entries
+    assert Entry("interface", "m6tx0") in entries
+    assert Entry("address", "m6tx0", "fd6d:3674:a1b2:0:1:aaaa:bbbb:cccc", 128) in entries
+    assert Entry("route", "m6tx0", "::/0", 0, 1029) in entries
+    call(helper, Method.DOWN)
+    assert Journal(helper.state_dir).entries == []
+
+
+def test_unreadable_journal_is_ignored(tmp_path: Path) -> None:
+    (tmp_path / "journal.json").write_text("{broken")
+    assert Journal(tmp_path).entries == []
+    (tmp_path / "journal.json").write_text(json.dumps({"entries": [{"kind": "bogus", "ifname": "x"}, 5]}))
+    assert Journal(tmp_path).entries == []
+
+
+# ------------------------------------------------------------------------------------------- checks
+
+
+def test_startup_checks_become_problems(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    backend.check_findings = [
+        PlatformError("/dev/net/tun is missing", hint="load the TUN driver: modprobe tun"),
+        PlatformError("IPv6 is disabled on this host", hint="sysctl -w net.ipv6.conf.all.disable_ipv6=0"),
+    ]
+    running = RunningHelper(tmp_path, backend=backend).start()
+    try:
+        problems = call(running, Method.STATUS)["problems"]
+        assert [p["code"] for p in problems] == [ErrorCode.TUN_MISSING, ErrorCode.IPV6_DISABLED]
+        assert problems[0]["hint"] == "load the TUN driver: modprobe tun"
+        assert problems[0]["message"] == "/dev/net/tun is missing."
+    finally:
+        running.close()
+
+
+def test_check_problem_classification() -> None:
+    assert check_problem(PlatformError("no CAP_NET_ADMIN"))["code"] == ErrorCode.PERMISSION_DENIED
+    assert check_problem(PlatformError("something else"))["code"] == ErrorCode.PLATFORM_ERROR
+
+
+def test_driver_errors_show_in_status_until_connected(helper: RunningHelper) -> None:
+    driver = helper.driver
+    helper.call_soon(lambda: driver.emit(ev.ErrorEvent.of(ev.ErrorCode.GATEWAY_UNRESOLVABLE, "gw.example: NXDOMAIN")))
+    problems = call(helper, Method.STATUS)["problems"]
+    assert problems[-1]["code"] == ErrorCode.GATEWAY_UNRESOLVABLE and problems[-1]["detail"] == "gw.example: NXDOMAIN"
+    call(helper, Method.UP)
+    assert call(helper, Method.STATUS)["problems"] == []
+
+
+# ------------------------------------------------------------------------------ log, diag, probe
+
+
+def test_log_paging(helper: RunningHelper) -> None:
+    call(helper, Method.UP)
+    page = call(helper, Method.LOG, {"limit": 3})
+    assert len(page["entries"]) == 3 and page["next"] >= 3
+    assert all({"seq", "time", "level", "message"} <= e.keys() for e in page["entries"])
+    newer = call(helper, Method.LOG, {"since": page["next"]})
+    assert newer["entries"] == []
+    call(helper, Method.DOWN)
+    newer = call(helper, Method.LOG, {"since": page["next"]})
+    assert any("disconnected" in e["message"] for e in newer["entries"])
+
+
+def test_ring_log_is_bounded(tmp_path: Path) -> None:
+    running = RunningHelper(tmp_path, log_capacity=10).start()
+    try:
+        for _ in range(5):
+            call(running, Method.UP)
+            call(running, Method.DOWN)
+        page = call(running, Method.LOG, {"limit": 100})
+        assert len(page["entries"]) == 10 and page["dropped"] > 0
+    finally:
+        running.close()
+
+
+def test_diagnostics_bundle(helper: RunningHelper) -> None:
+    call(helper, Method.UP)
+    result = call(helper, Method.DIAGNOSTICS)
+    bundle = result["bundle"]
+    assert {"created", "status", "config", "log", "system", "interfaces", "routes", "checks"} <= bundle.keys()
+    assert bundle["status"]["state"] == "connected"
+    assert bundle["config"]["tunnel"]["mtu"] == 1472
+    assert bundle["log"]
+    saved = Path(result["path"])
+    assert saved.parent == helper.state_dir / "diagnostics"
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    assert json.loads(saved.read_text())["status"]["state"] == "connected"
+    for _ in range(6):
+        call(helper, Method.DIAGNOSTICS)
+    assert len(list(saved.parent.glob("*.json"))) == 5
+
+
+def test_mtu_probe(helper: RunningHelper) -> None:
+    call(helper, Method.UP)
+    result = call(helper, Method.MTU_PROBE)
+    assert result["mtu"] == 1400 and result["previous"] == 1472
+    assert result["tried"][0] == {"size": 1472, "answered": False}
+    helper.driver.probe_result = ev.MtuProbeResult(False, None, 1472, 1472, (), "not connected", 0.0)
+    error = failure(helper, Method.MTU_PROBE)
+    assert error.code == ErrorCode.MTU_PROBE_FAILED and "not connected" in error.message
+
+
+def test_normalize_status_tolerates_sparse_input() -> None:
+    status = normalize_status({}, now=0.0)
+    assert status["state"] == "disconnected" and status["mtu"] is None and status["gateway"] is None
+    status = normalize_status({"mtu": 1400, "gateway": "gw:1", "regenerations": 3}, now=0.0)
+    assert status["mtu"] == 1400 and status["gateway"] == "gw:1" and status["regenerations"] == []
+    history = [{"time": 5.0, "reason": "attached", "old": None, "new": "fd6d::1"}]
+    assert normalize_status({"regenerations": history, "since": 4.5}, now=0.0)["regenerations"] == history
+    assert normalize_status({"since": 4.5}, now=0.0)["since"] == 4.5
+
+
+def test_state_dir_is_created(tmp_path: Path) -> None:
+    running = RunningHelper(tmp_path).start()
+    try:
+        assert (tmp_path / "state").is_dir()
+        assert os.stat(tmp_path / "state").st_mode & 0o777 == 0o755
+    finally:
+        running.close()

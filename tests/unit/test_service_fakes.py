@@ -1,0 +1,375 @@
+"""Fakes shared by the helper/API/CLI unit tests: an in-memory backend, a scripted driver, and a
+helper service running on a background event loop with a real Unix socket in a temp dir."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from m6t.client import events as ev
+from m6t.client.config import ClientConfig
+from m6t.client.service import HelperOptions, HelperService
+from m6t.platform.base import (
+    Attachment,
+    Backend,
+    ConnectivityMonitor,
+    PacketsCallback,
+    PlatformError,
+    Route,
+    TunDevice,
+    UdpChannel,
+)
+
+T = TypeVar("T")
+
+CONFIG_TEXT = """\
+[gateway]
+address = "198.51.100.2"
+ports = [3544]
+
+[tunnel]
+prefix = "fd6d:3674:a1b2:0:1::/80"
+interface = "m6tx0"
+mtu = 1472
+keepalive_interval = 30
+
+[routes]
+default = true
+metric = 1029
+prefixes = []
+
+[helper]
+operator_group = "m6t"
+autoconnect = false
+"""
+
+
+def config_for_this_user() -> str:
+    """The test configuration; run without root, the operator group is this user's own, so the tests
+    that change things still may."""
+    if is_root():
+        return CONFIG_TEXT
+    grp: Any = importlib.import_module("grp")
+    getgid: Callable[[], int] = getattr(os, "getgid")  # noqa: B009 - absent on Windows
+    return CONFIG_TEXT.replace('operator_group = "m6t"', f'operator_group = "{grp.getgrgid(getgid()).gr_name}"')
+
+
+class FakeTun(TunDevice):
+    def __init__(self, backend: FakeBackend, name: str) -> None:
+        self.backend = backend
+        self.name = name
+
+    def start_reading(self, loop: asyncio.AbstractEventLoop, on_packets: PacketsCallback) -> None:
+        pass
+
+    def stop_reading(self) -> None:
+        pass
+
+    def write(self, packet: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        self.backend.interfaces.discard(self.name)
+        self.backend.addresses = {a for a in self.backend.addresses if a[0] != self.name}
+        self.backend.routes = {r for r in self.backend.routes if r[0] != self.name}
+
+
+class FakeBackend(Backend):
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.interfaces: set[str] = set()
+        self.addresses: set[tuple[str, str, int]] = set()
+        self.routes: set[tuple[str, str, int]] = set()
+        self.check_findings: list[PlatformError] = []
+        self.calls: list[str] = []
+        self.closed = False
+
+    def check(self) -> list[PlatformError]:
+        return list(self.check_findings)
+
+    def open_tun(self, name: str) -> TunDevice:
+        self.calls.append(f"open_tun {name}")
+        self.interfaces.add(name)
+        return FakeTun(self, name)
+
+    async def set_mtu(self, ifname: str, mtu: int) -> None:
+        self.calls.append(f"set_mtu {ifname} {mtu}")
+
+    async def set_link_up(self, ifname: str) -> None:
+        pass
+
+    async def replace_address(self, ifname: str, address: IPv6Address, prefixlen: int) -> None:
+        self.calls.append(f"replace_address {ifname} {address}")
+        self.addresses.add((ifname, str(address), prefixlen))
+
+    async def remove_address(self, ifname: str, address: IPv6Address, prefixlen: int) -> None:
+        self.calls.append(f"remove_address {ifname} {address}")
+        self.addresses.discard((ifname, str(address), prefixlen))
+
+    async def replace_route(self, ifname: str, route: Route) -> None:
+        self.calls.append(f"replace_route {ifname} {route.network}")
+        self.routes.add((ifname, str(route.network), route.metric))
+
+    async def remove_route(self, ifname: str, route: Route) -> None:
+        self.calls.append(f"remove_route {ifname} {route.network}")
+        self.routes.discard((ifname, str(route.network), route.metric))
+
+    def interface_exists(self, ifname: str) -> bool:
+        return ifname in self.interfaces
+
+    def open_udp(self, gateway: tuple[IPv4Address, int]) -> UdpChannel:
+        raise NotImplementedError
+
+    def connectivity_monitor(self, gateway: IPv4Address, ignore_interface: str) -> ConnectivityMonitor:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+ADDRESS = IPv6Address("fd6d:3674:a1b2:0:1:aaaa:bbbb:cccc")
+
+
+@dataclass
+class FakeDriver:
+    """Scripted stand-in for ``m6t.client.driver.ClientDriver``: installs one address and a default route."""
+
+    config: ClientConfig
+    backend: Backend
+    state: ev.State = ev.State.DISCONNECTED
+    address: IPv6Address | None = None
+    listeners: list[Callable[[Any], None]] = field(default_factory=list)
+    applied: list[ClientConfig] = field(default_factory=list)
+    fail_apply: bool = False
+    fail_up: PlatformError | None = None
+    probe_result: ev.MtuProbeResult | None = None
+    tun: TunDevice | None = None
+    rtt: float | None = None
+    counters: dict[str, Any] = field(default_factory=lambda: {"tx_packets": 3, "rx_packets": 2})
+
+    async def start(self) -> None:
+        pass
+
+    def _set_state(self, state: ev.State, detail: str = "") -> None:
+        previous, self.state = self.state, state
+        self.emit(ev.StateChanged(state, previous, detail))
+
+    def emit(self, event: Any) -> None:
+        for listener in list(self.listeners):
+            listener(event)
+
+    async def up(self) -> None:
+        if self.fail_up is not None:
+            raise self.fail_up
+        if self.state is not ev.State.DISCONNECTED:
+            return
+        ifname = self.config.tunnel.interface
+        self.tun = self.backend.open_tun(ifname)
+        self._set_state(ev.State.CONNECTING)
+        self.address = ADDRESS
+        await self.backend.replace_address(ifname, ADDRESS, 128)
+        await self.backend.replace_route(ifname, Route(network=IPv6Network("::/0"), metric=1029))
+        self.emit(ev.AttachmentChanged(Attachment(IPv4Address("192.0.2.10"), "lan1", IPv4Address("192.0.2.1"))))
+        self.emit(ev.AddressChanged(None, ADDRESS, "attached", (IPv4Address("198.51.100.2"), 3544)))
+        self._set_state(ev.State.CONNECTED)
+        self.rtt = 0.0031
+        self.emit(ev.KeepaliveEvent(ev.KeepaliveKind.REPLY, 0.0031, 0))
+
+    async def down(self) -> None:
+        if self.state is ev.State.DISCONNECTED:
+            return
+        ifname = self.config.tunnel.interface
+        if self.address is not None:
+            await self.backend.remove_address(ifname, self.address, 128)
+        if self.tun is not None:
+            self.tun.close()
+            self.tun = None
+        self.address = None
+        self._set_state(ev.State.DISCONNECTED)
+
+    async def apply_config(self, new: ClientConfig) -> None:
+        if self.fail_apply:
+            self.fail_apply = False
+            raise PlatformError("netlink said no", hint="try again")
+        self.applied.append(new)
+        self.config = new
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "detail": "",
+            "address": None if self.address is None else str(self.address),
+            "gateway": {"host": "198.51.100.2", "address": "198.51.100.2", "port": 3544, "ports": [3544]},
+            "mtu": {"configured": self.config.tunnel.mtu, "effective": self.config.tunnel.mtu, "last_evidence": None},
+            "keepalive": {
+                "interval": self.config.tunnel.keepalive_interval,
+                "last_sent": None,
+                "last_reply": None if self.rtt is None else time.time() - 4.0,
+                "rtt": self.rtt,
+                "missed": 0,
+                "counting": True,
+            },
+            "attachment": None
+            if self.state is ev.State.DISCONNECTED
+            else {"local_ipv4": "192.0.2.10", "interface": "lan1", "router": "192.0.2.1"},
+            "counters": dict(self.counters),
+            "regenerations": []
+            if self.address is None
+            else [{"time": 1.0, "reason": "attached", "old": None, "new": str(self.address)}],
+            "since": 2.0,
+        }
+
+    def add_listener(self, callback: Callable[[Any], None]) -> Callable[[], None]:
+        self.listeners.append(callback)
+        return lambda: self.listeners.remove(callback) if callback in self.listeners else None
+
+    async def probe_mtu(self) -> ev.MtuProbeResult:
+        if self.probe_result is not None:
+            return self.probe_result
+        return ev.MtuProbeResult(
+            ok=True,
+            largest=1400,
+            configured=self.config.tunnel.mtu,
+            effective=self.config.tunnel.mtu,
+            tried=((1472, False), (1280, True), (1400, True)),
+            reason="",
+            duration=0.5,
+        )
+
+    async def close(self) -> None:
+        await self.down()
+        await self.backend.close()
+
+
+class RunningHelper:
+    """A :class:`HelperService` on its own thread and event loop."""
+
+    def __init__(self, tmp: Path, *, backend: FakeBackend | None = None, **option_overrides: Any) -> None:
+        self.tmp = tmp
+        self.config_path = tmp / "client.toml"
+        if not self.config_path.exists():
+            self.config_path.write_text(config_for_this_user())
+            self.config_path.chmod(0o644)
+        self.socket_path = str(tmp / "run" / "helper.sock")
+        self.state_dir = tmp / "state"
+        self.backend = backend or FakeBackend()
+        self.drivers: list[FakeDriver] = []
+        self.options = HelperOptions(
+            config_path=self.config_path, socket_path=self.socket_path, state_dir=self.state_dir, **option_overrides
+        )
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.service: HelperService | None = None
+
+    def _driver(self, config: ClientConfig, backend: Backend) -> FakeDriver:
+        driver = FakeDriver(config, backend)
+        self.drivers.append(driver)
+        return driver
+
+    @property
+    def driver(self) -> FakeDriver:
+        return self.drivers[-1]
+
+    def run(self, factory: Callable[[], Any]) -> Any:
+        """Run a coroutine (made by ``factory``) on the helper's loop and wait for it."""
+
+        async def wrapper() -> Any:
+            return await factory()
+
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(wrapper(), self.loop)
+        return future.result(timeout=20)
+
+    def call_soon(self, fn: Callable[[], T]) -> T:
+        async def wrapper() -> T:
+            return fn()
+
+        result: T = self.run(wrapper)
+        return result
+
+    def start(self) -> RunningHelper:
+        if not self.thread.is_alive():
+            self.thread.start()
+        service = HelperService(self.options, backend_factory=lambda: self.backend, driver_factory=self._driver)
+        self.service = service
+        self.run(service.start)
+        return self
+
+    def stop(self) -> None:
+        if self.service is not None:
+            service, self.service = self.service, None
+            self.run(service.stop)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@pytest.fixture
+def helper(tmp_path: Path) -> Iterator[RunningHelper]:
+    running = RunningHelper(tmp_path).start()
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+# POSIX-only calls, looked up so that the tests type-check for every OS (they skip where they cannot run).
+NOBODY = 65534
+
+
+def is_root() -> bool:
+    getuid: Callable[[], int] | None = getattr(os, "getuid", None)
+    return getuid is not None and getuid() == 0
+
+
+def unix_socket() -> socket.socket:
+    return socket.socket(getattr(socket, "AF_UNIX"), socket.SOCK_STREAM)  # noqa: B009 - absent on Windows
+
+
+def other_group() -> tuple[str, int] | None:
+    """Some group that is neither root's nor nobody's, to stand for the operator group."""
+    grp: Any = importlib.import_module("grp")
+    for group in grp.getgrall():
+        if group.gr_gid not in (0, NOBODY):
+            return str(group.gr_name), int(group.gr_gid)
+    return None
+
+
+def run_as(uid: int, gid: int, groups: list[int], child: Callable[[], bytes]) -> bytes:
+    """Fork; the child drops to ``uid``/``gid`` with exactly ``groups``, runs ``child``, and returns its bytes."""
+    fork: Callable[[], int] = getattr(os, "fork")  # noqa: B009 - absent on Windows
+    setgroups: Callable[[list[int]], None] = getattr(os, "setgroups")  # noqa: B009
+    setgid: Callable[[int], None] = getattr(os, "setgid")  # noqa: B009
+    setuid: Callable[[int], None] = getattr(os, "setuid")  # noqa: B009
+    read_end, write_end = os.pipe()
+    pid = fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            setgroups(groups)
+            setgid(gid)
+            setuid(uid)
+            os.write(write_end, child())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    return data

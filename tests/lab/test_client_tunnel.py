@@ -64,6 +64,8 @@ keepalive_interval = {keepalive}
 [routes]
 default = true
 metric = 1029
+[helper]
+autoconnect = true
 """
 
 
@@ -109,7 +111,17 @@ class Rig:
     def start_client(self, config: str) -> None:
         path = self.workdir / "client.toml"
         path.write_text(config)
-        argv = ["-m", "m6t.client.helper", "--config", str(path), "--foreground"]
+        argv = [
+            "-m",
+            "m6t.client.service",
+            "--config",
+            str(path),
+            "--foreground",
+            "--socket",
+            str(self.workdir / "helper.sock"),
+            "--state-dir",
+            str(self.workdir / "state"),
+        ]
         self.client = self._spawn(MN, argv, "client.log")
 
     def stop_client(self) -> int:

@@ -460,25 +460,3 @@ def test_tun_open_failure_raises_with_an_event() -> None:
         await driver.close()
 
     run(scenario)
-
-
-def test_helper_exits_1_when_the_tunnel_cannot_be_created(caplog: pytest.LogCaptureFixture) -> None:
-    from m6t.client.helper import run_foreground
-
-    class NoTun(FakeBackend):
-        def open_tun(self, name: str) -> FakeTun:
-            raise PlatformError("cannot open /dev/net/tun: Permission denied", hint="run as root")
-
-    backend = NoTun()
-    assert asyncio.run(run_foreground(config(), backend)) == 1
-    assert backend.closed
-    assert "hint: run as root" in caplog.text
-
-
-def test_helper_usage_errors(tmp_path: Any) -> None:
-    from m6t.client.helper import main
-
-    bad = tmp_path / "bad.toml"
-    bad.write_text('[gateway]\naddress = "198.51.100.2"\n[tunnel]\nprefix = "fd6d:3674:a1b2:0:1::/80"\nmtu = 1000\n')
-    assert main(["--config", str(bad), "--foreground"]) == 2
-    assert main(["--config", str(bad)]) == 2

@@ -1,0 +1,3 @@
+from m6t.ui.app import main
+
+raise SystemExit(main())

@@ -1,0 +1,168 @@
+"""Start the tray at login: a per-user desktop setting, so it lives here and needs no privilege.
+
+Each desktop family has its own mechanism; the backend is picked from Qt's answer about the running kernel
+(:func:`QSysInfo.kernelType`), a table lookup rather than code branching on the platform.  Every backend
+only writes in the user's own profile.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Final, Protocol
+from xml.sax.saxutils import escape
+
+from PySide6.QtCore import QSettings, QStandardPaths, QSysInfo
+
+APP_ID: Final = "m6t-tray"
+
+
+class Autostart(Protocol):
+    """Whether the tray starts at login; ``set_enabled`` raises :class:`OSError` when it cannot write."""
+
+    @property
+    def supported(self) -> bool: ...
+
+    def is_enabled(self) -> bool: ...
+
+    def set_enabled(self, enabled: bool) -> None: ...
+
+
+def tray_command() -> list[str]:
+    """How to start this tray again: its console script when installed, else the module by this interpreter."""
+    script = shutil.which(APP_ID)
+    if script:
+        return [script]
+    return [sys.executable, "-m", "m6t.ui"]
+
+
+class XdgAutostart:
+    """freedesktop.org autostart: a desktop entry in ``$XDG_CONFIG_HOME/autostart``."""
+
+    def __init__(self, directory: Path, command: Sequence[str]) -> None:
+        self.path = directory / f"{APP_ID}.desktop"
+        self.command = list(command)
+
+    @property
+    def supported(self) -> bool:
+        return True
+
+    def is_enabled(self) -> bool:
+        return self.path.is_file()
+
+    def set_enabled(self, enabled: bool) -> None:
+        if not enabled:
+            self.path.unlink(missing_ok=True)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(
+            "[Desktop Entry]\n"
+            "Type=Application\n"
+            "Name=m6t tray\n"
+            "Comment=Status and control of the m6t IPv6 tunnel\n"
+            f"Exec={shlex.join(self.command)}\n"
+            "Icon=m6t\n"
+            "Terminal=false\n"
+            "X-GNOME-Autostart-enabled=true\n",
+            encoding="utf-8",
+        )
+
+
+class LaunchAgentAutostart:
+    """macOS: a per-user launchd agent in ``~/Library/LaunchAgents`` that runs once at login."""
+
+    LABEL: Final = "org.m6t.tray"
+
+    def __init__(self, directory: Path, command: Sequence[str]) -> None:
+        self.path = directory / f"{self.LABEL}.plist"
+        self.command = list(command)
+
+    @property
+    def supported(self) -> bool:
+        return True
+
+    def is_enabled(self) -> bool:
+        return self.path.is_file()
+
+    def set_enabled(self, enabled: bool) -> None:
+        if not enabled:
+            self.path.unlink(missing_ok=True)
+            return
+        arguments = "".join(f"    <string>{escape(part)}</string>\n" for part in self.command)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">\n'
+            '<plist version="1.0">\n<dict>\n'
+            f"  <key>Label</key><string>{self.LABEL}</string>\n"
+            f"  <key>ProgramArguments</key>\n  <array>\n{arguments}  </array>\n"
+            "  <key>RunAtLoad</key><true/>\n"
+            "</dict>\n</plist>\n",
+            encoding="utf-8",
+        )
+
+
+class RunKeyAutostart:
+    """Windows: a value under the user's ``Run`` key, written through QSettings' registry format."""
+
+    KEY: Final = "HKEY_CURRENT_USER\\Software\\Microsoft\\Windows\\CurrentVersion\\Run"
+
+    def __init__(self, command: Sequence[str], settings: QSettings | None = None) -> None:
+        self.command = list(command)
+        self.settings = settings or QSettings(self.KEY, QSettings.Format.NativeFormat)
+
+    @property
+    def supported(self) -> bool:
+        return True
+
+    def is_enabled(self) -> bool:
+        return self.settings.contains(APP_ID)
+
+    def set_enabled(self, enabled: bool) -> None:
+        if enabled:
+            self.settings.setValue(APP_ID, " ".join(f'"{part}"' for part in self.command))
+        else:
+            self.settings.remove(APP_ID)
+        self.settings.sync()
+        if self.settings.status() is not QSettings.Status.NoError:
+            raise OSError("the Windows registry refused the change")
+
+
+class NoAutostart:
+    """A desktop we do not know: the checkbox is shown disabled rather than pretending to work."""
+
+    @property
+    def supported(self) -> bool:
+        return False
+
+    def is_enabled(self) -> bool:
+        return False
+
+    def set_enabled(self, enabled: bool) -> None:
+        raise OSError("starting at login is not supported on this system")
+
+
+def _config_home() -> Path:
+    # QStandardPaths honours $XDG_CONFIG_HOME, which the autostart spec also follows.
+    return Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.GenericConfigLocation))
+
+
+_BACKENDS: Final[dict[str, Callable[[list[str]], Autostart]]] = {
+    "linux": lambda command: XdgAutostart(_config_home() / "autostart", command),
+    "freebsd": lambda command: XdgAutostart(_config_home() / "autostart", command),
+    "openbsd": lambda command: XdgAutostart(_config_home() / "autostart", command),
+    "netbsd": lambda command: XdgAutostart(_config_home() / "autostart", command),
+    "darwin": lambda command: LaunchAgentAutostart(Path.home() / "Library" / "LaunchAgents", command),
+    "winnt": RunKeyAutostart,
+}
+
+
+def autostart_for(kernel: str | None = None, command: Sequence[str] | None = None) -> Autostart:
+    """The backend for ``kernel`` (default: the running one, as :func:`QSysInfo.kernelType` names it)."""
+    factory = _BACKENDS.get(kernel or QSysInfo.kernelType())
+    if factory is None:
+        return NoAutostart()
+    return factory(list(command) if command is not None else tray_command())

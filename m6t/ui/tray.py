@@ -1,0 +1,229 @@
+"""The tray icon, its menu and the notifications: a view of :class:`TunnelModel` like the windows."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Final
+
+from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtGui import QAction, QActionGroup, QGuiApplication
+from PySide6.QtWidgets import QApplication, QMenu, QSystemTrayIcon
+
+from m6t.client.api import schema
+from m6t.client.api.schema import ErrorCode
+from m6t.ui.autostart import Autostart
+from m6t.ui.connection import Outcome
+from m6t.ui.icons import state_icon
+from m6t.ui.model import TunnelModel
+from m6t.ui.preferences import NOTIFY_LABELS, NotifyLevel, Preferences
+from m6t.ui.settings_dialog import SettingsDialog
+from m6t.ui.state import TRAY_LABELS, TrayState, reason_label, tooltip, wants_disconnect_action
+from m6t.ui.status_window import TAB_LOG, StatusWindow
+
+REPEAT_ERROR_S: Final = 60.0
+"""The same error again within this long is not notified again: a flapping link would flood the desktop."""
+QUIET_AFTER_REGENERATION_S: Final = 60.0
+"""A reconnection right after a new address was announced needs no second bubble."""
+TOOLTIP_REFRESH_MS: Final = 15_000
+MESSAGE_MS: Final = 6000
+
+
+class TrayController(QObject):
+    notified = Signal(str, str)
+    """Every notification actually shown: title, text (tests and the screenshot script listen)."""
+
+    def __init__(
+        self,
+        model: TunnelModel,
+        preferences: Preferences,
+        autostart: Autostart,
+        start_hint: str,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.model = model
+        self.preferences = preferences
+        self.autostart = autostart
+        self.start_hint = start_hint
+        self.status_window = StatusWindow(model, start_hint)
+        self.settings_dialog: SettingsDialog | None = None
+        self._shown_state: TrayState | None = None
+        self._recent_errors: dict[int, float] = {}
+        self._last_regeneration_notice = -QUIET_AFTER_REGENERATION_S
+        self.icon = QSystemTrayIcon(self)
+        self.menu = QMenu()
+        self.menu.setToolTipsVisible(True)
+        self._build_menu()
+        self.icon.setContextMenu(self.menu)
+        self.icon.activated.connect(self._activated)
+        self._tooltip_timer = QTimer(self)
+        self._tooltip_timer.setInterval(TOOLTIP_REFRESH_MS)
+        self._tooltip_timer.timeout.connect(self.refresh)
+        self._tooltip_timer.start()
+
+        model.changed.connect(self.refresh)
+        model.connected_to_gateway.connect(self._on_connected)
+        model.address_regenerated.connect(self._on_regenerated)
+        model.error_raised.connect(self._on_error)
+        model.reachability_changed.connect(self._on_reachability)
+        preferences.changed.connect(self._sync_notify_menu)
+        self.refresh()
+
+    # ---------------------------------------------------------------------------------------- menu
+
+    def _build_menu(self) -> None:
+        menu = self.menu
+        self.header_action = menu.addAction("m6t")
+        self.header_action.setEnabled(False)
+        self.reason_action = menu.addAction("")
+        self.reason_action.setEnabled(False)
+        menu.addSeparator()
+        self.toggle_action = menu.addAction("Connect")
+        self.toggle_action.triggered.connect(self.toggle)
+        self.status_action = menu.addAction("Status\u2026")
+        self.status_action.triggered.connect(self.show_status)
+        self.settings_action = menu.addAction("Settings\u2026")
+        self.settings_action.triggered.connect(self.show_settings)
+        menu.addSeparator()
+        self.copy_action = menu.addAction("Copy tunnel address")
+        self.copy_action.triggered.connect(self.copy_address)
+        self.log_action = menu.addAction("Open log\u2026")
+        self.log_action.triggered.connect(self.open_log)
+        self.export_action = menu.addAction("Export diagnostics\u2026")
+        self.export_action.triggered.connect(self.status_window.export_diagnostics)
+        self.notify_menu = menu.addMenu("Notifications")
+        self.notify_group = QActionGroup(self)
+        self.notify_actions: dict[NotifyLevel, QAction] = {}
+        for level, label in NOTIFY_LABELS.items():
+            action = self.notify_menu.addAction(label)
+            action.setCheckable(True)
+            action.setData(level.value)
+            self.notify_group.addAction(action)
+            self.notify_actions[level] = action
+        self.notify_group.triggered.connect(self._notify_chosen)
+        self._sync_notify_menu()
+        menu.addSeparator()
+        self.quit_action = menu.addAction("Quit")
+        self.quit_action.triggered.connect(self.quit)
+
+    def _sync_notify_menu(self) -> None:
+        self.notify_actions[self.preferences.notify_level].setChecked(True)
+
+    def _notify_chosen(self, action: QAction) -> None:
+        self.preferences.notify_level = NotifyLevel(str(action.data()))
+
+    # ---------------------------------------------------------------------------------------- refresh
+
+    def blocked_reason(self) -> str | None:
+        return self.status_window.change_blocked_reason()
+
+    def refresh(self) -> None:
+        model = self.model
+        tray = model.tray_state
+        if tray is not self._shown_state:
+            self.icon.setIcon(state_icon(tray))
+            self._shown_state = tray
+        hint = self.start_hint if tray is TrayState.UNAVAILABLE else None
+        self.icon.setToolTip(tooltip(model.tooltip_facts(hint)))
+        self.header_action.setText(f"m6t: {TRAY_LABELS[tray]}")
+        self.header_action.setIcon(state_icon(tray))
+        blocked = self.blocked_reason()
+        if not model.reachable:
+            self.reason_action.setText(f"{model.offline_reason or TRAY_LABELS[tray]} {self.start_hint}")
+        elif model.read_only:
+            self.reason_action.setText(blocked or "")
+        self.reason_action.setVisible(bool(blocked))
+        disconnect = wants_disconnect_action(state=model.state, wanted=model.wanted)
+        self.toggle_action.setText("Disconnect" if disconnect else "Connect")
+        self.toggle_action.setEnabled(blocked is None)
+        self.toggle_action.setToolTip(blocked or "")
+        self.copy_action.setEnabled(bool(model.address) and model.reachable)
+        self.export_action.setEnabled(model.reachable)
+
+    def current_icon_state(self) -> TrayState | None:
+        return self._shown_state
+
+    # ---------------------------------------------------------------------------------------- actions
+
+    def show(self) -> None:
+        self.icon.show()
+
+    def toggle(self) -> None:
+        up = not wants_disconnect_action(state=self.model.state, wanted=self.model.wanted)
+
+        def done(outcome: Outcome) -> None:
+            # A failure answers the user's own click, so it is shown whatever the notification level.
+            if not outcome.ok:
+                title = "m6t: could not connect" if up else "m6t: could not disconnect"
+                self._show(title, outcome.message, error=True)
+
+        self.model.set_wanted(up, done)
+
+    def show_status(self) -> None:
+        self.status_window.show()
+        self.status_window.raise_()
+        self.status_window.activateWindow()
+
+    def show_settings(self) -> None:
+        if self.settings_dialog is None:
+            self.settings_dialog = SettingsDialog(self.model, self.preferences, self.autostart)
+        if not self.settings_dialog.isVisible():
+            self.settings_dialog.load()
+        self.settings_dialog.show()
+        self.settings_dialog.raise_()
+        self.settings_dialog.activateWindow()
+
+    def copy_address(self) -> None:
+        if self.model.address:
+            QGuiApplication.clipboard().setText(self.model.address)
+
+    def open_log(self) -> None:
+        self.status_window.show_tab(TAB_LOG)
+
+    def quit(self) -> None:
+        self.icon.hide()
+        self.model.connection.stop()
+        QApplication.quit()
+
+    def _activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
+        if reason in (QSystemTrayIcon.ActivationReason.Trigger, QSystemTrayIcon.ActivationReason.DoubleClick):
+            self.show_status()
+
+    # ---------------------------------------------------------------------------------------- notifications
+
+    def _show(self, title: str, text: str, *, error: bool) -> None:
+        kind = QSystemTrayIcon.MessageIcon.Warning if error else QSystemTrayIcon.MessageIcon.Information
+        if self.icon.isVisible() and QSystemTrayIcon.supportsMessages():
+            self.icon.showMessage(title, text, kind, MESSAGE_MS)
+        self.notified.emit(title, text)
+
+    def notify(self, title: str, text: str, *, error: bool = False) -> None:
+        if self.preferences.allows(error=error):
+            self._show(title, text, error=error)
+
+    def _on_connected(self) -> None:
+        if time.monotonic() - self._last_regeneration_notice < QUIET_AFTER_REGENERATION_S:
+            return
+        gateway = self.model.status.get("gateway") if self.model.status else None
+        via = f" via {gateway}" if gateway else ""
+        self.notify("m6t connected", f"Tunnel address {self.model.address or 'pending'}{via}.")
+
+    def _on_regenerated(self, regeneration: dict[str, Any]) -> None:
+        self._last_regeneration_notice = time.monotonic()
+        reason = reason_label(str(regeneration.get("reason") or ""))
+        self.notify("m6t: new tunnel address", f"{regeneration.get('new')}: {reason}.")
+
+    def _on_error(self, error: dict[str, Any]) -> None:
+        code = int(error.get("code", 0))
+        now = time.monotonic()
+        if now - self._recent_errors.get(code, -REPEAT_ERROR_S) < REPEAT_ERROR_S:
+            return
+        self._recent_errors[code] = now
+        hint = error.get("hint")
+        text = str(error.get("message") or schema.error_info(ErrorCode.TUNNEL_ERROR)["message"])
+        self.notify("m6t error", f"{text} {hint}" if hint else text, error=True)
+
+    def _on_reachability(self, reachable: bool) -> None:
+        if not reachable:
+            why = self.model.offline_reason or ""
+            self.notify("m6t helper not reachable", f"{why} {self.start_hint}".strip(), error=True)

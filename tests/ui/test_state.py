@@ -1,0 +1,118 @@
+"""What the tray shows for each helper state: pure mapping, tooltip and labels."""
+
+from __future__ import annotations
+
+import pytest
+
+from m6t.client.api.schema import TunnelState
+from m6t.ui.state import (
+    TRAY_LABELS,
+    TooltipFacts,
+    TrayState,
+    format_bits_per_second,
+    format_duration,
+    helper_start_hint,
+    reason_label,
+    tooltip,
+    tray_state,
+    tunnel_label,
+    wants_disconnect_action,
+)
+
+EXPECTED = {
+    TunnelState.DISCONNECTED: TrayState.DISCONNECTED,
+    TunnelState.WAITING_FOR_NETWORK: TrayState.WAITING,
+    TunnelState.CONNECTING: TrayState.CONNECTING,
+    TunnelState.CONNECTED: TrayState.CONNECTED,
+    TunnelState.DEGRADED: TrayState.DEGRADED,
+    TunnelState.ERROR: TrayState.ERROR,
+}
+
+
+def test_every_documented_state_has_an_icon_state() -> None:
+    assert set(EXPECTED) == set(TunnelState)
+    for state, expected in EXPECTED.items():
+        assert tray_state(reachable=True, state=state, wanted="up") is expected
+
+
+def test_unreachable_helper_wins_over_any_state() -> None:
+    for state in TunnelState:
+        assert tray_state(reachable=False, state=state, wanted="up") is TrayState.UNAVAILABLE
+
+
+def test_unknown_state_follows_the_wish_and_is_shown_verbatim() -> None:
+    assert tray_state(reachable=True, state="sleeping", wanted="up") is TrayState.CONNECTING
+    assert tray_state(reachable=True, state="sleeping", wanted="down") is TrayState.DISCONNECTED
+    assert tunnel_label("sleeping") == "sleeping"
+
+
+def test_every_tray_state_has_a_label() -> None:
+    assert set(TRAY_LABELS) == set(TrayState)
+
+
+@pytest.mark.parametrize(
+    ("state", "wanted", "disconnect"),
+    [
+        (TunnelState.DISCONNECTED, "down", False),
+        (TunnelState.DISCONNECTED, "up", False),
+        (TunnelState.CONNECTING, "up", True),
+        (TunnelState.WAITING_FOR_NETWORK, "up", True),
+        (TunnelState.ERROR, "up", True),
+        (TunnelState.CONNECTED, "up", True),
+        (TunnelState.CONNECTED, "down", False),
+    ],
+)
+def test_toggle_reflects_the_real_state(state: str, wanted: str, disconnect: bool) -> None:
+    assert wants_disconnect_action(state=state, wanted=wanted) is disconnect
+
+
+def test_tooltip_has_state_address_gateway_and_time_connected() -> None:
+    text = tooltip(TooltipFacts(TrayState.CONNECTED, "connected", "fd6d::1", "198.51.100.2:4500", 3725))
+    assert text.splitlines() == [
+        "m6t: Connected",
+        "Address: fd6d::1",
+        "Gateway: 198.51.100.2:4500",
+        "Connected for 1 h 02 min",
+    ]
+
+
+def test_tooltip_when_unreachable_gives_the_hint_only() -> None:
+    text = tooltip(TooltipFacts(TrayState.UNAVAILABLE, "connected", "fd6d::1", "gw:1", 10, hint="Start it"))
+    assert text.splitlines() == ["m6t: helper not reachable", "Start it"]
+
+
+def test_tooltip_omits_unknown_connection_time() -> None:
+    text = tooltip(TooltipFacts(TrayState.CONNECTED, "connected", "fd6d::1", None, None))
+    assert "Connected for" not in text
+
+
+@pytest.mark.parametrize(
+    ("reason", "label"),
+    [
+        ("attachment_changed", "the network changed"),
+        ("network-change", "the network changed"),
+        ("keepalive_unanswered", "the gateway lost the binding"),
+        ("lost-binding", "the gateway lost the binding"),
+        ("port-failover", "moved to the next gateway port"),
+        ("gateway_changed", "moved to another gateway port"),
+        ("something-new", "something-new"),
+        (None, "unknown reason"),
+    ],
+)
+def test_regeneration_reasons_read_as_sentences(reason: str | None, label: str) -> None:
+    assert reason_label(reason) == label
+
+
+def test_formatting() -> None:
+    assert format_duration(5) == "5 s"
+    assert format_duration(65) == "1 min 05 s"
+    assert format_duration(90000) == "1 d 1 h"
+    assert format_bits_per_second(1_500_000) == "1.5 Mbit/s"
+    assert format_bits_per_second(12) == "12 bit/s"
+
+
+def test_start_hint_per_kernel() -> None:
+    assert "systemctl" in helper_start_hint("linux")
+    assert "launchctl" in helper_start_hint("darwin")
+    assert "sc start" in helper_start_hint("winnt")
+    assert "m6t-helper" in helper_start_hint("plan9")

@@ -1,0 +1,197 @@
+"""The status and diagnostics window: every field, the tables, the live charts and its actions."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QTableWidget
+from pytestqt.qtbot import QtBot
+
+from m6t.client.api import schema
+from m6t.client.api.schema import ErrorCode, EventKind, Method, TunnelState
+from m6t.ui import dialogs
+from m6t.ui.status_window import StatusWindow
+from m6t.ui.tray import TrayController
+from tests.ui.conftest import WAIT_MS, wait_online
+from tests.ui.fake_helper import ADDRESS, ADDRESS2, GATEWAY, FakeHelper, make_status
+
+
+@pytest.fixture
+def window(qtbot: QtBot, tray: TrayController) -> StatusWindow:
+    tray.show_status()
+    return tray.status_window
+
+
+def rows(table: QTableWidget) -> list[list[str]]:
+    def text(row: int, column: int) -> str:
+        item = table.item(row, column)
+        return "" if item is None else item.text()
+
+    return [[text(row, column) for column in range(table.columnCount())] for row in range(table.rowCount())]
+
+
+def test_shows_attachment_gateway_address_mtu_keepalive(window: StatusWindow) -> None:
+    assert window.state_label.text() == "Connected"
+    assert window.field("egress") == "192.0.2.10"
+    assert window.field("egress_if") == "lan1"
+    assert window.field("router") == "192.0.2.1"
+    assert window.field("gateway") == GATEWAY
+    assert window.field("address") == ADDRESS
+    assert window.field("generated").endswith("ago), connected to a network")
+    assert window.field("interface") == "m6t0"
+    assert window.field("mtu_configured") == "1472 bytes"
+    assert window.field("mtu_effective") == "1472 bytes"
+    assert window.field("mtu_evidence") == "none since the tray started"
+    assert window.field("ka_interval") == "30 s"
+    assert window.field("ka_rtt") == "3.2 ms"
+    assert window.field("ka_reply").endswith("(4 s ago)")
+    assert window.toggle_button.text() == "Disconnect" and window.toggle_button.isEnabled()
+    assert not window.banner.isVisible()
+
+
+def test_counters_and_drops_by_reason(window: StatusWindow) -> None:
+    counters = {name: value for name, value in rows(window.counters_table)}
+    assert counters["tx_packets"] == "120" and counters["rx_bytes"] == "96,000"
+    assert rows(window.drops_table) == [
+        ["drops_in.foreign_source", "2"],
+        ["drops_in.not_our_address", "1"],
+        ["drops_out.no_path", "4"],
+    ]
+
+
+def test_live_events_update_the_window(qtbot: QtBot, window: StatusWindow, helper: FakeHelper) -> None:
+    helper.push_event(EventKind.KEEPALIVE, {"rtt_ms": 7.25})
+    helper.push_event(
+        EventKind.MTU, {"mtu": 1400, "previous": 1472, "configured": 1472, "reason": "icmp", "path_mtu": 1428}
+    )
+    helper.push_event(
+        EventKind.ATTACHMENT,
+        {"attachment": {"local_ipv4": "203.0.113.10", "interface": "lan2", "router": "203.0.113.1"}},
+    )
+    qtbot.waitUntil(lambda: window.field("egress") == "203.0.113.10", timeout=WAIT_MS)
+    assert window.field("ka_rtt") == "7.2 ms" or window.field("ka_rtt") == "7.3 ms"
+    assert window.field("mtu_effective") == "1400 bytes"
+    assert window.field("mtu_configured") == "1472 bytes"
+    assert "1400 bytes at" in window.field("mtu_evidence") and "(icmp, path MTU 1428)" in window.field("mtu_evidence")
+    helper.push_event(EventKind.ATTACHMENT, {"attachment": None})
+    qtbot.waitUntil(lambda: window.field("egress").startswith("none"), timeout=WAIT_MS)
+
+
+def test_extra_keepalive_facts_when_the_helper_sends_them(
+    qtbot: QtBot, make_helper: Callable[..., FakeHelper], make_tray: Callable[[], TrayController]
+) -> None:
+    helper = make_helper()
+    helper.status = make_status(TunnelState.DEGRADED)
+    keepalive = dict(helper.status["keepalive"], missed=2, last_sent=time.time() - 3)
+    helper.status["keepalive"] = keepalive  # type: ignore[typeddict-item]
+    tray = make_tray()
+    wait_online(qtbot, tray.model, helper)
+    window = tray.status_window
+    window.refresh()
+    assert window.field("ka_missed") == "2"
+    assert window.field("ka_sent").endswith("(3 s ago)")
+
+
+def test_address_history_with_reasons(qtbot: QtBot, window: StatusWindow, helper: FakeHelper) -> None:
+    helper.set_address(ADDRESS2, "attachment_changed")
+    qtbot.waitUntil(lambda: window.history_table.rowCount() == 2, timeout=WAIT_MS)
+    history = rows(window.history_table)
+    assert history[0][1:] == ["the network changed", ADDRESS, ADDRESS2]
+    assert history[1][1:] == ["connected to a network", "\u2013", ADDRESS]
+    assert window.field("address") == ADDRESS2
+    assert window.field("generated").endswith("ago), the network changed")
+    assert "2 new address(es)" in window.regen_count.text()
+
+
+def test_charts_plot_rtt_and_throughput(qtbot: QtBot, window: StatusWindow, helper: FakeHelper) -> None:
+    now = time.time()
+    for index, rtt in enumerate((3.0, 4.0, 5.0)):
+        helper.push_event(EventKind.KEEPALIVE, {"rtt_ms": rtt}, when=now - 30 + index)
+    helper.push_event(EventKind.COUNTERS, {"counters": {"rx_bytes": 0, "tx_bytes": 0}}, when=now - 10)
+    helper.push_event(EventKind.COUNTERS, {"counters": {"rx_bytes": 125_000, "tx_bytes": 12_500}}, when=now - 9)
+    helper.push_event(EventKind.COUNTERS, {"counters": {"rx_bytes": 250_000, "tx_bytes": 25_000}}, when=now - 8)
+    qtbot.waitUntil(lambda: len(window.model.rates) == 2, timeout=WAIT_MS)
+    window.refresh()
+    assert window.rtt_chart.point_count(0) == 3
+    assert window.rate_chart.point_count(0) == 2 and window.rate_chart.point_count(1) == 2
+    assert [round(sample.rx_bps) for sample in window.model.rates] == [1_000_000, 1_000_000]
+    assert [round(sample.tx_bps) for sample in window.model.rates] == [100_000, 100_000]
+
+
+def test_counter_reset_is_not_negative_traffic(qtbot: QtBot, window: StatusWindow, helper: FakeHelper) -> None:
+    now = time.time()
+    helper.push_event(EventKind.COUNTERS, {"counters": {"rx_bytes": 5000, "tx_bytes": 5000}}, when=now - 2)
+    helper.push_event(EventKind.COUNTERS, {"counters": {"rx_bytes": 10, "tx_bytes": 10}}, when=now - 1)
+    helper.push_event(EventKind.COUNTERS, {"counters": {"rx_bytes": 20, "tx_bytes": 20}}, when=now)
+    qtbot.waitUntil(lambda: len(window.model.rates) == 1, timeout=WAIT_MS)
+    assert window.model.rates[0].rx_bps == 80
+
+
+def test_mtu_probe_shows_its_result(qtbot: QtBot, window: StatusWindow, helper: FakeHelper) -> None:
+    window.probe_button.click()
+    qtbot.waitUntil(lambda: window.field("mtu_probe").startswith("1452 bytes (was 1472)"), timeout=WAIT_MS)
+    assert "1452-byte" in window.message.text()
+    helper.forced_errors[Method.MTU_PROBE] = schema.error_info(ErrorCode.MTU_PROBE_FAILED, hint="Set tunnel.probe.")
+    window.probe_button.click()
+    qtbot.waitUntil(lambda: window.field("mtu_probe").startswith("failed"), timeout=WAIT_MS)
+    assert "The MTU probe failed. Set tunnel.probe." in window.message.text()
+
+
+def test_log_copy_and_save(qtbot: QtBot, window: StatusWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    window.show_tab("log")
+    qtbot.waitUntil(lambda: "keepalive unanswered" in window.log_view.toPlainText(), timeout=WAIT_MS)
+    window.log_copy_button.click()
+    assert "helper started" in QGuiApplication.clipboard().text()
+    target = tmp_path / "log.txt"
+    monkeypatch.setattr(dialogs, "ask_save_path", lambda *args: target)
+    window.log_save_button.click()
+    assert "attached to 192.0.2.10 via lan1" in target.read_text()
+    assert str(target) in window.message.text()
+
+
+def test_diagnostics_failure_is_shown(
+    qtbot: QtBot, window: StatusWindow, helper: FakeHelper, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    helper.forced_errors[Method.DIAGNOSTICS] = schema.error_info(ErrorCode.DIAGNOSTICS_FAILED)
+    monkeypatch.setattr(dialogs, "ask_save_path", lambda *args: tmp_path / "x.json")
+    window.export_button.click()
+    qtbot.waitUntil(lambda: "Diagnostics failed" in window.message.text(), timeout=WAIT_MS)
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_toggle_from_the_window(qtbot: QtBot, window: StatusWindow, helper: FakeHelper) -> None:
+    window.toggle_button.click()
+    qtbot.waitUntil(lambda: window.toggle_button.text() == "Connect", timeout=WAIT_MS)
+    assert helper.methods()[-1] is Method.DOWN
+    assert window.state_label.text() == "Disconnected"
+
+
+def test_host_problems_are_in_the_banner(
+    qtbot: QtBot, make_helper: Callable[..., FakeHelper], make_tray: Callable[[], TrayController]
+) -> None:
+    helper = make_helper()
+    helper.status = make_status(TunnelState.ERROR, problems=[schema.error_info(ErrorCode.TUN_MISSING)])
+    tray = make_tray()
+    wait_online(qtbot, tray.model, helper)
+    tray.show_status()
+    assert ErrorCode.TUN_MISSING.sentence in tray.status_window.banner.text()
+    assert tray.status_window.banner.isVisible()
+
+
+def test_a_helper_sending_only_a_regeneration_count(
+    qtbot: QtBot, make_helper: Callable[..., FakeHelper], make_tray: Callable[[], TrayController]
+) -> None:
+    helper = make_helper()
+    helper.status = make_status(TunnelState.CONNECTED, regenerations=3)
+    tray = make_tray()
+    wait_online(qtbot, tray.model, helper)
+    tray.show_status()
+    window = tray.status_window
+    assert window.history_table.rowCount() == 0
+    assert window.field("generated") == "\u2013"
+    helper.set_address(ADDRESS2, "attachment_changed")
+    qtbot.waitUntil(lambda: tray.model.address == ADDRESS2, timeout=WAIT_MS)

@@ -8,71 +8,17 @@ sentence a user can act on, so the UI never has to parse log text.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, ClassVar
 
+# The state names, error codes and regeneration reasons go on the wire: the control API schema is
+# their one definition, and the session speaks it directly.
+from m6t.client.api.schema import ErrorCode, RegenerationReason
+from m6t.client.api.schema import TunnelState as State
 from m6t.platform.base import Attachment
 
-
-class State(StrEnum):
-    DISCONNECTED = "disconnected"
-    """Not asked to connect (or asked to disconnect)."""
-    WAITING_FOR_NETWORK = "waiting_for_network"
-    """Asked to connect, but no IPv4 path to the gateway (or its name is not resolved yet)."""
-    CONNECTING = "connecting"
-    """Address installed, nothing has come back for it yet: the gateway state is not active."""
-    CONNECTED = "connected"
-    DEGRADED = "degraded"
-    """Keepalives going unanswered, or backing off between failed attempts."""
-    ERROR = "error"
-    """The OS refused something (socket, address, route); retried with backoff."""
-
-
-class RegenerationReason(StrEnum):
-    """Why the 48-bit suffix was drawn anew; each one means a new state at the gateway."""
-
-    ATTACHED = "attached"
-    ATTACHMENT_CHANGED = "attachment_changed"
-    KEEPALIVE_UNANSWERED = "keepalive_unanswered"
-    PROBE_UNANSWERED = "probe_unanswered"
-    NO_REPLY = "no_reply"
-    GATEWAY_CHANGED = "gateway_changed"
-    CONFIG_CHANGED = "config_changed"
-    RECONNECT = "reconnect"
-    RETRY_AFTER_ERROR = "retry_after_error"
-
-
-class ErrorCode(IntEnum):
-    """Stable numbers, the same as the control API's (``m6t.client.api.schema.ErrorCode``), which
-    passes them through: 3xxx host / platform, 4xxx the tunnel at run time."""
-
-    TUN_MISSING = 3001
-    IPV6_DISABLED = 3002
-    GATEWAY_UNRESOLVABLE = 3004
-    PLATFORM_ERROR = 3005
-    TUN_FAILED = 3007
-    NO_NETWORK = 4002
-    BINDING_LOST = 4003
-    ADDRESS_FAILED = 4005
-    PROBE_UNANSWERED = 4008
-    NO_REPLY = 4009
-    SOCKET_FAILED = 4010
-
-
-ERROR_TEXT: dict[ErrorCode, str] = {
-    ErrorCode.TUN_MISSING: "The TUN driver is not available on this computer.",
-    ErrorCode.IPV6_DISABLED: "IPv6 is disabled on this computer.",
-    ErrorCode.GATEWAY_UNRESOLVABLE: "The gateway's name cannot be resolved; retrying.",
-    ErrorCode.PLATFORM_ERROR: "The operating system refused a network change.",
-    ErrorCode.TUN_FAILED: "The tunnel interface could not be created.",
-    ErrorCode.NO_NETWORK: "There is no IPv4 network toward the gateway.",
-    ErrorCode.BINDING_LOST: "The gateway forgot this computer; reconnecting with a new address.",
-    ErrorCode.ADDRESS_FAILED: "The tunnel address could not be installed.",
-    ErrorCode.PROBE_UNANSWERED: "The Home Agent does not answer through the gateway on this port; trying again.",
-    ErrorCode.NO_REPLY: "Nothing comes back through the tunnel for the traffic sent; trying again.",
-    ErrorCode.SOCKET_FAILED: "The connection to the gateway could not be opened; m6t will retry.",
-}
+__all__ = ["ErrorCode", "RegenerationReason", "State"]
 
 
 def attachment_dict(attachment: Attachment | None) -> dict[str, Any] | None:
@@ -166,7 +112,7 @@ class ErrorEvent:
 
     @classmethod
     def of(cls, code: ErrorCode, detail: str = "") -> ErrorEvent:
-        return cls(code, ERROR_TEXT[code], detail)
+        return cls(code, code.sentence, detail)
 
     def to_dict(self) -> dict[str, Any]:
         return {

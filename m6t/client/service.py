@@ -222,7 +222,11 @@ def normalize_status(raw: dict[str, Any], *, now: float) -> dict[str, Any]:
             "rtt_ms": None if rtt is None else round(rtt * 1000.0, 3),
             "age_s": None if last_reply is None else round(max(0.0, now - last_reply), 1),
             "interval_s": _number(ka.get("interval")) or _number(ka.get("interval_s")),
+            "last_sent": _number(ka.get("last_sent")),
+            "last_reply": last_reply,
+            "missed": int(ka.get("missed") or 0),
         },
+        "mtu_detail": raw.get("mtu_detail") if isinstance(raw.get("mtu_detail"), dict) else None,
         "attachment": raw.get("attachment"),
         "counters": raw.get("counters") if isinstance(raw.get("counters"), dict) else {},
         "regenerations": [_jsonable(r) for r in regenerations if isinstance(r, dict)]

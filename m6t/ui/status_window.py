@@ -358,14 +358,22 @@ class StatusWindow(QMainWindow):
             DASH if latest is None else f"{_ago(latest['time'], now)}, {reason_label(latest.get('reason'))}"
         )
 
-        configured = model.last_mtu.configured if model.last_mtu and model.last_mtu.configured else None
+        detail = status.get("mtu_detail") or None
+        configured = detail["configured"] if detail else None
+        if configured is None and model.last_mtu and model.last_mtu.configured:
+            configured = model.last_mtu.configured
         configured = configured or model.config_value("tunnel.mtu")
         set_text["mtu_configured"](DASH if configured is None else f"{configured} bytes")
         effective = status.get("mtu")
         set_text["mtu_effective"](DASH if effective is None else f"{effective} bytes")
         evidence = model.last_mtu
-        if evidence is None:
-            set_text["mtu_evidence"]("none since the tray started")
+        helper_evidence = detail["last_evidence"] if detail else None
+        if helper_evidence is not None and (evidence is None or (helper_evidence["time"] or 0) >= evidence.time):
+            when = helper_evidence["time"]
+            at = f" at {format_clock(when)}" if when is not None else ""
+            set_text["mtu_evidence"](f"path MTU {helper_evidence['path_mtu']} bytes{at} ({helper_evidence['source']})")
+        elif evidence is None:
+            set_text["mtu_evidence"]("none" if detail else "none since the tray started")
         else:
             path = f", path MTU {evidence.path_mtu}" if evidence.path_mtu else ""
             why = evidence.reason or "unknown"

@@ -86,14 +86,35 @@ def test_extra_keepalive_facts_when_the_helper_sends_them(
 ) -> None:
     helper = make_helper()
     helper.status = make_status(TunnelState.DEGRADED)
-    keepalive = dict(helper.status["keepalive"], missed=2, last_sent=time.time() - 3)
-    helper.status["keepalive"] = keepalive  # type: ignore[typeddict-item]
+    helper.status["keepalive"]["missed"] = 2
+    helper.status["keepalive"]["last_sent"] = time.time() - 3
     tray = make_tray()
     wait_online(qtbot, tray.model, helper)
     window = tray.status_window
     window.refresh()
     assert window.field("ka_missed") == "2"
     assert window.field("ka_sent").endswith("(3 s ago)")
+
+
+def test_mtu_detail_from_the_helper_survives_a_tray_restart(
+    qtbot: QtBot, make_helper: Callable[..., FakeHelper], make_tray: Callable[[], TrayController]
+) -> None:
+    helper = make_helper()
+    helper.status = make_status(TunnelState.CONNECTED)
+    helper.status["mtu"] = 1400
+    helper.status["mtu_detail"] = {
+        "configured": 1472,
+        "effective": 1400,
+        "last_evidence": {"source": "emsgsize", "path_mtu": 1428, "time": time.time() - 60},
+    }
+    tray = make_tray()
+    wait_online(qtbot, tray.model, helper)
+    window = tray.status_window
+    window.refresh()
+    assert window.field("mtu_configured") == "1472 bytes"
+    assert window.field("mtu_effective") == "1400 bytes"
+    assert window.field("mtu_evidence").startswith("path MTU 1428 bytes at ")
+    assert window.field("mtu_evidence").endswith("(emsgsize)")
 
 
 def test_address_history_with_reasons(qtbot: QtBot, window: StatusWindow, helper: FakeHelper) -> None:

@@ -365,3 +365,16 @@ def test_state_dir_is_created(tmp_path: Path) -> None:
         assert os.stat(tmp_path / "state").st_mode & 0o777 == 0o755
     finally:
         running.close()
+
+
+def test_normalize_status_passes_keepalive_and_mtu_details_through() -> None:
+    raw = {
+        "keepalive": {"interval_s": 30.0, "rtt_ms": 0.8, "last_sent": 90.0, "last_reply": 90.5, "missed": 2},
+        "mtu": 1400,
+        "mtu_detail": {"configured": 1472, "effective": 1400, "last_evidence": None},
+    }
+    status = normalize_status(raw, now=100.0)
+    assert status["keepalive"]["last_sent"] == 90.0
+    assert status["keepalive"]["missed"] == 2
+    assert status["keepalive"]["age_s"] == 9.5
+    assert status["mtu_detail"] == {"configured": 1472, "effective": 1400, "last_evidence": None}

@@ -116,6 +116,20 @@ class TunnelState(StrEnum):
     """The OS refused something (socket, address, route); retried with backoff.  See ``problems``."""
 
 
+class RegenerationReason(StrEnum):
+    """Why the 48-bit suffix was drawn anew; each one means a new state at the gateway."""
+
+    ATTACHED = "attached"
+    ATTACHMENT_CHANGED = "attachment_changed"
+    KEEPALIVE_UNANSWERED = "keepalive_unanswered"
+    PROBE_UNANSWERED = "probe_unanswered"
+    NO_REPLY = "no_reply"
+    GATEWAY_CHANGED = "gateway_changed"
+    CONFIG_CHANGED = "config_changed"
+    RECONNECT = "reconnect"
+    RETRY_AFTER_ERROR = "retry_after_error"
+
+
 # --------------------------------------------------------------------------------------------- errors
 
 
@@ -262,6 +276,25 @@ class KeepaliveInfo(TypedDict):
     """Seconds since that answer."""
     interval_s: float | None
     """Configured keepalive interval."""
+    last_sent: NotRequired[float | None]
+    """Unix time the last keepalive left."""
+    last_reply: NotRequired[float | None]
+    """Unix time the last keepalive reply arrived."""
+    missed: NotRequired[int]
+    """Keepalives unanswered in a row (only counted once the gateway has confirmed the address)."""
+
+
+class MtuEvidenceInfo(TypedDict):
+    source: str
+    """``"icmp"`` or ``"emsgsize"``."""
+    path_mtu: int
+    time: float | None
+
+
+class MtuDetail(TypedDict):
+    configured: int
+    effective: int
+    last_evidence: MtuEvidenceInfo | None
 
 
 class AttachmentInfo(TypedDict):
@@ -278,9 +311,7 @@ class Regeneration(TypedDict):
     time: float
     """Unix time."""
     reason: str
-    """The session's reason (``m6t.client.events.RegenerationReason``): ``"attached"``, ``"attachment_changed"``,
-    ``"keepalive_unanswered"``, ``"probe_unanswered"``, ``"no_reply"``, ``"gateway_changed"``, ``"config_changed"``,
-    ``"reconnect"``, ``"retry_after_error"``; tolerate others."""
+    """A :class:`RegenerationReason` value (tolerate others)."""
     old: str | None
     new: str | None
 
@@ -306,6 +337,8 @@ class Status(TypedDict):
     """``host:port`` of the gateway in use."""
     interface: str | None
     mtu: int | None
+    """The effective tunnel MTU; ``mtu_detail`` has the configured value and the last evidence."""
+    mtu_detail: NotRequired[MtuDetail | None]
     keepalive: KeepaliveInfo
     attachment: AttachmentInfo | None
     counters: dict[str, int]

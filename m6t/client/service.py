@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from m6t.client import events as ev
 from m6t.client.api import schema
-from m6t.client.api.peercred import PeerCredentials, is_operator
+from m6t.client.api.authorization import is_operator
 from m6t.client.api.schema import Access, ErrorCode, ErrorInfo, EventKind, Method, ParsedRequest
 from m6t.client.api.server import ApiError, Connection, ControlServer, SocketInUse
 from m6t.client.config import (
@@ -47,6 +47,7 @@ from m6t.client.journal import Journal, JournalingBackend, RecoveryReport, atomi
 from m6t.client.ringlog import RingLog
 from m6t.configfile import toml_value
 from m6t.platform.base import Backend, PlatformError
+from m6t.platform.peercred import PeerCredentials
 
 log = logging.getLogger("m6t.helper")
 

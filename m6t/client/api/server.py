@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from m6t.client.api import schema
-from m6t.client.api.peercred import PeerCredentials, peer_credentials
 from m6t.client.api.schema import Access, ErrorCode, ErrorInfo, EventKind, Method, ParsedRequest
+from m6t.platform.peercred import PeerCredentials, peer_credentials
 
 log = logging.getLogger(__name__)
 

@@ -444,9 +444,12 @@ class Demo:
         say, env = self.say, self.env
         before = [m for m in env.lab.nat_mappings(nat) if m.remote_addr == a.GW_WAN]
         status_before = self.control.call(Method.STATUS)
-        say(f"flushing {nat}'s mappings (a NAT reboot): {len(before)} UDP mapping(s) toward the gateway forgotten")
+        say(
+            f"rebooting {nat}: {len(before)} UDP mapping(s) toward the gateway forgotten, and the next one gets"
+            " a new public port, which the gateway must not accept for the old address (draft 2.4)"
+        )
         t0 = time.monotonic()
-        env.lab.flush_nat(nat)
+        env.lab.rebind_nat(nat, a.GW_WAN)
         rtt = self.wait_ping("after the NAT flush", 40)
         status = self.wait_status(
             "reconnecting after the NAT flush", lambda s: s["state"] == TunnelState.CONNECTED.value, 40

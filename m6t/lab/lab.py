@@ -351,6 +351,33 @@ class Lab:
         self._topology.nat(nat)
         self.run(nat, "conntrack", "-F")
 
+    def rebind_nat(self, nat: str, remote_addr: str) -> list[NatMapping]:
+        """Flush a NAT and make its next mappings toward ``remote_addr`` use other public ports.
+
+        A plain flush on Linux masquerade hands the same public port back to the same flow, so nothing
+        upstream notices; real NATs rebooting or timing out usually pick a new port.  To get that, each
+        forgotten public port is claimed at once by a datagram the NAT itself sends from it.  Returns the
+        mappings that were forgotten.
+        """
+        forgotten = [m for m in self.nat_mappings(nat) if m.remote_addr == remote_addr]
+        self.flush_nat(nat)
+        claim = (
+            "import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); "
+            "s.bind((sys.argv[1],int(sys.argv[2]))); s.sendto(b'x',(sys.argv[3],int(sys.argv[4])))"
+        )
+        for mapping in forgotten:
+            self.run(
+                nat,
+                sys.executable,
+                "-c",
+                claim,
+                mapping.outside_addr,
+                str(mapping.outside_port),
+                mapping.remote_addr,
+                str(mapping.remote_port),
+            )
+        return forgotten
+
     def set_udp_timeout(
         self,
         nat: str,

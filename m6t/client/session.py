@@ -107,6 +107,9 @@ class SessionSettings:
     """Echoed once per new address to confirm the path (normally the Home Agent)."""
     routes: tuple[Route, ...] = ()
     max_missed: int = 3
+    reply_timeout: float = 2.0
+    """Once confirmed: data came in, then our traffic has gone unanswered this long — check the binding with a
+    keepalive now instead of at the next idle interval, so a NAT rebinding under load is found in seconds."""
     retry_interval: float = 2.0
     """Wait for a keepalive reply before retrying (capped at the keepalive interval)."""
     probe_timeout: float = 2.0
@@ -123,8 +126,8 @@ class SessionSettings:
             raise ValueError(f"gateway ports {self.ports!r}: at least one, each in 1..65535")
         if not IPV6_MIN_MTU <= self.mtu <= _MAX_UDP_PAYLOAD:
             raise ValueError(f"MTU {self.mtu}: must be between {IPV6_MIN_MTU} and {_MAX_UDP_PAYLOAD}")
-        if self.keepalive_interval <= 0 or self.retry_interval <= 0 or self.probe_timeout <= 0:
-            raise ValueError("keepalive interval, retry interval and probe timeout must be positive")
+        if min(self.keepalive_interval, self.retry_interval, self.probe_timeout, self.reply_timeout) <= 0:
+            raise ValueError("keepalive interval, retry interval, reply timeout and probe timeout must be positive")
         if self.max_missed < 1 or self.probe_tries < 1:
             raise ValueError("max_missed and probe_tries must be at least 1")
 
@@ -173,6 +176,9 @@ class Session:
         self._last_tx = 0.0
         self._last_rx = 0.0
         self._first_unanswered_tx: float | None = None
+        """When our first packet since the last inbound one left."""
+        self._data_in_since_check = False
+        """Data (not just keepalive replies) came in since the last keepalive: a flow is running both ways."""
 
         self._ka_sent_at: float | None = None
         self._ka_outstanding = False
@@ -265,6 +271,9 @@ class Session:
                 candidates.append(self._keepalive_due())
             if self._first_unanswered_tx is not None and s.probe is None and not self._confirmed:
                 candidates.append(self._first_unanswered_tx + s.confirm_timeout)
+            check = self._reply_check_due()
+            if check is not None:
+                candidates.append(check)
         if self._mtu_search is not None:
             deadline = self._mtu_search.deadline()
             if deadline is not None:
@@ -487,7 +496,7 @@ class Session:
             c.tx_packets += len(out)
             c.tx_bytes += size
             self._last_tx = now
-            if not self._confirmed and self._first_unanswered_tx is None:
+            if self._first_unanswered_tx is None:
                 self._first_unanswered_tx = now
         return out
 
@@ -534,6 +543,7 @@ class Session:
         if out:
             c.rx_packets += len(out)
             c.rx_bytes += size
+            self._data_in_since_check = True
         if accepted:
             self._inbound(now, keepalive_replies)
         return out
@@ -545,6 +555,7 @@ class Session:
     def _inbound(self, now: float, keepalive_replies: int) -> None:
         """Something came back for the current address: the gateway holds an active state for it."""
         self._last_rx = now
+        self._first_unanswered_tx = None
         if keepalive_replies:
             self._counters.keepalive_replies += keepalive_replies
             rtt = None if self._ka_sent_at is None else now - self._ka_sent_at
@@ -651,6 +662,18 @@ class Session:
                 self._send_keepalive(now)
         elif now >= self._keepalive_due():
             self._send_keepalive(now)
+        else:
+            check = self._reply_check_due()
+            if check is not None and now >= check:
+                self._send_keepalive(now)
+
+    def _reply_check_due(self) -> float | None:
+        """When a flow that ran both ways has gone one-way long enough to ask the gateway (None: not armed)."""
+        if not self._confirmed or self._ka_outstanding or not self._data_in_since_check:
+            return None
+        if self._first_unanswered_tx is None:
+            return None
+        return self._first_unanswered_tx + self._settings.reply_timeout
 
     def _keepalive_due(self) -> float:
         # Silence in either direction counts (draft 2.3); a keepalive already sent this interval counts
@@ -666,6 +689,7 @@ class Session:
         self._last_ka_sent = now
         self._last_tx = now
         self._ka_sent_at = now
+        self._data_in_since_check = False
         # Before confirmation the gateway has no active state to answer from: nothing to count.
         self._ka_outstanding = self._confirmed
         self._events.append(KeepaliveEvent(KeepaliveKind.SENT, None, self._missed))
@@ -796,6 +820,7 @@ class Session:
         self._last_tx = now
         self._last_rx = now
         self._first_unanswered_tx = None
+        self._data_in_since_check = False
         self._ka_sent_at = None
         self._ka_outstanding = False
         self._last_ka_sent = None

@@ -238,8 +238,57 @@ def test_one_way_traffic_still_gets_one_keepalive_per_interval() -> None:
             h.from_tun([data_from(h.address)])
 
     h.advance(55.0, each=outbound)
-    # The interval restarts at each reply here, so the keepalives drift by one round trip each.
-    assert len(h.keepalives()) == 5
+    kas = h.keepalives()
+    # confirm() brought data in, so the first unanswered second of outbound traffic arms one early check
+    # (reply_timeout after it); after that the flow is one-way and it is one per interval.  The interval
+    # restarts at each reply here, so the keepalives drift by one round trip each.
+    assert kas[0] == pytest.approx(1.0 + 2.0, abs=0.06)
+    assert len(kas) == 6
+    assert all(9.9 < b - a < 10.2 for a, b in itertools.pairwise(kas[1:]))
+
+
+def test_a_flow_that_stops_coming_back_is_checked_at_once_and_a_lost_binding_found_in_seconds() -> None:
+    h = Harness.make()
+    h.responder = gateway_answers_keepalives
+    h.connect()
+    confirm(h)
+    old = h.address
+    broken_at = 20.0
+
+    def both_ways_until_the_nat_rebinds(h: Harness) -> None:
+        if round(h.now * 20) % 10 == 0:  # twice a second, each way
+            h.from_tun([data_from(h.address)])
+            if h.now < broken_at:
+                h.receive([data_to(h.address)])
+        if h.now >= broken_at:
+            h.responder = None  # the gateway drops everything from the new NAT mapping (draft 2.4)
+            h.in_flight.clear()
+
+    h.advance(broken_at, each=both_ways_until_the_nat_rebinds)
+    assert h.keepalives() == []  # nothing to check while the flow runs both ways
+    h.advance(8.0, each=both_ways_until_the_nat_rebinds)
+    kas = h.keepalives(since=broken_at)
+    # reply_timeout (2 s) after the first unanswered packet, then retries every retry_interval (1 s here)
+    assert kas[0] == pytest.approx(broken_at + 2.0, abs=0.06)
+    regeneration = h.session.status().regenerations[-1]
+    assert regeneration.reason == "keepalive_unanswered"
+    assert regeneration.time - broken_at < 2.0 + 3 * 1.0 + 0.2
+    assert h.address != old
+
+
+def test_an_answered_check_does_not_repeat_while_the_flow_stays_one_way() -> None:
+    h = Harness.make()
+    h.responder = gateway_answers_keepalives
+    h.connect()
+    confirm(h)
+
+    def outbound(h: Harness) -> None:
+        if round(h.now * 20) % 5 == 0:
+            h.from_tun([data_from(h.address)])
+
+    h.advance(9.0, each=outbound)
+    assert len(h.keepalives()) == 1  # the one early check, answered: the binding is fine
+    assert state(h) is State.CONNECTED
 
 
 def test_inbound_only_traffic_still_gets_one_keepalive_per_interval() -> None:

@@ -16,7 +16,15 @@ def default_backend() -> Backend:
         from m6t.platform.linux.backend import LinuxBackend
 
         return LinuxBackend()
+    if sys.platform == "darwin":
+        from m6t.platform.darwin.backend import DarwinBackend
+
+        return DarwinBackend()
+    if sys.platform == "win32":
+        from m6t.platform.windows.backend import WindowsBackend
+
+        return WindowsBackend()
     raise PlatformError(
         f"m6t has no backend for {sys.platform} in this release",
-        hint="run the m6t helper on Linux; the macOS and Windows backends are not built yet",
+        hint="m6t runs on Linux, macOS and Windows",
     )

@@ -1,0 +1,285 @@
+"""IPv4 connectivity toward the gateway, from routing-socket events.
+
+As on Linux, events are only a trigger: any IPv4 address or route change, any interface state change
+(other than on our own utun) starts a quiet-period timer, and when the burst is over the kernel is asked
+afresh which path it would use toward the gateway (an ``RTM_GET`` with ``RTA_IFP``, i.e. ``route get``).
+Recomputing instead of interpreting events keeps the monitor right whatever the event order, and a lost
+event (the routing socket drops messages silently when its buffer is full) is covered by the driver's
+``probe()`` backstop.
+
+Messages that never change the path toward the gateway are skipped: other families (our own IPv6 routes
+and addresses included), ARP and cloned host-route churn (``RTF_LLINFO``, ``RTF_WASCLONED``), and the
+``RTM_GET`` traffic that every lookup -- ours too -- broadcasts to all routing sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+from ipaddress import IPv4Address
+
+from m6t.platform.base import Attachment, AttachmentCallback, ConnectivityMonitor
+from m6t.platform.darwin import routing
+from m6t.platform.darwin.routing import (
+    RTAX_DST,
+    RTAX_GATEWAY,
+    RTAX_IFA,
+    RTAX_IFP,
+    RTF_BLACKHOLE,
+    RTF_GATEWAY,
+    RTF_LLINFO,
+    RTF_REJECT,
+    RTF_WASCLONED,
+    RTM_ADD,
+    RTM_CHANGE,
+    RTM_DELADDR,
+    RTM_DELETE,
+    RTM_IFINFO,
+    RTM_NEWADDR,
+    RTM_REDIRECT,
+    RoutingMessage,
+    RoutingMessageError,
+)
+from m6t.platform.darwin.syscalls import AF_INET, AF_UNSPEC, PF_ROUTE, SO_RCVBUF, SOCK_RAW, SOL_SOCKET, Syscalls
+
+log = logging.getLogger(__name__)
+
+DEFAULT_QUIET = 0.15
+"""Quiet period closing a burst of events: configd changes addresses, routes and links in a row."""
+DEFAULT_MAX_DELAY = 1.0
+"""A burst that never quiets down is still evaluated this long after its first event."""
+_MAX_READS = 64
+_RCVBUF = 1 << 20
+
+_ROUTE_EVENTS = frozenset({RTM_ADD, RTM_DELETE, RTM_CHANGE, RTM_REDIRECT})
+_ADDRESS_EVENTS = frozenset({RTM_NEWADDR, RTM_DELADDR})
+_CACHE_FLAGS = RTF_LLINFO | RTF_WASCLONED
+
+
+def event_interface(message: RoutingMessage) -> int | None:
+    """The interface index a message is about, if it says."""
+    if message.index:
+        return message.index
+    for rtax in (RTAX_IFP, RTAX_GATEWAY):
+        link = message.link(rtax)
+        if link is not None and link[0]:
+            return link[0]
+    return None
+
+
+def concerns_ipv4(message: RoutingMessage, ignored_index: int | None) -> bool:
+    """Whether ``message`` may change the IPv4 path toward the gateway (and is not about ``ignored_index``)."""
+    kind = message.type
+    if kind == RTM_IFINFO:
+        family: int | None = AF_INET
+    elif kind in _ADDRESS_EVENTS:
+        family = message.family(RTAX_IFA)
+    elif kind in _ROUTE_EVENTS:
+        if message.flags & _CACHE_FLAGS:
+            return False
+        family = message.family(RTAX_DST)
+    else:
+        return False
+    if family not in (AF_INET, None, AF_UNSPEC):
+        return False
+    index = event_interface(message)
+    return not (ignored_index is not None and index == ignored_index)
+
+
+class DarwinConnectivityMonitor(ConnectivityMonitor):
+    """Reports the path toward ``gateway`` after every debounced routing-socket change (not on our utun)."""
+
+    def __init__(
+        self,
+        gateway: IPv4Address,
+        ignore_interface: str,
+        *,
+        syscalls: Syscalls,
+        quiet: float = DEFAULT_QUIET,
+        max_delay: float = DEFAULT_MAX_DELAY,
+    ) -> None:
+        self.gateway = gateway
+        self.ignore_interface = ignore_interface
+        self.quiet = quiet
+        self.max_delay = max_delay
+        self.evaluations = 0
+        """Snapshots computed (reported or not): lets tests and diagnostics see the debouncing."""
+        self.events = 0
+        """Routing messages that triggered (or extended) a burst."""
+        self._sys = syscalls
+        self._fd = -1
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_change: AttachmentCallback | None = None
+        self._ignored_index: int | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._burst_start: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._again = False
+        self._reported = False
+        self._last: Attachment | None = None
+
+    @property
+    def last(self) -> Attachment | None:
+        """The last snapshot reported."""
+        return self._last
+
+    async def start(self, on_change: AttachmentCallback) -> None:
+        if self._fd >= 0:
+            raise RuntimeError("monitor already started")
+        loop = asyncio.get_running_loop()
+        fd = self._sys.socket(PF_ROUTE, SOCK_RAW, AF_UNSPEC)
+        try:
+            self._sys.set_nonblocking(fd)
+            with contextlib.suppress(OSError):
+                # A bigger buffer only makes drops during a storm rarer; the default still works.
+                self._sys.setsockopt(fd, SOL_SOCKET, SO_RCVBUF, _RCVBUF)
+        except BaseException:
+            self._sys.close(fd)
+            raise
+        self._fd = fd
+        self._loop = loop
+        self._on_change = on_change
+        # Subscribed before the first lookup, so that a change racing with it is not lost.
+        loop.add_reader(fd, self._on_readable)
+        try:
+            await self._evaluate()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            if self._loop is not None:
+                self._loop.remove_reader(fd)
+            self._sys.close(fd)
+        self._on_change = None
+
+    def probe(self) -> Attachment | None:
+        try:
+            local = IPv4Address(self._sys.source_address_toward(str(self.gateway), 9))
+        except (OSError, ValueError):
+            return None
+        if local.is_unspecified:
+            return None
+        last = self._last
+        if last is not None and last.local_ipv4 == local:
+            return last
+        # A source the monitor has not reported yet: the next hop is unknown here; the monitor's own
+        # snapshot (reported shortly, or forced by the caller) carries it.
+        try:
+            name = self._sys.interface_with_address(str(local))
+        except OSError:
+            name = None
+        return Attachment(local_ipv4=local, interface=name, router=None) if name is not None else None
+
+    # Events ------------------------------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        fd = self._fd
+        if fd < 0:
+            return
+        relevant = False
+        # Gone or not yet there: the last index seen still recognizes the utun's final messages.
+        with contextlib.suppress(OSError):
+            self._ignored_index = self._sys.if_nametoindex(self.ignore_interface)
+        for _ in range(_MAX_READS):
+            try:
+                data = self._sys.read(fd, routing.READ_SIZE)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    relevant = True
+                    continue
+                raise
+            if self._concerns_us(data):
+                relevant = True
+        if relevant:
+            self._kick()
+
+    def _concerns_us(self, data: bytes) -> bool:
+        try:
+            messages = routing.parse_messages(data)
+        except RoutingMessageError as exc:
+            # Not understood: a fresh lookup is cheap and always right.
+            log.debug("unparsable routing message (%s); re-evaluating", exc)
+            return True
+        found = False
+        for message in messages:
+            if concerns_ipv4(message, self._ignored_index):
+                self.events += 1
+                found = True
+        return found
+
+    def _kick(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        now = loop.time()
+        if self._burst_start is None:
+            self._burst_start = now
+        due = min(now + self.quiet, self._burst_start + self.max_delay)
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(due, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._burst_start = None
+        if self._task is not None and not self._task.done():
+            self._again = True
+            return
+        if self._loop is not None:
+            self._task = self._loop.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            self._again = False
+            try:
+                await self._evaluate()
+            except Exception:
+                log.exception("connectivity snapshot toward %s failed", self.gateway)
+            if not self._again:
+                return
+
+    async def _evaluate(self) -> None:
+        snapshot = await self._snapshot()
+        self.evaluations += 1
+        if self._reported and snapshot == self._last:
+            return
+        self._reported = True
+        self._last = snapshot
+        if self._on_change is not None:
+            try:
+                self._on_change(snapshot)
+            except Exception:
+                log.exception("connectivity callback failed")
+
+    async def _snapshot(self) -> Attachment | None:
+        info = await routing.lookup(self._sys, self.gateway)
+        if info is None or info.flags & (RTF_REJECT | RTF_BLACKHOLE):
+            return None
+        if not isinstance(info.local, IPv4Address) or info.local.is_unspecified:
+            return None
+        name = info.interface
+        if name is None and info.index:
+            try:
+                name = self._sys.if_indextoname(info.index)
+            except OSError:
+                return None
+        if name is None or name == self.ignore_interface:
+            # No egress interface, or a loop through our own tunnel: no usable IPv4 path.
+            return None
+        router = info.gateway if info.flags & RTF_GATEWAY and isinstance(info.gateway, IPv4Address) else None
+        return Attachment(local_ipv4=info.local, interface=name, router=router)

@@ -21,7 +21,8 @@ if sys.platform != "linux":
 assert sys.platform == "linux"  # never fails (skipped above); tells mypy the rest is Linux-only
 
 from m6t.platform.linux.backend import LinuxBackend  # noqa: E402
-from m6t.platform.linux.monitor import DEFAULT_QUIET, LinuxConnectivityMonitor, event_interfaces  # noqa: E402
+from m6t.platform.linux.monitor import LinuxConnectivityMonitor, event_interfaces  # noqa: E402
+from m6t.platform.monitoring import DEFAULT_QUIET  # noqa: E402
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces and /dev/net/tun")
 

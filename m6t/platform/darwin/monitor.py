@@ -20,7 +20,7 @@ import errno
 import logging
 from ipaddress import IPv4Address
 
-from m6t.platform.base import Attachment, AttachmentCallback, ConnectivityMonitor
+from m6t.platform.base import Attachment, AttachmentCallback
 from m6t.platform.darwin import routing
 from m6t.platform.darwin.routing import (
     RTAX_DST,
@@ -43,13 +43,10 @@ from m6t.platform.darwin.routing import (
     RoutingMessageError,
 )
 from m6t.platform.darwin.syscalls import AF_INET, AF_UNSPEC, PF_ROUTE, SO_RCVBUF, SOCK_RAW, SOL_SOCKET, Syscalls
+from m6t.platform.monitoring import DEFAULT_MAX_DELAY, DEFAULT_QUIET, DebouncedMonitor
 
 log = logging.getLogger(__name__)
 
-DEFAULT_QUIET = 0.15
-"""Quiet period closing a burst of events: configd changes addresses, routes and links in a row."""
-DEFAULT_MAX_DELAY = 1.0
-"""A burst that never quiets down is still evaluated this long after its first event."""
 _MAX_READS = 64
 _RCVBUF = 1 << 20
 
@@ -88,7 +85,7 @@ def concerns_ipv4(message: RoutingMessage, ignored_index: int | None) -> bool:
     return not (ignored_index is not None and index == ignored_index)
 
 
-class DarwinConnectivityMonitor(ConnectivityMonitor):
+class DarwinConnectivityMonitor(DebouncedMonitor):
     """Reports the path toward ``gateway`` after every debounced routing-socket change (not on our utun)."""
 
     def __init__(
@@ -100,30 +97,12 @@ class DarwinConnectivityMonitor(ConnectivityMonitor):
         quiet: float = DEFAULT_QUIET,
         max_delay: float = DEFAULT_MAX_DELAY,
     ) -> None:
-        self.gateway = gateway
-        self.ignore_interface = ignore_interface
-        self.quiet = quiet
-        self.max_delay = max_delay
-        self.evaluations = 0
-        """Snapshots computed (reported or not): lets tests and diagnostics see the debouncing."""
+        super().__init__(gateway, ignore_interface, quiet=quiet, max_delay=max_delay)
         self.events = 0
         """Routing messages that triggered (or extended) a burst."""
         self._sys = syscalls
         self._fd = -1
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._on_change: AttachmentCallback | None = None
         self._ignored_index: int | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._burst_start: float | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._again = False
-        self._reported = False
-        self._last: Attachment | None = None
-
-    @property
-    def last(self) -> Attachment | None:
-        """The last snapshot reported."""
-        return self._last
 
     async def start(self, on_change: AttachmentCallback) -> None:
         if self._fd >= 0:
@@ -150,14 +129,7 @@ class DarwinConnectivityMonitor(ConnectivityMonitor):
             raise
 
     async def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._cancel_pending()
         fd, self._fd = self._fd, -1
         if fd >= 0:
             if self._loop is not None:
@@ -172,9 +144,9 @@ class DarwinConnectivityMonitor(ConnectivityMonitor):
             return None
         if local.is_unspecified:
             return None
-        last = self._last
-        if last is not None and last.local_ipv4 == local:
-            return last
+        known = self._known(local)
+        if known is not None:
+            return known
         # A source the monitor has not reported yet: the next hop is unknown here; the monitor's own
         # snapshot (reported shortly, or forced by the caller) carries it.
         try:
@@ -221,50 +193,6 @@ class DarwinConnectivityMonitor(ConnectivityMonitor):
                 self.events += 1
                 found = True
         return found
-
-    def _kick(self) -> None:
-        loop = self._loop
-        if loop is None:
-            return
-        now = loop.time()
-        if self._burst_start is None:
-            self._burst_start = now
-        due = min(now + self.quiet, self._burst_start + self.max_delay)
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = loop.call_at(due, self._fire)
-
-    def _fire(self) -> None:
-        self._timer = None
-        self._burst_start = None
-        if self._task is not None and not self._task.done():
-            self._again = True
-            return
-        if self._loop is not None:
-            self._task = self._loop.create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            self._again = False
-            try:
-                await self._evaluate()
-            except Exception:
-                log.exception("connectivity snapshot toward %s failed", self.gateway)
-            if not self._again:
-                return
-
-    async def _evaluate(self) -> None:
-        snapshot = await self._snapshot()
-        self.evaluations += 1
-        if self._reported and snapshot == self._last:
-            return
-        self._reported = True
-        self._last = snapshot
-        if self._on_change is not None:
-            try:
-                self._on_change(snapshot)
-            except Exception:
-                log.exception("connectivity callback failed")
 
     async def _snapshot(self) -> Attachment | None:
         info = await routing.lookup(self._sys, self.gateway)

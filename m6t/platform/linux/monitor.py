@@ -17,9 +17,8 @@ import struct
 import sys
 from ipaddress import IPv4Address
 
-import psutil
-
-from m6t.platform.base import Attachment, AttachmentCallback, ConnectivityMonitor
+from m6t.platform.base import Attachment, AttachmentCallback
+from m6t.platform.monitoring import DEFAULT_MAX_DELAY, DEFAULT_QUIET, DebouncedMonitor, interface_of
 
 assert sys.platform == "linux"
 
@@ -45,10 +44,6 @@ _IFINFOMSG_SIZE = 16
 _IFADDRMSG_SIZE = 8
 _RTMSG_SIZE = 12
 
-DEFAULT_QUIET = 0.15
-"""Quiet period closing a burst of events: DHCP and NetworkManager change several things at once."""
-DEFAULT_MAX_DELAY = 1.0
-"""A burst that never quiets down is still evaluated this long after its first event."""
 _MAX_READS = 64
 _RCVBUF = 1 << 20
 
@@ -99,17 +94,7 @@ def event_interfaces(data: bytes) -> list[tuple[int | None, str | None]]:
     return found
 
 
-def interface_of(address: IPv4Address) -> str | None:
-    """The name of the interface holding ``address``, if any."""
-    wanted = str(address)
-    for name, addresses in psutil.net_if_addrs().items():
-        for entry in addresses:
-            if entry.family == socket.AF_INET and entry.address == wanted:
-                return str(name)
-    return None
-
-
-class LinuxConnectivityMonitor(ConnectivityMonitor):
+class LinuxConnectivityMonitor(DebouncedMonitor):
     """Reports the path toward ``gateway`` after every debounced rtnetlink change (not on our TUN)."""
 
     def __init__(
@@ -120,28 +105,10 @@ class LinuxConnectivityMonitor(ConnectivityMonitor):
         quiet: float = DEFAULT_QUIET,
         max_delay: float = DEFAULT_MAX_DELAY,
     ) -> None:
-        self.gateway = gateway
-        self.ignore_interface = ignore_interface
-        self.quiet = quiet
-        self.max_delay = max_delay
-        self.evaluations = 0
-        """Snapshots computed (reported or not): lets tests and diagnostics see the debouncing."""
+        super().__init__(gateway, ignore_interface, quiet=quiet, max_delay=max_delay)
         self._netlink = Netlink()
         self._sock: socket.socket | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._on_change: AttachmentCallback | None = None
         self._ignored_index: int | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._burst_start: float | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._again = False
-        self._reported = False
-        self._last: Attachment | None = None
-
-    @property
-    def last(self) -> Attachment | None:
-        """The last snapshot reported."""
-        return self._last
 
     async def start(self, on_change: AttachmentCallback) -> None:
         if self._sock is not None:
@@ -168,14 +135,7 @@ class LinuxConnectivityMonitor(ConnectivityMonitor):
             raise
 
     async def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._cancel_pending()
         sock, self._sock = self._sock, None
         if sock is not None:
             if self._loop is not None:
@@ -194,9 +154,9 @@ class LinuxConnectivityMonitor(ConnectivityMonitor):
             return None
         if local.is_unspecified:
             return None
-        last = self._last
-        if last is not None and last.local_ipv4 == local:
-            return last
+        known = self._known(local)
+        if known is not None:
+            return known
         # A source the monitor has not reported yet: the next hop is unknown here; the monitor's own
         # snapshot (reported shortly, or forced by the caller) carries it.
         name = interface_of(local)
@@ -236,50 +196,6 @@ class LinuxConnectivityMonitor(ConnectivityMonitor):
                 continue
             return True
         return False
-
-    def _kick(self) -> None:
-        loop = self._loop
-        if loop is None:
-            return
-        now = loop.time()
-        if self._burst_start is None:
-            self._burst_start = now
-        due = min(now + self.quiet, self._burst_start + self.max_delay)
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = loop.call_at(due, self._fire)
-
-    def _fire(self) -> None:
-        self._timer = None
-        self._burst_start = None
-        if self._task is not None and not self._task.done():
-            self._again = True
-            return
-        if self._loop is not None:
-            self._task = self._loop.create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            self._again = False
-            try:
-                await self._evaluate()
-            except Exception:
-                log.exception("connectivity snapshot toward %s failed", self.gateway)
-            if not self._again:
-                return
-
-    async def _evaluate(self) -> None:
-        snapshot = await self._snapshot()
-        self.evaluations += 1
-        if self._reported and snapshot == self._last:
-            return
-        self._reported = True
-        self._last = snapshot
-        if self._on_change is not None:
-            try:
-                self._on_change(snapshot)
-            except Exception:
-                log.exception("connectivity callback failed")
 
     async def _snapshot(self) -> Attachment | None:
         info = await self._netlink.route_get(self.gateway)

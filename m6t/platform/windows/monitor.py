@@ -19,31 +19,15 @@ import logging
 import socket
 from ipaddress import IPv4Address
 
-import psutil
-
-from m6t.platform.base import Attachment, AttachmentCallback, ConnectivityMonitor
+from m6t.platform.base import Attachment, AttachmentCallback
+from m6t.platform.monitoring import DEFAULT_MAX_DELAY, DEFAULT_QUIET, DebouncedMonitor, interface_of
 from m6t.platform.windows.iphlpapi import IpHelper, Subscription
 from m6t.platform.windows.system import AF_INET
 
 log = logging.getLogger(__name__)
 
-DEFAULT_QUIET = 0.15
-"""Quiet period closing a burst: DHCP and the Network List Service change several things at once."""
-DEFAULT_MAX_DELAY = 1.0
-"""A burst that never quiets down is still evaluated this long after its first event."""
 
-
-def interface_of(address: IPv4Address) -> str | None:
-    """The name (Windows: the interface alias) of the interface holding ``address``, if any."""
-    wanted = str(address)
-    for name, addresses in psutil.net_if_addrs().items():
-        for entry in addresses:
-            if entry.family == socket.AF_INET and entry.address == wanted:
-                return str(name)
-    return None
-
-
-class WindowsConnectivityMonitor(ConnectivityMonitor):
+class WindowsConnectivityMonitor(DebouncedMonitor):
     """Reports the path toward ``gateway`` after every debounced IPv4 change (not on our adapter)."""
 
     def __init__(
@@ -55,30 +39,12 @@ class WindowsConnectivityMonitor(ConnectivityMonitor):
         quiet: float = DEFAULT_QUIET,
         max_delay: float = DEFAULT_MAX_DELAY,
     ) -> None:
-        self.gateway = gateway
-        self.ignore_interface = ignore_interface
-        self.quiet = quiet
-        self.max_delay = max_delay
-        self.evaluations = 0
-        """Snapshots computed (reported or not): lets tests and diagnostics see the debouncing."""
+        super().__init__(gateway, ignore_interface, quiet=quiet, max_delay=max_delay)
         self.events = 0
         """Notifications that concerned us (not our own adapter)."""
         self._ip = iphlpapi
         self._subscriptions: list[Subscription] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._on_change: AttachmentCallback | None = None
         self._ignored_luid: int | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._burst_start: float | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._again = False
-        self._reported = False
-        self._last: Attachment | None = None
-
-    @property
-    def last(self) -> Attachment | None:
-        """The last snapshot reported."""
-        return self._last
 
     async def start(self, on_change: AttachmentCallback) -> None:
         if self._loop is not None:
@@ -100,14 +66,7 @@ class WindowsConnectivityMonitor(ConnectivityMonitor):
         for subscription in subscriptions:
             # Returns once callbacks in progress are done; ours never wait on the loop, so no deadlock.
             self._ip.cancel(subscription)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._cancel_pending()
         self._loop = None
         self._on_change = None
 
@@ -121,9 +80,9 @@ class WindowsConnectivityMonitor(ConnectivityMonitor):
             return None
         if local.is_unspecified:
             return None
-        last = self._last
-        if last is not None and last.local_ipv4 == local:
-            return last
+        known = self._known(local)
+        if known is not None:
+            return known
         # A source the monitor has not reported yet.  The route lookup is a cheap query (no change), so
         # it may run here; its next hop is only trusted when it agrees with the socket's source.
         try:
@@ -151,6 +110,9 @@ class WindowsConnectivityMonitor(ConnectivityMonitor):
 
     # Events ------------------------------------------------------------------------------------------
 
+    async def _snapshot(self) -> Attachment | None:
+        return await asyncio.to_thread(self.lookup)
+
     def _from_os_thread(self, luid: int | None) -> None:
         loop = self._loop
         if loop is None:
@@ -172,47 +134,3 @@ class WindowsConnectivityMonitor(ConnectivityMonitor):
             return
         self.events += 1
         self._kick()
-
-    def _kick(self) -> None:
-        loop = self._loop
-        if loop is None:
-            return
-        now = loop.time()
-        if self._burst_start is None:
-            self._burst_start = now
-        due = min(now + self.quiet, self._burst_start + self.max_delay)
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = loop.call_at(due, self._fire)
-
-    def _fire(self) -> None:
-        self._timer = None
-        self._burst_start = None
-        if self._task is not None and not self._task.done():
-            self._again = True
-            return
-        if self._loop is not None:
-            self._task = self._loop.create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            self._again = False
-            try:
-                await self._evaluate()
-            except Exception:
-                log.exception("connectivity snapshot toward %s failed", self.gateway)
-            if not self._again:
-                return
-
-    async def _evaluate(self) -> None:
-        snapshot = await asyncio.to_thread(self.lookup)
-        self.evaluations += 1
-        if self._reported and snapshot == self._last:
-            return
-        self._reported = True
-        self._last = snapshot
-        if self._on_change is not None:
-            try:
-                self._on_change(snapshot)
-            except Exception:
-                log.exception("connectivity callback failed")

@@ -1,0 +1,5 @@
+"""PyInstaller entry point of ``m6t-helper`` (the privileged service)."""
+
+from m6t.client.service import main
+
+raise SystemExit(main())

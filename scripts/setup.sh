@@ -8,6 +8,7 @@ apt_packages=(
   python3 python3-venv python3-pip
   iproute2 nftables conntrack iputils-ping tcpdump procps kmod util-linux
   iperf3 socat
+  dpkg-dev
   xvfb xauth trayer x11-utils
   # Qt's xcb/offscreen platform plugins load these at run time
   libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3 libglib2.0-0

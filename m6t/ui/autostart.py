@@ -32,7 +32,11 @@ class Autostart(Protocol):
 
 
 def tray_command() -> list[str]:
-    """How to start this tray again: its console script when installed, else the module by this interpreter."""
+    """How to start this tray again: the frozen executable itself, its console script when installed, else
+    the module run by this interpreter."""
+    if getattr(sys, "frozen", False):
+        # A PyInstaller build: the executable is the tray, and it takes no "-m".
+        return [sys.executable]
     script = shutil.which(APP_ID)
     if script:
         return [script]

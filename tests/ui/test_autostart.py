@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import plistlib
+import sys
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import QSettings
 
 from m6t.ui.autostart import (
@@ -61,3 +63,9 @@ def test_backend_chosen_by_kernel(tmp_path: Path) -> None:
 def test_tray_command_is_runnable() -> None:
     command = tray_command()
     assert command[0].endswith("m6t-tray") or command[1:] == ["-m", "m6t.ui"]
+
+
+def test_a_frozen_tray_starts_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", "/Applications/m6t.app/Contents/MacOS/m6t-tray")
+    assert tray_command() == ["/Applications/m6t.app/Contents/MacOS/m6t-tray"]

@@ -23,7 +23,8 @@ MAX_LINE_BYTES: Final = 64 * 1024
 """Longest request line the server reads (newline included); a longer one is answered with
 ``LINE_TOO_LONG`` and discarded.  Server lines may be longer (a diagnostics bundle)."""
 
-DEFAULT_SOCKET_PATH: Final = "/run/m6t/helper.sock"
+DEFAULT_SOCKET_PATH: Final = "/var/run/m6t/helper.sock"
+"""``/var/run`` rather than ``/run``: Linux links it to ``/run`` and macOS has only ``/var/run``."""
 DEFAULT_STATE_DIR: Final = "/var/lib/m6t"
 DEFAULT_OPERATOR_GROUP: Final = "m6t"
 

@@ -7,6 +7,7 @@ only writes in the user's own profile.
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import sys
@@ -44,21 +45,36 @@ def tray_command() -> list[str]:
 
 
 class XdgAutostart:
-    """freedesktop.org autostart: a desktop entry in ``$XDG_CONFIG_HOME/autostart``."""
+    """freedesktop.org autostart: a desktop entry in ``$XDG_CONFIG_HOME/autostart``.
 
-    def __init__(self, directory: Path, command: Sequence[str]) -> None:
+    A package may also install a system-wide entry (``/etc/xdg/autostart``).  By the autostart spec the
+    user's entry of the same name overrides it, and ``Hidden=true`` there turns it off: so the checkbox
+    shows the system entry as on, and turning it off writes a hiding entry instead of deleting nothing.
+    """
+
+    def __init__(self, directory: Path, command: Sequence[str], system_dirs: Sequence[Path] = ()) -> None:
         self.path = directory / f"{APP_ID}.desktop"
         self.command = list(command)
+        self.system_entries = [d / f"{APP_ID}.desktop" for d in system_dirs]
 
     @property
     def supported(self) -> bool:
         return True
 
+    def _system_entry(self) -> bool:
+        return any(entry.is_file() for entry in self.system_entries)
+
     def is_enabled(self) -> bool:
-        return self.path.is_file()
+        if self.path.is_file():
+            text = self.path.read_text(encoding="utf-8", errors="replace").lower()
+            return "hidden=true" not in text and "x-gnome-autostart-enabled=false" not in text
+        return self._system_entry()
 
     def set_enabled(self, enabled: bool) -> None:
-        if not enabled:
+        if enabled and self._system_entry():
+            self.path.unlink(missing_ok=True)  # the system entry applies again
+            return
+        if not enabled and not self._system_entry():
             self.path.unlink(missing_ok=True)
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,8 +85,7 @@ class XdgAutostart:
             "Comment=Status and control of the m6t IPv6 tunnel\n"
             f"Exec={shlex.join(self.command)}\n"
             "Icon=m6t\n"
-            "Terminal=false\n"
-            "X-GNOME-Autostart-enabled=true\n",
+            "Terminal=false\n" + ("X-GNOME-Autostart-enabled=true\n" if enabled else "Hidden=true\n"),
             encoding="utf-8",
         )
 
@@ -149,16 +164,26 @@ class NoAutostart:
         raise OSError("starting at login is not supported on this system")
 
 
+def _xdg_system_autostart_dirs() -> list[Path]:
+    # $XDG_CONFIG_DIRS, colon-separated, /etc/xdg when unset (XDG Base Directory spec).
+    dirs = os.environ.get("XDG_CONFIG_DIRS") or "/etc/xdg"
+    return [Path(d) / "autostart" for d in dirs.split(":") if d]
+
+
+def _xdg(command: list[str]) -> Autostart:
+    return XdgAutostart(_config_home() / "autostart", command, _xdg_system_autostart_dirs())
+
+
 def _config_home() -> Path:
     # QStandardPaths honours $XDG_CONFIG_HOME, which the autostart spec also follows.
     return Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.GenericConfigLocation))
 
 
 _BACKENDS: Final[dict[str, Callable[[list[str]], Autostart]]] = {
-    "linux": lambda command: XdgAutostart(_config_home() / "autostart", command),
-    "freebsd": lambda command: XdgAutostart(_config_home() / "autostart", command),
-    "openbsd": lambda command: XdgAutostart(_config_home() / "autostart", command),
-    "netbsd": lambda command: XdgAutostart(_config_home() / "autostart", command),
+    "linux": _xdg,
+    "freebsd": _xdg,
+    "openbsd": _xdg,
+    "netbsd": _xdg,
     "darwin": lambda command: LaunchAgentAutostart(Path.home() / "Library" / "LaunchAgents", command),
     "winnt": RunKeyAutostart,
 }

@@ -69,3 +69,18 @@ def test_a_frozen_tray_starts_itself(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     monkeypatch.setattr(sys, "executable", "/Applications/m6t.app/Contents/MacOS/m6t-tray")
     assert tray_command() == ["/Applications/m6t.app/Contents/MacOS/m6t-tray"]
+
+
+def test_a_system_wide_entry_shows_as_on_and_is_turned_off_per_user(tmp_path: Path) -> None:
+    system = tmp_path / "etc-xdg-autostart"
+    system.mkdir()
+    (system / "m6t-tray.desktop").write_text("[Desktop Entry]\nType=Application\nExec=m6t-tray\n")
+    backend = XdgAutostart(tmp_path / "autostart", ["/usr/bin/m6t-tray"], [system])
+    assert backend.is_enabled()
+    backend.set_enabled(False)
+    assert not backend.is_enabled()
+    assert "Hidden=true" in (tmp_path / "autostart" / "m6t-tray.desktop").read_text()
+    assert (system / "m6t-tray.desktop").is_file()  # never touched
+    backend.set_enabled(True)
+    assert backend.is_enabled()
+    assert not (tmp_path / "autostart" / "m6t-tray.desktop").exists()

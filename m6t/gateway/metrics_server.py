@@ -12,9 +12,8 @@ import logging
 import os
 import socket
 import stat
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from m6t.gateway.config import MetricsEndpoint, TcpEndpoint, UnixEndpoint
 
@@ -24,6 +23,11 @@ MAX_REQUEST_BYTES = 8192
 REQUEST_TIMEOUT_S = 5.0
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_RESPONSE_BYTES = 64 << 20
+
+# Unix sockets are a capability, not a platform: ask the socket module rather than the OS name.
+_AF_UNIX: int | None = getattr(socket, "AF_UNIX", None)
+_NO_UNIX_SOCKETS = "Unix sockets are not available on this system"
+_START_UNIX_SERVER: Callable[..., Awaitable[asyncio.Server]] | None = getattr(asyncio, "start_unix_server", None)
 
 
 class MetricsError(Exception):
@@ -51,10 +55,10 @@ class MetricsServer:
     async def start(self) -> None:
         try:
             if isinstance(self.endpoint, UnixEndpoint):
-                if sys.platform == "win32":
-                    raise MetricsError("Unix sockets are not available on Windows")
+                if _AF_UNIX is None or _START_UNIX_SERVER is None:
+                    raise MetricsError(_NO_UNIX_SOCKETS)
                 _remove_stale_socket(self.endpoint.path)
-                self._server = await asyncio.start_unix_server(self._handle, path=self.endpoint.path)
+                self._server = await _START_UNIX_SERVER(self._handle, path=self.endpoint.path)
             else:
                 self._server = await asyncio.start_server(
                     self._handle, host=str(self.endpoint.host), port=self.endpoint.port, reuse_address=True
@@ -118,9 +122,9 @@ def _remove_stale_socket(path: str) -> None:
         return
     if not stat.S_ISSOCK(mode):
         raise MetricsError(f"{path} exists and is not a socket; not removing it")
-    if sys.platform == "win32":
-        raise MetricsError("Unix sockets are not available on Windows")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    if _AF_UNIX is None:
+        raise MetricsError(_NO_UNIX_SOCKETS)
+    probe = socket.socket(_AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.settimeout(1.0)
         probe.connect(path)
@@ -134,13 +138,14 @@ def _remove_stale_socket(path: str) -> None:
 
 def fetch_metrics(endpoint: MetricsEndpoint, timeout: float = 5.0) -> str:
     """``GET /metrics`` from a running gateway (blocking: for the CLI)."""
+    family: int
     if isinstance(endpoint, TcpEndpoint):
         family = socket.AF_INET6 if endpoint.host.version == 6 else socket.AF_INET
         address: str | tuple[str, int] = (str(endpoint.host), endpoint.port)
-    elif sys.platform == "win32":
-        raise MetricsError("Unix sockets are not available on Windows")
+    elif _AF_UNIX is None:
+        raise MetricsError(_NO_UNIX_SOCKETS)
     else:
-        family = socket.AF_UNIX
+        family = _AF_UNIX
         address = endpoint.path
     chunks: list[bytes] = []
     deadline = time.monotonic() + timeout

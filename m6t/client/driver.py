@@ -3,7 +3,9 @@
 It owns the I/O the session asks for, through the platform :class:`~m6t.platform.base.Backend` only:
 
 * the data path: TUN batches → session → ``UdpChannel.send(batch)`` (one call per batch, so the backend
-  can use UDP GSO), UDP batches → session → ``TunDevice.write``;
+  can use UDP GSO), UDP batches → session → ``TunDevice.write``; a backend with offloads may pass
+  merged packets (:class:`~m6t.platform.base.MergedPacket`) through both: checked once, counted as the
+  packets they stand for, split by the backend;
 * the OS changes (address, routes, MTU): coroutines, run one at a time and in order on a queue, so a
   removal never overtakes the install it undoes;
 * the gateway name, resolved off-loop (``getaddrinfo``, IPv4 only), retried with backoff, never fatal;
@@ -60,6 +62,7 @@ from m6t.platform.base import (
     PmtuEvidence,
     TunDevice,
     UdpChannel,
+    wire_extra,
 )
 
 log = logging.getLogger("m6t.client")
@@ -380,8 +383,16 @@ class ClientDriver:
         session = self._session
         out = session.tun_packets(packets, time.monotonic())
         channel = self._channel
-        if out and channel is not None:
-            channel.send(out)
+        if out:
+            # A backend with offloads may hand up packets standing for several (MergedPacket): the
+            # counters count what the wire carries.
+            extra, extra_bytes = wire_extra(out)
+            if extra:
+                counters = session.counters
+                counters.tx_packets += extra
+                counters.tx_bytes += extra_bytes
+            if channel is not None:
+                channel.send(out)
         if session.has_output:
             self._flush()
 
@@ -389,10 +400,16 @@ class ClientDriver:
         session = self._session
         packets = session.udp_datagrams(datagrams, time.monotonic())
         tun = self._tun
-        if tun is not None:
-            write = tun.write
-            for packet in packets:
-                write(packet)
+        if packets:
+            extra, extra_bytes = wire_extra(packets)
+            if extra:
+                counters = session.counters
+                counters.rx_packets += extra
+                counters.rx_bytes += extra_bytes
+            if tun is not None:
+                write = tun.write
+                for packet in packets:
+                    write(packet)
         if session.has_output:
             self._flush()
 

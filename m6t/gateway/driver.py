@@ -4,6 +4,11 @@ Each wakeup reads a batch (until EAGAIN, bounded so that no source starves the o
 core with one clock reading, then flushes the core's outputs: TUN writes in order, and UDP sends grouped
 per mobile node so that equal-size runs leave in one ``sendmsg`` with UDP GSO.  Garbage collection runs
 in bounded slices between wakeups.
+
+With a TUN that takes merged writes (``LinuxTun.vnet``), consecutive TCP segments (and equal-size UDP
+datagrams) of one flow are merged as they are read, so the core checks one packet for the lot and the TUN
+gets one write; with super-packet reads (``LinuxTun.tso``) the core checks one 64 KB packet from the Home
+Agent side and the socket splits it.  The core's counters are corrected to count the packets on the wire.
 """
 
 from __future__ import annotations
@@ -15,16 +20,21 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from m6t.gateway.core import GatewayCore
+from m6t.gateway.core import GatewayCore, Verdict
+from m6t.gateway.counters import Counter
 from m6t.gateway.metrics import Metric, core_metrics
 from m6t.gateway.scheduling import SLICE_LIMIT_S, collect_for
-from m6t.platform.base import TunDevice
+from m6t.platform.base import MergedPacket, TunDevice
 
 assert sys.platform == "linux"
 
+from m6t.platform.linux.offload import Coalescer  # noqa: E402
 from m6t.platform.linux.udp import recv_batch, send_batch, udp_stats  # noqa: E402
 
 log = logging.getLogger(__name__)
+
+_MN_SIDE = (int(Counter.MN_PACKETS), int(Counter.MN_BYTES), int(Counter.TO_HA_PACKETS), int(Counter.TO_HA_BYTES))
+_HA_SIDE = (int(Counter.HA_PACKETS), int(Counter.HA_BYTES), int(Counter.TO_MN_PACKETS), int(Counter.TO_MN_BYTES))
 
 GC_INTERVAL_S = 0.01
 """How often expiry runs when it has caught up: the state tick, so deadlines are honoured to a tick."""
@@ -48,6 +58,8 @@ class GatewayDriver:
         self.tun = tun
         self.sockets = list(sockets)
         self.ports = [sock.getsockname()[1] for sock in self.sockets]
+        self._stats = [udp_stats(sock) for sock in self.sockets]
+        self._sparse = [False] * len(self.sockets)
         self._clock = clock
         self._gc_slice_s = gc_slice_s
         self._gc_interval_s = gc_interval_s
@@ -59,12 +71,25 @@ class GatewayDriver:
         self.wakeups = 0
         self.unsendable = 0
         """Datagrams the kernel refused as too large for the path (EMSGSIZE) toward mobile nodes."""
+        # Merge on receive only when the TUN takes merged packets in one write.
+        self.coalescer: Coalescer | None = None
+        if getattr(tun, "vnet", False):
+            self.coalescer = Coalescer(udp=bool(getattr(tun, "uso", False)))
+            followers = getattr(tun, "coalescers", None)
+            if followers is not None:
+                followers.add(self.coalescer)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         for index, sock in enumerate(self.sockets):
             loop.add_reader(sock.fileno(), self._on_udp, index)
         self.tun.start_reading(loop, self._on_tun)
+        log.info(
+            "data path: merged TUN writes %s (UDP %s), TUN super-packet reads %s",
+            "on" if self.coalescer is not None else "off",
+            "on" if self.coalescer is not None and self.coalescer.udp else "off",
+            "on" if getattr(self.tun, "tso", False) else "off",
+        )
         self._gc_handle = loop.call_later(self._gc_interval_s, self._collect)
 
     def stop(self) -> None:
@@ -80,7 +105,20 @@ class GatewayDriver:
             self._gc_handle = None
 
     def _on_udp(self, index: int) -> None:
-        datagrams = recv_batch(self.sockets[index], UDP_BATCH)
+        stats = self._stats[index]
+        if self._sparse[index]:
+            # Sparse traffic (the previous wakeup needed one read): the first read is forwarded before we
+            # look for more, so that the read that finds nothing (a system call and an exception) costs no
+            # latency.  A burst after a quiet spell only has its first buffer go alone.
+            self._forward_udp(index, 1)
+            if self._loop is None:
+                return
+        reads = stats.reads
+        self._forward_udp(index, UDP_BATCH)
+        self._sparse[index] = stats.reads - reads <= 1
+
+    def _forward_udp(self, index: int, limit: int) -> None:
+        datagrams = recv_batch(self.sockets[index], limit, self.coalescer, self._stats[index])
         if not datagrams:
             return
         self.wakeups += 1
@@ -89,7 +127,12 @@ class GatewayDriver:
         from_bytes = int.from_bytes
         aton = socket.inet_aton
         for data, (ip, port) in datagrams:
-            from_mn(data, from_bytes(aton(ip), "big"), port, index, now)
+            if data.__class__ is bytes:
+                from_mn(data, from_bytes(aton(ip), "big"), port, index, now)
+            else:
+                drops = list(self.core.drops)
+                verdict = from_mn(data, from_bytes(aton(ip), "big"), port, index, now)
+                self._count_merged(data, verdict, drops, _MN_SIDE)
         self._flush()
 
     def _on_tun(self, packets: Sequence[bytes]) -> None:
@@ -97,8 +140,33 @@ class GatewayDriver:
         now = self._clock()
         from_ha = self.core.packet_from_ha
         for packet in packets:
-            from_ha(packet, now)
+            if packet.__class__ is bytes:
+                from_ha(packet, now)
+            else:
+                drops = list(self.core.drops)
+                verdict = from_ha(packet, now)
+                self._count_merged(packet, verdict, drops, _HA_SIDE)
         self._flush()
+
+    def _count_merged(self, packet: bytes, verdict: Verdict, drops_before: list[int], side: tuple[int, ...]) -> None:
+        """The core counted a merged packet once: add the further packets it stands for."""
+        if not isinstance(packet, MergedPacket):
+            return
+        extra = packet.segments - 1
+        extra_bytes = extra * packet.overhead
+        counters = self.core.counters
+        packets_in, bytes_in, packets_out, bytes_out = side
+        counters[packets_in] += extra
+        counters[bytes_in] += extra_bytes
+        if verdict == Verdict.FORWARDED:
+            counters[packets_out] += extra
+            counters[bytes_out] += extra_bytes
+        elif verdict == Verdict.DROPPED:
+            drops = self.core.drops
+            for reason, before in enumerate(drops_before):
+                if drops[reason] != before:
+                    drops[reason] += extra
+                    break
 
     def _flush(self) -> None:
         core = self.core
@@ -130,7 +198,8 @@ class GatewayDriver:
     def _send(self, endpoint: int, packets: list[bytes]) -> None:
         ipv4 = endpoint >> 24
         dest = (socket.inet_ntoa(ipv4.to_bytes(4, "big")), (endpoint >> 8) & 0xFFFF)
-        self.unsendable += send_batch(self.sockets[endpoint & 0xFF], dest, packets)
+        index = endpoint & 0xFF
+        self.unsendable += send_batch(self.sockets[index], dest, packets, self._stats[index])
 
     def _collect(self) -> None:
         loop = self._loop
@@ -156,6 +225,7 @@ class GatewayDriver:
 
         tun_dropped = getattr(self.tun, "dropped", 0)
         tun_errors = getattr(self.tun, "write_errors", 0)
+        merged = self.coalescer
         return [
             *core_metrics(self.core),
             Metric(
@@ -190,6 +260,36 @@ class GatewayDriver:
             ),
             Metric("udp_gso_enabled", "gauge", "UDP GSO in use (1) or not (0).", per_port([int(s.gso) for s in stats])),
             Metric("udp_gro_enabled", "gauge", "UDP GRO in use (1) or not (0).", per_port([int(s.gro) for s in stats])),
+            Metric(
+                "udp_super_packets_split_total",
+                "counter",
+                "Super-packets read from the TUN (TSO) and sent as the datagrams they stand for.",
+                per_port([s.merged for s in stats]),
+            ),
+            Metric.single(
+                "merged_packets_total",
+                "counter",
+                "Runs of one flow's segments from mobile nodes merged into one packet for the TUN.",
+                merged.merged_packets if merged is not None else 0,
+            ),
+            Metric.single(
+                "merged_segments_total",
+                "counter",
+                "Segments that went into merged packets.",
+                merged.merged_segments if merged is not None else 0,
+            ),
+            Metric.single(
+                "tun_merged_writes_total",
+                "counter",
+                "Merged packets written to the TUN in one go (the kernel splits them again).",
+                getattr(self.tun, "merged_writes", 0),
+            ),
+            Metric.single(
+                "tun_super_packets_total",
+                "counter",
+                "Super-packets the TUN handed over unsegmented (TSO reads).",
+                getattr(self.tun, "super_packets", 0),
+            ),
             Metric.single(
                 "tun_write_dropped_total",
                 "counter",

@@ -24,6 +24,32 @@ PacketsCallback = Callable[[Sequence[bytes]], None]
 """Receives a batch of packets read in one wakeup (read until EAGAIN / ring empty)."""
 
 
+class MergedPacket(bytes):
+    """One well-formed IPv6 packet that stands for ``segments`` packets of one flow on the wire.
+
+    Backends with segmentation offloads may hand these up from the TUN (a TCP "super-packet" the OS did not
+    segment) and out of a UDP channel (consecutive segments of one flow merged, to be written to the OS in
+    one go); and they take them back through ``UdpChannel.send`` and ``TunDevice.write``, where they split
+    them again as needed.  Everything above the platform checks its IPv6 header like any packet's (all the
+    packets it stands for share their addresses and ports); only byte and packet counters care:
+    ``segments - 1`` further packets, each repeating ``overhead`` header bytes.  Other backends never make
+    them.
+    """
+
+    segments: int
+    overhead: int
+
+
+def wire_extra(packets: Sequence[bytes]) -> tuple[int, int]:
+    """Packets and bytes that ``packets`` stand for on the wire beyond their own number and length."""
+    extra = extra_bytes = 0
+    for packet in packets:
+        if packet.__class__ is not bytes and isinstance(packet, MergedPacket):
+            extra += packet.segments - 1
+            extra_bytes += (packet.segments - 1) * packet.overhead
+    return extra, extra_bytes
+
+
 class PlatformError(Exception):
     """An OS operation failed; ``hint`` tells the user how to fix it when we know."""
 

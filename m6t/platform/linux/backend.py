@@ -14,6 +14,7 @@ assert sys.platform == "linux"
 # Sibling Linux modules come after the assertion, which hides their contents from mypy on other platforms.
 from m6t.platform.linux.monitor import LinuxConnectivityMonitor  # noqa: E402
 from m6t.platform.linux.netlink import Netlink, ipv6_disabled  # noqa: E402
+from m6t.platform.linux.offload import Coalescer  # noqa: E402
 from m6t.platform.linux.tun import TUN_PATH, LinuxTun  # noqa: E402
 from m6t.platform.linux.udp import LinuxUdpChannel  # noqa: E402
 
@@ -37,6 +38,7 @@ class LinuxBackend(Backend):
 
     def __init__(self) -> None:
         self.netlink = Netlink()
+        self._tun: LinuxTun | None = None
 
     def check(self) -> list[PlatformError]:
         problems: list[PlatformError] = []
@@ -60,7 +62,9 @@ class LinuxBackend(Backend):
         return problems
 
     def open_tun(self, name: str) -> LinuxTun:
-        return LinuxTun(name)
+        tun = LinuxTun(name)
+        self._tun = tun
+        return tun
 
     async def set_mtu(self, ifname: str, mtu: int) -> None:
         await self.netlink.set_mtu(ifname, mtu)
@@ -88,7 +92,13 @@ class LinuxBackend(Backend):
         return True
 
     def open_udp(self, gateway: tuple[IPv4Address, int]) -> LinuxUdpChannel:
-        return LinuxUdpChannel(gateway)
+        # Received segments are merged only for a TUN that takes merged writes (the latest one opened).
+        tun = self._tun
+        coalescer = None
+        if tun is not None and tun.vnet and tun.fd >= 0:
+            coalescer = Coalescer(udp=tun.uso)
+            tun.coalescers.add(coalescer)
+        return LinuxUdpChannel(gateway, coalescer=coalescer)
 
     def connectivity_monitor(self, gateway: IPv4Address, ignore_interface: str) -> LinuxConnectivityMonitor:
         return LinuxConnectivityMonitor(gateway, ignore_interface)

@@ -36,8 +36,12 @@ log = logging.getLogger(__name__)
 _MN_SIDE = (int(Counter.MN_PACKETS), int(Counter.MN_BYTES), int(Counter.TO_HA_PACKETS), int(Counter.TO_HA_BYTES))
 _HA_SIDE = (int(Counter.HA_PACKETS), int(Counter.HA_BYTES), int(Counter.TO_MN_PACKETS), int(Counter.TO_MN_BYTES))
 
-GC_INTERVAL_S = 0.01
-"""How often expiry runs when it has caught up: the state tick, so deadlines are honoured to a tick."""
+GC_INTERVAL_S = 0.1
+"""How often expiry runs when it has caught up.  Deadlines are honoured to a tick at lookup anyway (an
+expired state is gone for forwarding before it is collected), so collection only reclaims memory and
+updates the counts: ten wakeups a second are plenty, where one per 10 ms tick kept an idle gateway busy."""
+IDLE_GC_INTERVAL_S = 1.0
+"""With no state at all there is nothing to expire: only the rate limiter's bookkeeping, once a second."""
 UDP_BATCH = 256
 
 
@@ -211,7 +215,8 @@ class GatewayDriver:
         self.gc_seconds += elapsed
         self.gc_slice_max_s = max(self.gc_slice_max_s, elapsed)
         if caught_up:
-            self._gc_handle = loop.call_later(self._gc_interval_s, self._collect)
+            interval = self._gc_interval_s if len(self.core.table) else max(self._gc_interval_s, IDLE_GC_INTERVAL_S)
+            self._gc_handle = loop.call_later(interval, self._collect)
         else:
             # More is due: another slice right after the packets that are waiting.
             self._gc_handle = loop.call_soon(self._collect)

@@ -134,3 +134,38 @@ def test_garbage_collection_runs_on_the_loop() -> None:
             listener.close()
 
     asyncio.run(scenario())
+
+
+def test_an_idle_gateway_collects_rarely() -> None:
+    async def scenario() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        listener = open_udp_listener("127.0.0.1", 0)
+        settings = CoreSettings(
+            prefixes=(IPv6Network("fd6d:3674:a1b2::/48"),), home_agents=(HA,), temporary_lifetime_s=10.0
+        )
+        core = GatewayCore(settings, loop.time())
+        collected = [0]
+        real = core.collect_garbage
+
+        def counting(now: float, budget: int = 4096) -> bool:
+            collected[0] += 1
+            return real(now, budget)
+
+        core.collect_garbage = counting  # type: ignore[method-assign]
+        driver = GatewayDriver(core, FakeTun(), [listener], clock=loop.time)
+        driver.start(loop)
+        try:
+            await asyncio.sleep(1.5)
+            idle = collected[0]
+            core.datagram_from_mn(build_echo_request(MN.packed, HA.packed, 1, 1), 0x7F000001, 9999, 0, loop.time())
+            collected[0] = 0
+            await asyncio.sleep(2.0)
+            return idle, collected[0]
+        finally:
+            driver.stop()
+            listener.close()
+
+    idle, with_a_state = asyncio.run(scenario())
+    assert idle <= 2  # no state: about once a second, where a 10 ms tick would have run ~150 times
+    # A state to expire: the pending idle wait ends (within a second), then about ten slices a second.
+    assert 4 <= with_a_state <= 25

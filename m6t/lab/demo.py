@@ -422,7 +422,7 @@ class Demo:
         self.steps.append(Step("ping", sum(rtts) / len(rtts) / 1000.0, f"{len(rtts)}/3 answered"))
 
         self.move("nat2", str(status["address"]))
-        self.flush("nat2")
+        self.reboot_nat("nat2")
 
     def move(self, to: NatName, old_address: str) -> None:
         say = self.say
@@ -440,7 +440,7 @@ class Demo:
         say(f"reattached in {took:.2f} s: new address {status['address']}, ping6 {rtt:.2f} ms")
         self.steps.append(Step(f"move to {to}", took, str(status["address"])))
 
-    def flush(self, nat: NatName) -> None:
+    def reboot_nat(self, nat: NatName) -> None:
         say, env = self.say, self.env
         before = [m for m in env.lab.nat_mappings(nat) if m.remote_addr == a.GW_WAN]
         status_before = self.control.call(Method.STATUS)
@@ -466,7 +466,7 @@ class Demo:
         else:
             how = f"lost binding detected, new address {status['address']}"
         say(f"recovered in {took:.2f} s ({how}); ping6 {rtt:.2f} ms")
-        self.steps.append(Step(f"{nat} flush", took, str(status["address"])))
+        self.steps.append(Step(f"{nat} reboot", took, str(status["address"])))
 
     def summary(self) -> None:
         say = self.say

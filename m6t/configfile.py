@@ -658,7 +658,11 @@ def dump_toml(document: Mapping[str, Mapping[str, object]]) -> str:
 
 
 def plain_number(value: float) -> int | float:
-    """Whole floats as ints, so a dumped ``30`` stays ``30`` rather than becoming ``30.0``."""
+    """Whole floats as ints, so a dumped ``30`` stays ``30`` rather than becoming ``30.0``.
+
+    An ``int`` is a valid ``float`` to the type checker, so one may arrive here as it is."""
+    if isinstance(value, int):
+        return value
     if value.is_integer() and abs(value) < 2**53:
         return int(value)
     return value

@@ -524,3 +524,7 @@ def test_plain_number_keeps_the_value(value: float) -> None:
     shown = plain_number(value)
     assert shown == value
     assert isinstance(shown, int) == (value.is_integer() and abs(value) < 2**53)
+
+
+def test_plain_number_accepts_an_int_where_a_float_is_declared() -> None:
+    assert plain_number(5) == 5 and isinstance(plain_number(5), int)

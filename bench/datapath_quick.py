@@ -35,7 +35,7 @@ from typing import Any
 
 import psutil
 
-from m6t.lab import GW, GW_WAN, HA, HA_HOST, M6T_PREFIX, MN, Lab, StandardLab, unavailable_reason
+from m6t.lab import GW, GW_WAN, HA, HA_HOST, MN, Lab, StandardLab, configs, unavailable_reason
 
 REPO = Path(__file__).resolve().parent.parent
 MTU = 1472
@@ -45,37 +45,10 @@ M6T_PORT = 3544
 SOCAT_IF = "sc0"
 M6T_GW_IF = "m6tgw0"
 M6T_MN_IF = "m6t0"
-MN_PREFIX = "fd6d:3674:a1b2:0:1::/80"
 TESTS = ("tcp_up", "tcp_down", "udp1200", "rtt")
 
-GATEWAY_CONFIG = f"""\
-[listen]
-address = "0.0.0.0"
-ports = [{M6T_PORT}]
-[tunnel]
-interface = "{M6T_GW_IF}"
-prefixes = ["{M6T_PREFIX}"]
-home_agents = ["{HA}"]
-mtu = {MTU}
-"""
-
-CLIENT_CONFIG = f"""\
-[gateway]
-address = "{GW_WAN}"
-ports = [{M6T_PORT}]
-[tunnel]
-prefix = "{MN_PREFIX}"
-interface = "{M6T_MN_IF}"
-mtu = {MTU}
-keepalive_interval = 30
-probe = "{HA}"
-[routes]
-default = true
-metric = 1029
-prefixes = []
-[helper]
-autoconnect = true
-"""
+GATEWAY_CONFIG = configs.gateway_config(ports=(M6T_PORT,), interface=M6T_GW_IF, mtu=MTU)
+CLIENT_CONFIG = configs.client_config(ports=(M6T_PORT,), interface=M6T_MN_IF, mtu=MTU, keepalive=30)
 
 
 class BenchError(RuntimeError):

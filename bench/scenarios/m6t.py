@@ -18,50 +18,20 @@ import psutil
 
 from bench import tunnel_lab as tl
 from bench.scenarios.base import CLIENT, GATEWAY, Scenario, Tunnel
-from m6t.lab import GW, GW_WAN, HA, M6T_PREFIX, MN, StandardLab
+from m6t.lab import GW, HA, MN, StandardLab, configs
 
 PORT = 3544
 MTU = 1472
 GW_IFNAME = "m6tgw0"
 MN_IFNAME = "m6t0"
-MN_PREFIX = "fd6d:3674:a1b2:0:1::/80"
 KEEPALIVE_INTERVAL = 30
 METRICS = "127.0.0.1:9477"
 GATEWAY_MODULE = "m6t.gateway"
-# The full helper (control API, state directory) first; `m6t.client.helper` is the bare foreground runner.
-HELPER_MODULES = ("m6t.client.service", "m6t.client.helper")
+HELPER_MODULES = ("m6t.client.service",)
 START_TIMEOUT = 15.0
 
-GATEWAY_CONFIG = f"""\
-[listen]
-address = "0.0.0.0"
-ports = [{PORT}]
-[tunnel]
-interface = "{GW_IFNAME}"
-prefixes = ["{M6T_PREFIX}"]
-home_agents = ["{HA}"]
-mtu = {MTU}
-[metrics]
-listen = "{METRICS}"
-"""
-
-CLIENT_CONFIG = f"""\
-[gateway]
-address = "{GW_WAN}"
-ports = [{PORT}]
-[tunnel]
-prefix = "{MN_PREFIX}"
-interface = "{MN_IFNAME}"
-mtu = {MTU}
-keepalive_interval = {KEEPALIVE_INTERVAL}
-probe = "{HA}"
-[routes]
-default = true
-metric = 1029
-prefixes = []
-[helper]
-autoconnect = true
-"""
+GATEWAY_CONFIG = configs.gateway_config(ports=(PORT,), interface=GW_IFNAME, mtu=MTU, metrics=METRICS)
+CLIENT_CONFIG = configs.client_config(ports=(PORT,), interface=MN_IFNAME, mtu=MTU, keepalive=KEEPALIVE_INTERVAL)
 
 
 def _module_exists(name: str) -> bool:

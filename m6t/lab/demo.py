@@ -27,16 +27,18 @@ from typing import Any, TextIO
 import m6t
 from m6t.client.api.client import HelperClient, HelperError
 from m6t.client.api.schema import EventKind, Method, TunnelState
+from m6t.gateway.config import StatesSection
 from m6t.lab import addresses as a
+from m6t.lab import configs
 from m6t.lab.errors import LabError
 from m6t.lab.standard import NatName, StandardLab
 
 DEMO_DEADLINE_S = 110.0
 """The demo as a whole must finish well inside two minutes; each step has its own smaller budget."""
 GATEWAY_PORTS = (3544, 4500)
-MN_PREFIX = "fd6d:3674:a1b2:0:1::/80"
-MN_INTERFACE = "m6t0"
-GW_INTERFACE = "m6tgw0"
+MN_PREFIX = str(configs.MN_PREFIX)
+MN_INTERFACE = configs.MN_INTERFACE
+GW_INTERFACE = configs.GW_INTERFACE
 KEEPALIVE_S = 5
 """Short, so a lost binding is noticed within the demo's time (production default: 30 s)."""
 
@@ -49,43 +51,15 @@ class DemoError(RuntimeError):
 
 
 def gateway_config(metrics: Path) -> str:
-    return f"""\
-[listen]
-address = "0.0.0.0"
-ports = [{", ".join(str(p) for p in GATEWAY_PORTS)}]
-
-[tunnel]
-interface = "{GW_INTERFACE}"
-prefixes = ["{a.M6T_PREFIX}"]
-home_agents = ["{a.HA}"]
-
-[states]
-temporary_lifetime_ms = 1000
-active_lifetime_s = 60
-
-[metrics]
-listen = "unix:{metrics}"
-"""
+    return configs.gateway_config(
+        ports=GATEWAY_PORTS,
+        states=StatesSection(temporary_lifetime_ms=1000, active_lifetime_s=60),
+        metrics=f"unix:{metrics}",
+    )
 
 
 def client_config(*, keepalive: float = KEEPALIVE_S, autoconnect: bool = False) -> str:
-    return f"""\
-[gateway]
-address = "{a.GW_WAN}"
-ports = [{", ".join(str(p) for p in GATEWAY_PORTS)}]
-
-[tunnel]
-prefix = "{MN_PREFIX}"
-interface = "{MN_INTERFACE}"
-keepalive_interval = {keepalive}
-probe = "{a.HA}"
-
-[routes]
-default = true
-
-[helper]
-autoconnect = {"true" if autoconnect else "false"}
-"""
+    return configs.client_config(ports=GATEWAY_PORTS, keepalive=keepalive, autoconnect=autoconnect)
 
 
 def _python_env() -> dict[str, str]:

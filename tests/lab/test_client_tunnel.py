@@ -22,7 +22,8 @@ from typing import IO, Literal
 
 import pytest
 
-from m6t.lab import GW, GW_WAN, HA, HA_HOST, MN, NAT1, NAT1_WAN, StandardLab, wait_until
+from m6t.gateway.config import StatesSection
+from m6t.lab import GW, GW_WAN, HA, HA_HOST, MN, NAT1, NAT1_WAN, StandardLab, configs, wait_until
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(90)]
 
@@ -33,40 +34,20 @@ PORT_A = 3544
 PORT_B = 4500
 RECONNECT_BOUND_S = 10.0
 
-GATEWAY_CONFIG = """
-[listen]
-address = "0.0.0.0"
-ports = [3544, 4500]
-[tunnel]
-interface = "m6tgw0"
-prefixes = ["fd6d:3674:a1b2::/48"]
-home_agents = ["fd00:ab::1"]
-[states]
-temporary_lifetime_ms = 500
-active_lifetime_s = 60
-new_states_per_ipv4_per_s = 5
-new_states_per_ipv4_burst = 20
-max_temporary = 1000
-"""
+GATEWAY_CONFIG = configs.gateway_config(
+    ports=(PORT_A, PORT_B),
+    states=StatesSection(
+        temporary_lifetime_ms=500,
+        active_lifetime_s=60,
+        new_states_per_ipv4_per_s=5,
+        new_states_per_ipv4_burst=20,
+        max_temporary=1000,
+    ),
+)
 
 
 def client_config(*, ports: tuple[int, ...] = (PORT_A,), keepalive: float = 1, probe: bool = True) -> str:
-    probe_line = f'probe = "{HA}"' if probe else ""
-    return f"""
-[gateway]
-address = "{GW_WAN}"
-ports = {list(ports)}
-[tunnel]
-prefix = "{MN_PREFIX}"
-interface = "{TUN}"
-keepalive_interval = {keepalive}
-{probe_line}
-[routes]
-default = true
-metric = 1029
-[helper]
-autoconnect = true
-"""
+    return configs.client_config(ports=ports, interface=TUN, keepalive=keepalive, probe=probe)
 
 
 @dataclass

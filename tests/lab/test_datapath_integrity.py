@@ -33,7 +33,7 @@ from typing import IO
 
 import pytest
 
-from m6t.lab import GW, GW_WAN, HA, HA_HOST, MN, Lab, StandardLab, unavailable_reason, wait_until
+from m6t.lab import GW, HA, HA_HOST, MN, Lab, StandardLab, configs, unavailable_reason, wait_until
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(180)]
 
@@ -46,30 +46,8 @@ DATA_PORT = 5299
 SIZE = 6 * 1024 * 1024
 IFF_VNET_HDR = 0x4000
 
-GATEWAY_CONFIG = f"""
-[listen]
-address = "0.0.0.0"
-ports = [{PORT}]
-[tunnel]
-interface = "{GW_TUN}"
-prefixes = ["fd6d:3674:a1b2::/48"]
-home_agents = ["{HA}"]
-"""
-
-CLIENT_CONFIG = f"""
-[gateway]
-address = "{GW_WAN}"
-ports = [{PORT}]
-[tunnel]
-prefix = "{MN_PREFIX}"
-interface = "{MN_TUN}"
-keepalive_interval = 30
-[routes]
-default = true
-metric = 1029
-[helper]
-autoconnect = true
-"""
+GATEWAY_CONFIG = configs.gateway_config(ports=(PORT,), interface=GW_TUN)
+CLIENT_CONFIG = configs.client_config(ports=(PORT,), interface=MN_TUN, keepalive=30, probe=False)
 
 # Both ends of a transfer in stdlib Python: the data is a seeded stream, hashed on both sides.
 PEER_SCRIPT = r"""

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from m6t.gateway.config import UnixEndpoint
+from m6t.gateway.config import StatesSection, UnixEndpoint
 from m6t.gateway.metrics import PREFIX, parse
 from m6t.gateway.metrics_server import fetch_metrics
-from m6t.lab import GW, GW_WAN, HA_HOST, MN, WAN2, Lab, LabError, StandardLab, unavailable_reason, wait_until
+from m6t.lab import GW, GW_WAN, HA_HOST, MN, WAN2, Lab, LabError, StandardLab, configs, unavailable_reason, wait_until
 from m6t.protocol import KEEPALIVE_PEER, build_echo_request, build_keepalive, parse_echo_reply, parse_ipv6
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
@@ -116,23 +116,18 @@ class Gateway:
 
 
 def _config(metrics_path: Path) -> str:
-    return f"""
-[listen]
-address = "0.0.0.0"
-ports = [{PORT_A}, {PORT_B}]
-[tunnel]
-interface = "{TUN}"
-prefixes = ["fd6d:3674:a1b2::/48"]
-home_agents = ["{HA}"]
-[states]
-temporary_lifetime_ms = 500
-active_lifetime_s = 30
-new_states_per_ipv4_per_s = 1
-new_states_per_ipv4_burst = {BURST}
-max_temporary = 1000
-[metrics]
-listen = "unix:{metrics_path}"
-"""
+    return configs.gateway_config(
+        ports=(PORT_A, PORT_B),
+        interface=TUN,
+        states=StatesSection(
+            temporary_lifetime_ms=500,
+            active_lifetime_s=30,
+            new_states_per_ipv4_per_s=1,
+            new_states_per_ipv4_burst=BURST,
+            max_temporary=1000,
+        ),
+        metrics=f"unix:{metrics_path}",
+    )
 
 
 def _start_gateway(lab: StandardLab) -> Gateway:

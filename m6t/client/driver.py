@@ -4,7 +4,7 @@ It owns the I/O the session asks for, through the platform :class:`~m6t.platform
 
 * the data path: TUN batches → session → ``UdpChannel.send(batch)`` (one call per batch, so the backend
   can use UDP GSO), UDP batches → session → ``TunDevice.write``; a backend with offloads may pass
-  merged packets (:class:`~m6t.platform.base.MergedPacket`) through both: checked once, counted as the
+  merged packets (:class:`~m6t.protocol.values.MergedPacket`) through both: checked once, counted as the
   packets they stand for, split by the backend;
 * the OS changes (address, routes, MTU): coroutines, run one at a time and in order on a queue, so a
   removal never overtakes the install it undoes;
@@ -55,15 +55,13 @@ from m6t.client.events import (
 )
 from m6t.client.session import Session, SessionSettings, same_path, settings_routes
 from m6t.platform.base import (
-    Attachment,
     Backend,
     ConnectivityMonitor,
     PlatformError,
-    PmtuEvidence,
     TunDevice,
     UdpChannel,
-    wire_extra,
 )
+from m6t.protocol.values import Attachment, PmtuEvidence, wire_extra
 
 log = logging.getLogger("m6t.client")
 

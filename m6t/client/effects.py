@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
-from m6t.platform.base import Route
+from m6t.protocol.values import Route
 
 ADDRESS_PREFIXLEN = 128
 """The tunnel address is installed alone: an on-link /80 would route our own stale suffixes into the TUN."""

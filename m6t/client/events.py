@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 # their one definition, and the session speaks it directly.
 from m6t.client.api.schema import ErrorCode, RegenerationReason
 from m6t.client.api.schema import TunnelState as State
-from m6t.platform.base import Attachment
+from m6t.protocol.values import Attachment
 
 __all__ = ["ErrorCode", "RegenerationReason", "State"]
 

@@ -24,10 +24,10 @@ from m6t.platform.base import (
     ConnectivityMonitor,
     PacketsCallback,
     PlatformError,
-    Route,
     TunDevice,
     UdpChannel,
 )
+from m6t.protocol.values import Route
 
 log = logging.getLogger(__name__)
 

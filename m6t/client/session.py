@@ -58,7 +58,6 @@ from m6t.client.events import (
 )
 from m6t.client.mtu_probe import ECHO_OVERHEAD, MtuSearch
 from m6t.client.status import Counters, Drop, KeepaliveStatus, MtuEvidence, Regeneration, Status
-from m6t.platform.base import Attachment, PmtuEvidence, Route
 from m6t.protocol import (
     DEFAULT_MTU,
     IPV6_HEADER_LEN,
@@ -78,6 +77,7 @@ from m6t.protocol import (
     tunnel_address,
 )
 from m6t.protocol.addressing import RandomBytes
+from m6t.protocol.values import Attachment, PmtuEvidence, Route
 
 _NEXT_HEADER_ICMPV6 = 58
 _MAX_UDP_PAYLOAD = 65507

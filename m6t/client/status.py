@@ -12,7 +12,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from m6t.client.events import State, attachment_dict
-from m6t.platform.base import Attachment
+from m6t.protocol.values import Attachment
 
 
 class Drop(StrEnum):

@@ -24,7 +24,8 @@ from m6t.gateway.core import GatewayCore, Verdict
 from m6t.gateway.counters import Counter
 from m6t.gateway.metrics import Metric, core_metrics
 from m6t.gateway.scheduling import SLICE_LIMIT_S, collect_for
-from m6t.platform.base import MergedPacket, TunDevice
+from m6t.platform.base import TunDevice
+from m6t.protocol.values import MergedPacket
 
 assert sys.platform == "linux"
 

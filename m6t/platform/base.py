@@ -17,37 +17,12 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv6Address
+
+from m6t.protocol.values import Attachment, PmtuEvidence, Route
 
 PacketsCallback = Callable[[Sequence[bytes]], None]
 """Receives a batch of packets read in one wakeup (read until EAGAIN / ring empty)."""
-
-
-class MergedPacket(bytes):
-    """One well-formed IPv6 packet that stands for ``segments`` packets of one flow on the wire.
-
-    Backends with segmentation offloads may hand these up from the TUN (a TCP "super-packet" the OS did not
-    segment) and out of a UDP channel (consecutive segments of one flow merged, to be written to the OS in
-    one go); and they take them back through ``UdpChannel.send`` and ``TunDevice.write``, where they split
-    them again as needed.  Everything above the platform checks its IPv6 header like any packet's (all the
-    packets it stands for share their addresses and ports); only byte and packet counters care:
-    ``segments - 1`` further packets, each repeating ``overhead`` header bytes.  Other backends never make
-    them.
-    """
-
-    segments: int
-    overhead: int
-
-
-def wire_extra(packets: Sequence[bytes]) -> tuple[int, int]:
-    """Packets and bytes that ``packets`` stand for on the wire beyond their own number and length."""
-    extra = extra_bytes = 0
-    for packet in packets:
-        if packet.__class__ is not bytes and isinstance(packet, MergedPacket):
-            extra += packet.segments - 1
-            extra_bytes += (packet.segments - 1) * packet.overhead
-    return extra, extra_bytes
 
 
 class PlatformError(Exception):
@@ -58,36 +33,8 @@ class PlatformError(Exception):
         self.hint = hint
 
 
-@dataclass(frozen=True, slots=True)
-class Attachment:
-    """Where this host currently reaches the tunnel gateway over IPv4 (a connectivity snapshot)."""
-
-    local_ipv4: IPv4Address
-    """The source address the OS picks toward the gateway."""
-    interface: str
-    """The egress interface name toward the gateway."""
-    router: IPv4Address | None = None
-    """The next hop toward the gateway, ``None`` when it is on-link."""
-
-
 AttachmentCallback = Callable[[Attachment | None], None]
 """Called with the new snapshot (``None``: no IPv4 path to the gateway) after debouncing."""
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    network: IPv6Network
-    metric: int
-
-
-@dataclass(frozen=True, slots=True)
-class PmtuEvidence:
-    """Proof that a packet of ours did not fit: the kernel's or a router's word, quoting our flow."""
-
-    mtu: int
-    """The IPv4 path MTU reported (0 if unknown, e.g. a bare EMSGSIZE)."""
-    source: str
-    """``"icmp"`` for a quoted ICMP fragmentation-needed, ``"emsgsize"`` for a local send failure."""
 
 
 class TunDevice(ABC):

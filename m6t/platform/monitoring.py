@@ -17,7 +17,8 @@ from ipaddress import IPv4Address
 
 import psutil
 
-from m6t.platform.base import Attachment, AttachmentCallback, ConnectivityMonitor
+from m6t.platform.base import AttachmentCallback, ConnectivityMonitor
+from m6t.protocol.values import Attachment
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ import asyncio
 import time
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
-from m6t.platform.base import Attachment, Route
 from m6t.platform.darwin.backend import DarwinBackend
 from m6t.platform.darwin.monitor import DarwinConnectivityMonitor, concerns_ipv4
 from m6t.platform.darwin.routing import parse_message
+from m6t.protocol.values import Attachment, Route
 from tests.platform.darwin_fakes import (
     RTF_LLINFO,
     RTM_ADD,

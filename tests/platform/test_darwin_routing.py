@@ -7,9 +7,10 @@ from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
 import pytest
 
-from m6t.platform.base import PlatformError, Route
+from m6t.platform.base import PlatformError
 from m6t.platform.darwin import routing
 from m6t.platform.darwin.backend import DarwinBackend
+from m6t.protocol.values import Route
 from tests.platform.darwin_fakes import (
     RTF_GATEWAY,
     RTF_IFSCOPE,

@@ -9,9 +9,9 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from m6t.platform.base import PmtuEvidence
 from m6t.platform.darwin.backend import DarwinBackend
 from m6t.platform.darwin.udp import DarwinUdpChannel
+from m6t.protocol.values import PmtuEvidence
 from tests.platform.darwin_fakes import IP_DONTFRAG, IPPROTO_IP, FakeDarwinKernel
 
 LOOPBACK = IPv4Address("127.0.0.1")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from m6t.platform.base import Attachment
+from m6t.protocol.values import Attachment
 from tests.platform import ip, netns, run_in
 
 if sys.platform != "linux":

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from m6t.platform.base import PlatformError, Route
+from m6t.platform.base import PlatformError
+from m6t.protocol.values import Route
 from tests.platform import inside, ip, ip_json, netns, run_forked, run_in
 
 if sys.platform != "linux":

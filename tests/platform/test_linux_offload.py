@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from m6t.platform.base import MergedPacket, wire_extra
+from m6t.protocol.values import MergedPacket, wire_extra
 
 if sys.platform != "linux":
     pytest.skip("Linux backend tests", allow_module_level=True)

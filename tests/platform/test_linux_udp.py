@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from m6t.platform.base import PmtuEvidence
+from m6t.protocol.values import PmtuEvidence
 from tests.platform import inside, ip, netns, run_forked
 
 if sys.platform != "linux":

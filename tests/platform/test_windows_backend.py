@@ -12,10 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from m6t.client.api.schema import ErrorCode, code_from_wire
-from m6t.platform.base import Backend, PlatformError, Route
+from m6t.platform.base import Backend, PlatformError
 from m6t.platform.windows.backend import CheckFinding, WindowsBackend, ipv6_disabled_by
 from m6t.platform.windows.system import AF_INET6, TCPIP6_PARAMETERS, native_api
 from m6t.platform.windows.wintun import WINTUN_HINT
+from m6t.protocol.values import Route
 from tests.platform.windows_fakes import FakeWindows, fake_windows
 
 NAME = "m6t0"

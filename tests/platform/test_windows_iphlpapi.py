@@ -12,10 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from m6t.platform.base import PlatformError, Route
+from m6t.platform.base import PlatformError
 from m6t.platform.windows.backend import WindowsBackend
 from m6t.platform.windows.iphlpapi import IpHelper
 from m6t.platform.windows.system import AF_INET, AF_INET6, WinError
+from m6t.protocol.values import Route
 from tests.platform.windows_fakes import FakeWindows, RouteEntry, fake_windows
 
 NAME = "m6t0"

@@ -11,9 +11,9 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address
 
 import pytest
 
-from m6t.platform.base import Attachment
 from m6t.platform.windows.backend import WindowsBackend
 from m6t.platform.windows.monitor import WindowsConnectivityMonitor
+from m6t.protocol.values import Attachment
 from tests.platform.windows_fakes import AF_INET, FakeWindows, fake_windows
 
 GATEWAY = IPv4Address("198.51.100.2")

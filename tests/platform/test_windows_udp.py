@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from m6t.platform.base import PmtuEvidence
 from m6t.platform.windows.backend import WindowsBackend
 from m6t.platform.windows.udp import MAX_BATCH, WindowsUdpChannel
+from m6t.protocol.values import PmtuEvidence
 from tests.platform.windows_fakes import (
     IP_DONTFRAGMENT,
     IPPROTO_IP,

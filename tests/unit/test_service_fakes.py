@@ -23,15 +23,14 @@ from m6t.client import events as ev
 from m6t.client.config import ClientConfig
 from m6t.client.service import HelperOptions, HelperService
 from m6t.platform.base import (
-    Attachment,
     Backend,
     ConnectivityMonitor,
     PacketsCallback,
     PlatformError,
-    Route,
     TunDevice,
     UdpChannel,
 )
+from m6t.protocol.values import Attachment, Route
 
 T = TypeVar("T")
 

@@ -30,9 +30,9 @@ from m6t.client.events import (
     StateChanged,
 )
 from m6t.client.session import SessionSettings, settings_routes
-from m6t.platform.base import Attachment, PmtuEvidence
 from m6t.protocol import build_keepalive, build_keepalive_reply, is_keepalive_request, parse_ipv6
 from m6t.protocol.icmp import FragNeeded, QuotedFlow
+from m6t.protocol.values import Attachment, PmtuEvidence
 
 from .test_session_harness import (
     ATT1,

@@ -16,18 +16,16 @@ from m6t.client.config import ClientConfig, GatewaySection, RoutesSection, Tunne
 from m6t.client.driver import ClientDriver
 from m6t.client.events import ErrorCode, ErrorEvent, Event, State, StateChanged
 from m6t.platform.base import (
-    Attachment,
     AttachmentCallback,
     Backend,
     ConnectivityMonitor,
     PacketsCallback,
     PlatformError,
-    PmtuEvidence,
-    Route,
     TunDevice,
     UdpChannel,
 )
 from m6t.protocol import build_keepalive_reply, is_keepalive_request, parse_ipv6
+from m6t.protocol.values import Attachment, PmtuEvidence, Route
 
 from .test_session_harness import ATT1, ATT2, GW, HA, PREFIX, data_from, data_to, echo_reply_to
 

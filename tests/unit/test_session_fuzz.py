@@ -90,7 +90,7 @@ def test_any_sequence_of_inputs_keeps_one_address(steps: list[str]) -> None:
     from ipaddress import IPv6Address
 
     from m6t.client.effects import RemoveAddress, SetAddress
-    from m6t.platform.base import PmtuEvidence
+    from m6t.protocol.values import PmtuEvidence
 
     from .test_session_harness import ATT1, ATT2, GW
 

@@ -11,10 +11,10 @@ from typing import Any
 from m6t.client.effects import Effect, OpenSocket, Send
 from m6t.client.events import Event, State
 from m6t.client.session import Session, SessionSettings, settings_routes
-from m6t.platform.base import Attachment
 from m6t.protocol import build_keepalive_reply, is_keepalive_request, parse_ipv6
 from m6t.protocol.icmp import ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST, internet_checksum
 from m6t.protocol.ipv6 import build_ipv6_header
+from m6t.protocol.values import Attachment
 
 PREFIX = IPv6Network("fd6d:3674:a1b2:0:1::/80")
 GW = IPv4Address("198.51.100.2")

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address
 
-from m6t.platform.base import Backend, PlatformError, Route
+from m6t.platform.base import Backend, PlatformError
 from m6t.platform.darwin import routing
 from m6t.platform.darwin.ifconfig_ioctl import InterfaceConfig
 from m6t.platform.darwin.monitor import DarwinConnectivityMonitor
 from m6t.platform.darwin.syscalls import PF_SYSTEM, SOCK_DGRAM, SYSPROTO_CONTROL, DarwinSyscalls, Syscalls
 from m6t.platform.darwin.udp import DarwinUdpChannel
 from m6t.platform.darwin.utun import DarwinUtun, control_id
+from m6t.protocol.values import Route
 
 IPV6_SYSCTL = "net.inet6.ip6.forwarding"
 """Present whenever the kernel has an IPv6 stack.  macOS has no host-wide switch to turn IPv6 off

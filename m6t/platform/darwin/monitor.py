@@ -20,7 +20,7 @@ import errno
 import logging
 from ipaddress import IPv4Address
 
-from m6t.platform.base import Attachment, AttachmentCallback
+from m6t.platform.base import AttachmentCallback
 from m6t.platform.darwin import routing
 from m6t.platform.darwin.routing import (
     RTAX_DST,
@@ -44,6 +44,7 @@ from m6t.platform.darwin.routing import (
 )
 from m6t.platform.darwin.syscalls import AF_INET, AF_UNSPEC, PF_ROUTE, SO_RCVBUF, SOCK_RAW, SOL_SOCKET, Syscalls
 from m6t.platform.monitoring import DEFAULT_MAX_DELAY, DEFAULT_QUIET, DebouncedMonitor
+from m6t.protocol.values import Attachment
 
 log = logging.getLogger(__name__)
 

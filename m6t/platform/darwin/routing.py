@@ -26,7 +26,7 @@ the message, completed (RTM_GET) or stamped with ``rtm_errno``, is queued to eve
 included, before ``write`` returns.
 
 **No metric on macOS.**  The BSD routing table keeps one route per destination and mask; there is no metric
-to rank a last-resort route below the system's.  :attr:`Route.metric <m6t.platform.base.Route.metric>` is
+to rank a last-resort route below the system's.  :attr:`Route.metric <m6t.protocol.values.Route.metric>` is
 therefore ignored, and the priority the Linux metric expresses (the tunnel's ``::/0`` loses to a native
 IPv6 default) is obtained by never displacing another interface's route:
 

@@ -22,8 +22,9 @@ import socket
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address
 
-from m6t.platform.base import PlatformError, PmtuEvidence, UdpChannel
+from m6t.platform.base import PlatformError, UdpChannel
 from m6t.platform.darwin.syscalls import IP_DONTFRAG, IPPROTO_IP, Syscalls
+from m6t.protocol.values import PmtuEvidence
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,8 @@ import socket
 import sys
 from ipaddress import IPv4Address, IPv6Address
 
-from m6t.platform.base import Backend, PlatformError, Route
+from m6t.platform.base import Backend, PlatformError
+from m6t.protocol.values import Route
 
 assert sys.platform == "linux"
 

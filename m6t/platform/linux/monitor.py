@@ -17,8 +17,9 @@ import struct
 import sys
 from ipaddress import IPv4Address
 
-from m6t.platform.base import Attachment, AttachmentCallback
+from m6t.platform.base import AttachmentCallback
 from m6t.platform.monitoring import DEFAULT_MAX_DELAY, DEFAULT_QUIET, DebouncedMonitor, interface_of
+from m6t.protocol.values import Attachment
 
 assert sys.platform == "linux"
 

@@ -35,7 +35,7 @@ import os
 import struct
 from typing import Final
 
-from m6t.platform.base import MergedPacket
+from m6t.protocol.values import MergedPacket
 
 # struct virtio_net_hdr (include/uapi/linux/virtio_net.h), in the host's byte order (TUN's default).
 VNET_HDR: Final = struct.Struct("=BBHHHH")

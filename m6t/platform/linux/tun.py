@@ -23,7 +23,8 @@ import struct
 import sys
 import weakref
 
-from m6t.platform.base import MergedPacket, PacketsCallback, PlatformError, TunDevice
+from m6t.platform.base import PacketsCallback, PlatformError, TunDevice
+from m6t.protocol.values import MergedPacket
 
 assert sys.platform == "linux"
 
@@ -245,7 +246,7 @@ class LinuxTun(TunDevice):
 
     ``vnet`` / ``tso`` (default: from ``M6T_DATAPATH``, see :func:`~m6t.platform.linux.offload.datapath_options`)
     ask for the virtio-net header and for super-packet reads; what the kernel granted is in :attr:`vnet`,
-    :attr:`tso` and :attr:`uso`.  :meth:`write` takes merged packets (:class:`~m6t.platform.base.MergedPacket`: one
+    :attr:`tso` and :attr:`uso`.  :meth:`write` takes merged packets (:class:`~m6t.protocol.values.MergedPacket`: one
     write for the lot with the header, else split), and reads hand up super-packets as such.
     """
 

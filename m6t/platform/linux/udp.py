@@ -31,7 +31,8 @@ import weakref
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address
 
-from m6t.platform.base import MergedPacket, PlatformError, PmtuEvidence, UdpChannel
+from m6t.platform.base import PlatformError, UdpChannel
+from m6t.protocol.values import MergedPacket, PmtuEvidence
 
 assert sys.platform == "linux"
 

@@ -12,7 +12,7 @@ import logging
 import weakref
 from ipaddress import IPv4Address, IPv6Address
 
-from m6t.platform.base import Backend, PlatformError, Route
+from m6t.platform.base import Backend, PlatformError
 from m6t.platform.windows.iphlpapi import IpHelper
 from m6t.platform.windows.monitor import WindowsConnectivityMonitor
 from m6t.platform.windows.system import (
@@ -26,6 +26,7 @@ from m6t.platform.windows.system import (
 )
 from m6t.platform.windows.udp import WindowsUdpChannel
 from m6t.platform.windows.wintun import WINTUN_HINT, Wintun, WintunTun
+from m6t.protocol.values import Route
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,11 @@ import logging
 import socket
 from ipaddress import IPv4Address
 
-from m6t.platform.base import Attachment, AttachmentCallback
+from m6t.platform.base import AttachmentCallback
 from m6t.platform.monitoring import DEFAULT_MAX_DELAY, DEFAULT_QUIET, DebouncedMonitor, interface_of
 from m6t.platform.windows.iphlpapi import IpHelper, Subscription
 from m6t.platform.windows.system import AF_INET
+from m6t.protocol.values import Attachment
 
 log = logging.getLogger(__name__)
 

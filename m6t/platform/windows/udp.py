@@ -31,8 +31,9 @@ import threading
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address
 
-from m6t.platform.base import PlatformError, PmtuEvidence, UdpChannel
+from m6t.platform.base import PlatformError, UdpChannel
 from m6t.platform.windows.system import SIO_UDP_CONNRESET, SIO_UDP_NETRESET, Winsock
+from m6t.protocol.values import PmtuEvidence
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from m6t.client import events as ev
 from m6t.client.api import schema
 from m6t.client.api.authorization import is_operator
 from m6t.client.api.schema import Access, ErrorCode, ErrorInfo, EventKind, Method, ParsedRequest
-from m6t.client.api.server import ApiError, Connection, ControlServer, SocketInUse
+from m6t.client.api.server import ApiError, Connection, ControlServer
 from m6t.client.config import (
     ClientConfig,
     ConfigError,
@@ -46,8 +46,8 @@ from m6t.client.diagnostics import build_bundle, save_bundle
 from m6t.client.journal import Journal, JournalingBackend, RecoveryReport, atomic_write, recover
 from m6t.client.ringlog import RingLog
 from m6t.configfile import toml_value
-from m6t.platform.base import Backend, PlatformError
-from m6t.platform.peercred import PeerCredentials
+from m6t.platform import control_transport
+from m6t.platform.base import Backend, PeerIdentity, PlatformError
 
 log = logging.getLogger("m6t.helper")
 
@@ -340,21 +340,21 @@ class HelperService:
             if self.check_problems and problem is not None and problem["code"] == ErrorCode.PLATFORM_ERROR:
                 self.runtime_problem = None
 
-        self.server = ControlServer(
-            self.options.socket_path,
-            self,
-            self.access_for,
-            server_name=f"m6t-helper {HELPER_VERSION}",
-            forbidden_message=self.forbidden,
-            max_events_queued=self.options.max_events_queued,
-            stall_timeout=self.options.stall_timeout,
-        )
         try:
+            self.server = ControlServer(
+                control_transport().listener(self.options.socket_path),
+                self,
+                self.access_for,
+                server_name=f"m6t-helper {HELPER_VERSION}",
+                forbidden_message=self.forbidden,
+                max_events_queued=self.options.max_events_queued,
+                stall_timeout=self.options.stall_timeout,
+            )
             await self.server.start()
-        except (SocketInUse, OSError) as exc:
+        except (PlatformError, OSError) as exc:
             await self._close_driver()
             raise StartupError(
-                str(exc) if isinstance(exc, SocketInUse) else f"cannot listen on {self.options.socket_path}: {exc}"
+                str(exc) if isinstance(exc, PlatformError) else f"cannot listen on {self.options.socket_path}: {exc}"
             ) from None
         self._log("info", f"m6t-helper {HELPER_VERSION} listening on {self.options.socket_path}")
         if self.wanted == "up":
@@ -445,8 +445,8 @@ class HelperService:
     def operator_group(self) -> str:
         return self.config.helper.operator_group if self.config is not None else schema.DEFAULT_OPERATOR_GROUP
 
-    def access_for(self, credentials: PeerCredentials | None) -> Access:
-        return Access.OPERATOR if is_operator(credentials, self.operator_group) else Access.READ_ONLY
+    def access_for(self, peer: PeerIdentity | None) -> Access:
+        return Access.OPERATOR if is_operator(peer, self.operator_group) else Access.READ_ONLY
 
     def forbidden(self, method: Method) -> ErrorInfo:
         group = self.operator_group

@@ -1,13 +1,14 @@
 """OS backends behind one interface (:mod:`m6t.platform.base`).
 
-This package is the only place where ``sys.platform`` is tested.
+This package is the only place where ``sys.platform`` is tested: each function below chooses once
+for the running OS.
 """
 
 from __future__ import annotations
 
 import sys
 
-from m6t.platform.base import Backend, PlatformError
+from m6t.platform.base import Backend, ControlTransport, PlatformError
 
 
 def default_backend() -> Backend:
@@ -28,3 +29,22 @@ def default_backend() -> Backend:
         f"m6t has no backend for {sys.platform} in this release",
         hint="m6t runs on Linux, macOS and Windows",
     )
+
+
+def control_transport() -> ControlTransport:
+    """The channel between the helper and its local clients on the running OS, for both ends."""
+    if sys.platform in ("linux", "darwin"):
+        from m6t.platform.unix_control import UnixSocketTransport
+
+        return UnixSocketTransport()
+    raise PlatformError(
+        f"m6t has no control channel for {sys.platform} in this release",
+        hint="the helper's control API runs on Linux and macOS",
+    )
+
+
+def default_control_address() -> str:
+    """Where the helper listens unless told otherwise (the installers pass the same)."""
+    from m6t.platform.unix_control import DEFAULT_SOCKET_PATH
+
+    return DEFAULT_SOCKET_PATH

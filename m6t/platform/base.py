@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 from m6t.protocol.values import Attachment, PmtuEvidence, Route
@@ -152,3 +153,101 @@ class Backend(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Release OS handles (netlink sockets, ...)."""
+
+
+# --------------------------------------------------------------------------- the control transport
+#
+# How the privileged helper and its local clients (CLI, tray, scripts) reach each other: a Unix socket
+# on Linux and macOS, a named pipe on Windows.  Chosen once per OS by :func:`m6t.platform.control_transport`;
+# everything above speaks JSON lines over the asyncio streams or the blocking stream it hands out.
+
+
+class ControlAddressInUse(PlatformError):
+    """Another helper serves the control address, or something that is not ours occupies it."""
+
+
+class PeerIdentity(ABC):
+    """Who is on the other end of a control connection, as the OS vouches for it at connect time.
+
+    Facts only (is this the superuser, does it hold that group): what each peer may do is the client's
+    policy (:mod:`m6t.client.api.authorization`), which never needs to know how the OS answered.
+    """
+
+    __slots__ = ()
+
+    pid: int | None
+    """The peer process, when the OS says (logs; with ``uid`` and its start time, polkit's subject)."""
+    uid: int | None
+    """The POSIX user id; ``None`` where accounts are not numbers (Windows names them by SID)."""
+
+    @property
+    @abstractmethod
+    def is_superuser(self) -> bool:
+        """root on POSIX; on Windows a member of Administrators, elevated or not."""
+
+    @abstractmethod
+    def in_group(self, name: str) -> bool:
+        """Whether the peer holds the group ``name`` (primary or supplementary; on Windows a token group)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ControlConnection:
+    """One accepted client: its byte streams and who it is (``None`` when the OS cannot tell)."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    peer: PeerIdentity | None
+
+
+ConnectionHandler = Callable[[ControlConnection], Awaitable[None]]
+"""Serves one client; runs as its own task, and the connection ends when it returns."""
+
+
+class ControlListener(ABC):
+    """The helper's end: accepts local clients at one address, each with its peer's identity."""
+
+    address: str
+    """What clients connect to (a socket path, a pipe name): for logs and the status."""
+
+    @abstractmethod
+    async def start(self, on_connection: ConnectionHandler) -> None:
+        """Listen, every local user may connect; raises :class:`ControlAddressInUse` when another helper
+        already listens there, and :class:`OSError` when the address cannot be served."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop accepting (clients already connected stay until their handlers return)."""
+
+    @abstractmethod
+    async def wait_closed(self) -> None:
+        """Release the address once accepting has stopped: a newer helper's address is left alone."""
+
+
+class ControlStream(ABC):
+    """A client's blocking end of a control connection (the CLI and scripts)."""
+
+    @abstractmethod
+    def send(self, data: bytes, timeout: float | None) -> None:
+        """Send all of ``data``; raises :class:`TimeoutError` or :class:`OSError`."""
+
+    @abstractmethod
+    def receive(self, timeout: float | None) -> bytes:
+        """The next bytes the helper sent, ``b""`` once it closed; raises :class:`TimeoutError` or :class:`OSError`."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class ControlTransport(ABC):
+    """One OS's control channel, for both ends."""
+
+    @abstractmethod
+    def listener(self, address: str) -> ControlListener: ...
+
+    @abstractmethod
+    def connect(self, address: str, timeout: float | None) -> ControlStream:
+        """Connect, blocking; raises :class:`OSError` (or :class:`ValueError` for an unusable address)."""
+
+    @abstractmethod
+    async def open_connection(self, address: str, *, limit: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Connect on the running loop; ``limit`` bounds a line.  Raises like :meth:`connect`."""

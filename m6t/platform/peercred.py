@@ -1,30 +1,81 @@
-"""Who is on the other end of a local (Unix-domain) socket: one lookup per OS.
+"""Who is on the other end of a local (Unix-domain) socket: one lookup per OS, one identity for both.
 
-The control API authorizes changes from these credentials; an OS without an answer yields ``None``,
-which the server treats as read-only.
+The kernel vouches for the peer at connect time (``SO_PEERCRED`` on Linux, ``LOCAL_PEERCRED`` on macOS);
+an OS without an answer yields ``None``, which the control API treats as read-only.  The account-database
+modules are looked up with ``import_module`` because Windows has none of them.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 import socket
 import struct
 import sys
 from dataclasses import dataclass
+from typing import Any
+
+from m6t.platform.base import PeerIdentity
 
 _MAX_GROUPS = 256
 """Python caps getsockopt buffers at 1024 bytes; beyond that the caller falls back to the account database."""
 
 
+def _optional_module(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def group_id(name: str) -> int | None:
+    grp = _optional_module("grp")
+    if grp is None:
+        return None
+    try:
+        return int(grp.getgrnam(name).gr_gid)
+    except KeyError:
+        return None
+
+
+def user_groups(uid: int, gid: int) -> frozenset[int]:
+    """The groups the account database gives ``uid`` (a fallback when the socket does not tell)."""
+    pwd = _optional_module("pwd")
+    getgrouplist = getattr(os, "getgrouplist", None)
+    if pwd is None or getgrouplist is None:
+        return frozenset({gid})
+    try:
+        name = pwd.getpwuid(uid).pw_name
+        return frozenset(int(g) for g in getgrouplist(name, gid))
+    except (KeyError, OSError):
+        return frozenset({gid})
+
+
 @dataclass(frozen=True, slots=True)
-class PeerCredentials:
+class UnixPeer(PeerIdentity):
+    """A process on a Unix socket, by the ids the kernel recorded when it connected."""
+
     pid: int | None
     uid: int
     gid: int
     groups: frozenset[int] | None
     """Supplementary groups of the peer process at connect time, ``None`` when the OS does not say."""
 
+    @property
+    def is_superuser(self) -> bool:
+        return self.uid == 0
 
-def _linux(sock: socket.socket) -> PeerCredentials | None:
+    def in_group(self, name: str) -> bool:
+        """The process's own groups (from the socket) win over the account database, so a process that
+        dropped its groups (``setpriv --clear-groups``) is judged by what it holds now."""
+        wanted = group_id(name)
+        if wanted is None:
+            return False
+        groups = self.groups if self.groups is not None else user_groups(self.uid, self.gid)
+        return self.gid == wanted or wanted in groups
+
+
+def _linux(sock: socket.socket) -> UnixPeer | None:
     so_peercred = getattr(socket, "SO_PEERCRED", 17)
     # SO_PEERGROUPS (Linux 4.13) has a name in the socket module only from Python 3.14.
     so_peergroups = getattr(socket, "SO_PEERGROUPS", 59)
@@ -39,7 +90,7 @@ def _linux(sock: socket.socket) -> PeerCredentials | None:
         groups = frozenset(struct.unpack(f"{count}I", raw[: 4 * count]))
     except (OSError, struct.error):
         groups = None
-    return PeerCredentials(pid=pid if pid > 0 else None, uid=uid, gid=gid, groups=groups)
+    return UnixPeer(pid=pid if pid > 0 else None, uid=uid, gid=gid, groups=groups)
 
 
 _SOL_LOCAL = 0
@@ -47,7 +98,7 @@ _LOCAL_PEERCRED = 0x001
 _LOCAL_PEERPID = 0x002
 
 
-def _darwin(sock: socket.socket) -> PeerCredentials | None:
+def _darwin(sock: socket.socket) -> UnixPeer | None:
     try:
         raw = sock.getsockopt(_SOL_LOCAL, _LOCAL_PEERCRED, 128)
     except OSError:
@@ -64,11 +115,11 @@ def _darwin(sock: socket.socket) -> PeerCredentials | None:
     except (OSError, struct.error):
         pid = 0
     gid = groups[0] if groups else uid
-    return PeerCredentials(pid=pid if pid > 0 else None, uid=uid, gid=gid, groups=frozenset(groups))
+    return UnixPeer(pid=pid if pid > 0 else None, uid=uid, gid=gid, groups=frozenset(groups))
 
 
-def peer_credentials(sock: socket.socket) -> PeerCredentials | None:
-    """The connecting process's credentials, or ``None`` when this OS cannot tell."""
+def peer_credentials(sock: socket.socket) -> UnixPeer | None:
+    """The connecting process's identity, or ``None`` when this OS cannot tell."""
     if sys.platform == "linux":
         return _linux(sock)
     if sys.platform == "darwin":

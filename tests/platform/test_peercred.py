@@ -27,7 +27,7 @@ class FakeDarwinSocket:
 def test_darwin_xucred_is_parsed() -> None:
     fake = FakeDarwinSocket(uid=501, groups=[20, 12, 61, 80], pid=4242)
     creds = peercred._darwin(fake)  # type: ignore[arg-type]
-    assert creds == peercred.PeerCredentials(pid=4242, uid=501, gid=20, groups=frozenset({20, 12, 61, 80}))
+    assert creds == peercred.UnixPeer(pid=4242, uid=501, gid=20, groups=frozenset({20, 12, 61, 80}))
 
 
 def test_darwin_short_answer_is_no_answer() -> None:

@@ -21,7 +21,8 @@ from m6t.client import events as ev
 from m6t.client.api import schema
 from m6t.client.api.client import HelperClient, HelperUnavailable, RequestFailed
 from m6t.client.api.schema import ErrorCode, Method
-from m6t.client.api.server import SocketInUse, bind_unix_socket
+from m6t.platform.base import ControlAddressInUse
+from m6t.platform.unix_control import bind_unix_socket
 from tests.unit.test_service_fakes import (
     CONFIG_TEXT,
     NOBODY,
@@ -279,17 +280,8 @@ def test_stalled_client_is_disconnected(tmp_path: Path) -> None:
 
 
 def test_second_helper_on_same_socket_is_refused(helper: RunningHelper) -> None:
-    with pytest.raises(SocketInUse):
+    with pytest.raises(ControlAddressInUse):
         bind_unix_socket(helper.socket_path)
-
-
-def test_stale_socket_is_replaced(tmp_path: Path) -> None:
-    path = str(tmp_path / "stale.sock")
-    dead = unix_socket()
-    dead.bind(path)
-    dead.close()
-    sock = bind_unix_socket(path)
-    sock.close()
 
 
 def test_unreachable_helper(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """A small client library for the control API: blocking (:class:`HelperClient`) and asyncio
 (:class:`AsyncHelperClient`).  The CLI, the demo and the tests use it; the GUI speaks the same schema
-over QLocalSocket.
+over QLocalSocket.  Both reach the helper through the platform's control channel (a Unix socket, a
+named pipe), so nothing here knows the OS.
 
 Both read the server's ``hello`` on connect, send requests with increasing ids, return a reply's
 ``result`` or raise :class:`RequestFailed` carrying the numbered error, and buffer events that
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import socket
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
@@ -21,9 +21,10 @@ from typing import Any, Self
 
 from m6t.client.api import schema
 from m6t.client.api.schema import ErrorCode, ErrorInfo, Event, Hello, Method
+from m6t.platform import control_transport
+from m6t.platform.base import ControlStream, ControlTransport, PlatformError
 
 DEFAULT_TIMEOUT_S = 15.0
-_RECV = 65536
 _MAX_SERVER_LINE = 64 * 1024 * 1024
 """A sanity bound on server lines (a diagnostics bundle is the longest, far below this)."""
 
@@ -64,8 +65,8 @@ class RequestFailed(HelperError):
         super().__init__(self.message)
 
 
-def _unix_socket() -> socket.socket:
-    return socket.socket(getattr(socket, "AF_UNIX"), socket.SOCK_STREAM)  # noqa: B009 - absent on Windows
+def _reason(exc: BaseException) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
 
 
 def _check_hello(message: dict[str, Any], path: str) -> Hello:
@@ -91,25 +92,28 @@ def _result(message: dict[str, Any]) -> Any:
 class HelperClient:
     """Blocking client.  ``with HelperClient(path) as h: h.call("status")``."""
 
-    def __init__(self, path: str = schema.DEFAULT_SOCKET_PATH, timeout: float | None = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        path: str = schema.DEFAULT_SOCKET_PATH,
+        timeout: float | None = DEFAULT_TIMEOUT_S,
+        *,
+        transport: ControlTransport | None = None,
+    ) -> None:
         self.path = path
         self.timeout = timeout
-        self._sock: socket.socket | None = None
+        self._transport = transport
+        self._stream: ControlStream | None = None
         self._buffer = bytearray()
         self._ids = itertools.count(1)
         self._events: deque[Event] = deque()
         self.hello: Hello | None = None
 
     def connect(self) -> Self:
-        sock = _unix_socket()
-        sock.settimeout(self.timeout)
         try:
-            sock.connect(self.path)
-        except (OSError, ValueError) as exc:
-            sock.close()
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise HelperUnavailable(self.path, reason) from None
-        self._sock = sock
+            transport = self._transport or control_transport()
+            self._stream = transport.connect(self.path, self.timeout)
+        except (OSError, ValueError, PlatformError) as exc:
+            raise HelperUnavailable(self.path, _reason(exc)) from None
         try:
             self.hello = _check_hello(self._read_message(self.timeout), self.path)
         except BaseException:
@@ -118,7 +122,7 @@ class HelperClient:
         return self
 
     def __enter__(self) -> Self:
-        return self.connect() if self._sock is None else self
+        return self.connect() if self._stream is None else self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -126,13 +130,12 @@ class HelperClient:
         self.close()
 
     def close(self) -> None:
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.close()
-            self._sock = None
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
 
     def _read_message(self, timeout: float | None) -> dict[str, Any]:
-        assert self._sock is not None
+        assert self._stream is not None
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             newline = self._buffer.find(b"\n")
@@ -147,15 +150,11 @@ class HelperClient:
                     raise HelperError(f"the helper at {self.path} sent an unreadable line") from None
             if len(self._buffer) > _MAX_SERVER_LINE:
                 raise HelperError(f"the helper at {self.path} sent an overlong line")
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise HelperTimeout(f"the helper at {self.path} did not answer in time")
-                self._sock.settimeout(remaining)
-            else:
-                self._sock.settimeout(None)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise HelperTimeout(f"the helper at {self.path} did not answer in time")
             try:
-                chunk = self._sock.recv(_RECV)
+                chunk = self._stream.receive(remaining)
             except TimeoutError:
                 raise HelperTimeout(f"the helper at {self.path} did not answer in time") from None
             except OSError:
@@ -166,10 +165,10 @@ class HelperClient:
 
     def send_raw(self, data: bytes) -> None:
         """Send bytes as they are (tests of the server's robustness)."""
-        if self._sock is None:
+        if self._stream is None:
             self.connect()
-        assert self._sock is not None
-        self._sock.sendall(data)
+        assert self._stream is not None
+        self._stream.send(data, self.timeout)
 
     def read_message(self, timeout: float | None = DEFAULT_TIMEOUT_S) -> dict[str, Any]:
         """The next line from the server, whatever its type."""
@@ -177,7 +176,7 @@ class HelperClient:
 
     def call(self, method: Method | str, params: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
         """Send a request and return its result; events arriving meanwhile are kept for :meth:`next_event`."""
-        if self._sock is None:
+        if self._stream is None:
             self.connect()
         request_id = next(self._ids)
         self.send_raw(schema.encode(schema.request(request_id, method, params)))
@@ -236,19 +235,22 @@ class AsyncHelperClient:
 
     @classmethod
     async def open(
-        cls, path: str = schema.DEFAULT_SOCKET_PATH, timeout: float = DEFAULT_TIMEOUT_S
+        cls,
+        path: str = schema.DEFAULT_SOCKET_PATH,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        *,
+        transport: ControlTransport | None = None,
     ) -> AsyncHelperClient:
-        sock = _unix_socket()
-        sock.setblocking(False)
-        loop = asyncio.get_running_loop()
         try:
-            await asyncio.wait_for(loop.sock_connect(sock, path), timeout)
-            reader, writer = await asyncio.open_connection(sock=sock, limit=_MAX_SERVER_LINE)
+            opening = (transport or control_transport()).open_connection(path, limit=_MAX_SERVER_LINE)
+            reader, writer = await asyncio.wait_for(opening, timeout)
+        except (TimeoutError, OSError, ValueError, PlatformError) as exc:
+            raise HelperUnavailable(path, _reason(exc)) from None
+        try:
             line = await asyncio.wait_for(reader.readline(), timeout)
         except (TimeoutError, OSError, ValueError) as exc:
-            sock.close()
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-            raise HelperUnavailable(path, reason) from None
+            writer.close()
+            raise HelperUnavailable(path, _reason(exc)) from None
         if not line:
             writer.close()
             raise ConnectionLost(path)

@@ -1,8 +1,9 @@
 """The control API's one definition: framing, requests, replies, events and error codes.
 
 The helper (server), the ``m6t`` CLI and the tray GUI all import this module, so a message shape or an
-error code is defined here once and nowhere else.  It is pure stdlib and does no I/O, so the GUI can use
-it with QLocalSocket and the server with asyncio.  ``docs/control-api.md`` is the prose version.
+error code is defined here once and nowhere else.  It does no I/O and needs no Qt (from below it takes
+only the platform's default address), so the GUI can use it with QLocalSocket and the server with
+asyncio.  ``docs/control-api.md`` is the prose version.
 
 Framing: one JSON object per line, UTF-8, terminated by ``\\n``.  The server's first line is a ``hello``;
 every server line carries ``"version": PROTOCOL_VERSION``.  Shapes only grow: a client must ignore keys
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any, Final, Literal, NotRequired, TypedDict
 
+from m6t.platform import default_control_address
+
 PROTOCOL_VERSION: Final = 1
 """Bumped only for an incompatible change; additions (new keys, methods, events, codes) keep it."""
 
@@ -23,8 +26,8 @@ MAX_LINE_BYTES: Final = 64 * 1024
 """Longest request line the server reads (newline included); a longer one is answered with
 ``LINE_TOO_LONG`` and discarded.  Server lines may be longer (a diagnostics bundle)."""
 
-DEFAULT_SOCKET_PATH: Final = "/var/run/m6t/helper.sock"
-"""``/var/run`` rather than ``/run``: Linux links it to ``/run`` and macOS has only ``/var/run``."""
+DEFAULT_SOCKET_PATH: Final = default_control_address()
+"""Where the helper listens unless told otherwise: the platform's choice (a socket path, a pipe name)."""
 DEFAULT_STATE_DIR: Final = "/var/lib/m6t"
 DEFAULT_OPERATOR_GROUP: Final = "m6t"
 

@@ -1,7 +1,9 @@
-"""The control API server: a Unix socket speaking the JSON lines of :mod:`m6t.client.api.schema`.
+"""The control API server: JSON lines of :mod:`m6t.client.api.schema` over the platform's control channel.
 
-It owns framing, authorization and fan-out; what a request *does* is the :class:`Handler`'s business
-(the helper service).  The rules that keep one client from hurting the helper or the others:
+The channel (a Unix socket, a named pipe) and who is on the other end come from the platform's
+:class:`~m6t.platform.base.ControlListener`; this module owns framing, access and fan-out, and what a
+request *does* is the :class:`Handler`'s business (the helper service).  The rules that keep one client
+from hurting the helper or the others:
 
 * each connection has its own reader task and writer task, so a slow request or a slow reader only
   ever waits on itself;
@@ -19,18 +21,14 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
-import socket
-import stat
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any, Protocol
 
 from m6t.client.api import schema
 from m6t.client.api.schema import Access, ErrorCode, ErrorInfo, EventKind, Method, ParsedRequest
-from m6t.platform.peercred import PeerCredentials, peer_credentials
+from m6t.platform.base import ControlConnection, ControlListener, PeerIdentity
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +64,11 @@ class Handler(Protocol):
         """The request's ``result`` (JSON-able), or raise :class:`ApiError`."""
 
 
-AccessPolicy = Callable[[PeerCredentials | None], Access]
+AccessPolicy = Callable[[PeerIdentity | None], Access]
 
 
 class Connection:
-    """One client.  Handlers use :attr:`access`, :attr:`credentials`, :meth:`subscribe`."""
+    """One client.  Handlers use :attr:`access`, :attr:`peer`, :meth:`subscribe`."""
 
     def __init__(
         self,
@@ -78,12 +76,12 @@ class Connection:
         number: int,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        credentials: PeerCredentials | None,
+        peer: PeerIdentity | None,
         access: Access,
     ) -> None:
         self.server = server
         self.number = number
-        self.credentials = credentials
+        self.peer = peer
         self.access = access
         self._reader = reader
         self._writer = writer
@@ -101,7 +99,7 @@ class Connection:
         self._full_since: float | None = None
 
     def __repr__(self) -> str:
-        uid = None if self.credentials is None else self.credentials.uid
+        uid = None if self.peer is None else self.peer.uid
         return f"<Connection #{self.number} uid={uid} {self.access.value}>"
 
     @property
@@ -268,56 +266,10 @@ def _too_long() -> str:
     return f"The request is longer than {schema.MAX_LINE_BYTES // 1024} KiB and was ignored."
 
 
-def _socket_is_live(path: str) -> bool:
-    probe = socket.socket(getattr(socket, "AF_UNIX"), socket.SOCK_STREAM)  # noqa: B009 - absent on Windows
-    probe.settimeout(1.0)
-    try:
-        probe.connect(path)
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
-
-
-class SocketInUse(RuntimeError):
-    pass
-
-
-def bind_unix_socket(path: str) -> socket.socket:
-    """A listening socket at ``path`` that every local user can connect to.
-
-    A stale socket file (its helper died) is replaced; a live one means another helper runs, which
-    is refused rather than silently stolen.
-    """
-    directory = Path(path).parent
-    if not directory.exists():
-        directory.mkdir(parents=True, mode=0o755)
-        os.chmod(directory, 0o755)
-    if os.path.lexists(path):
-        mode = os.lstat(path).st_mode
-        if not stat.S_ISSOCK(mode):
-            raise SocketInUse(f"{path} exists and is not a socket; remove it or choose another --socket")
-        if _socket_is_live(path):
-            raise SocketInUse(f"another m6t-helper is already listening on {path}")
-        os.unlink(path)
-    sock = socket.socket(getattr(socket, "AF_UNIX"), socket.SOCK_STREAM)  # noqa: B009 - absent on Windows
-    try:
-        sock.bind(path)
-        # Authorization is per connection (peer credentials), not by file mode: everyone may connect.
-        os.chmod(path, 0o666)
-        sock.listen(128)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 class ControlServer:
     def __init__(
         self,
-        path: str,
+        listener: ControlListener,
         handler: Handler,
         access_policy: AccessPolicy,
         *,
@@ -327,7 +279,7 @@ class ControlServer:
         stall_timeout: float = DEFAULT_STALL_TIMEOUT_S,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
-        self.path = path
+        self.listener = listener
         self.handler = handler
         self.access_policy = access_policy
         self.server_name = server_name
@@ -339,9 +291,7 @@ class ControlServer:
         self.events_dropped = 0
         self._seq = 0
         self._numbers = itertools.count(1)
-        self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._inode: tuple[int, int] | None = None
 
     def next_seq(self) -> int:
         self._seq += 1
@@ -353,10 +303,8 @@ class ControlServer:
         return schema.error_info(ErrorCode.FORBIDDEN)
 
     async def start(self) -> None:
-        sock = bind_unix_socket(self.path)
-        st = os.stat(self.path)
-        self._inode = (st.st_dev, st.st_ino)
-        self._server = await asyncio.start_server(self._accept, sock=sock, limit=_READ_CHUNK)
+        """Serve on the listener; raises what its ``start`` raises (the address is in use, ...)."""
+        await self.listener.start(self._accept)
 
     def broadcast(self, kind: EventKind, data: dict[str, Any]) -> int:
         """Send an event to every subscriber; returns its sequence number."""
@@ -368,11 +316,10 @@ class ControlServer:
             connection.offer_event(kind, line)
         return seq
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sock = writer.get_extra_info("socket")
-        credentials = peer_credentials(sock) if sock is not None else None
-        access = self.access_policy(credentials)
-        connection = Connection(self, next(self._numbers), reader, writer, credentials, access)
+    async def _accept(self, accepted: ControlConnection) -> None:
+        peer = accepted.peer
+        access = self.access_policy(peer)
+        connection = Connection(self, next(self._numbers), accepted.reader, accepted.writer, peer, access)
         if len(self.connections) >= self.max_connections:
             connection.send(
                 schema.error_reply(
@@ -385,7 +332,7 @@ class ControlServer:
             await asyncio.gather(writer_task, return_exceptions=True)
             return
         self.connections.add(connection)
-        uid = None if credentials is None else credentials.uid
+        uid = None if peer is None else peer.uid
         connection.send(schema.hello(access, uid, self.server_name))
         writer_task = asyncio.ensure_future(connection._write_loop())
         self._tasks.add(writer_task)
@@ -409,8 +356,7 @@ class ControlServer:
                 self._tasks.discard(current)
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        self.listener.close()
         for connection in list(self.connections):
             connection.close()
         for task in list(self._tasks):
@@ -419,18 +365,4 @@ class ControlServer:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2.0)
-            self._server = None
-        self._unlink()
-
-    def _unlink(self) -> None:
-        # Only our own socket: a newer helper may already have replaced it.
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return
-        if self._inode == (st.st_dev, st.st_ino):
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)
+        await self.listener.wait_closed()

@@ -1,5 +1,5 @@
 """PyInstaller entry point of ``m6t`` (the CLI): the console script's target, as a file PyInstaller can freeze."""
 
-from m6t.client.cli import main
+from m6t.cli import main
 
 raise SystemExit(main())

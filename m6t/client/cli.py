@@ -1,4 +1,4 @@
-"""``m6t``: the command line over the control API (and the entry to the lab demo).
+"""The ``m6t`` command line over the control API; :mod:`m6t.cli` adds the lab's commands and is the program.
 
 Every command talks to the helper through :mod:`m6t.client.api.client`; nothing here needs root.
 Exit codes: 0 success, 1 the helper refused or failed the request, 2 usage, 3 the helper cannot be
@@ -12,7 +12,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from argparse import _SubParsersAction
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -177,6 +178,10 @@ def format_value(value: Any) -> str:
 
 
 Command = Callable[[argparse.Namespace, HelperClient, Output], int]
+LocalCommand = Callable[[argparse.Namespace, Output], int]
+"""A command that does not talk to the helper; its parser sets ``local_handler``."""
+Extension = Callable[["_SubParsersAction[argparse.ArgumentParser]"], None]
+"""Adds commands to ``m6t`` (the lab's, from :mod:`m6t.cli`)."""
 
 
 def cmd_status(args: argparse.Namespace, helper: HelperClient, out: Output) -> int:
@@ -330,16 +335,10 @@ def cmd_probe_mtu(args: argparse.Namespace, helper: HelperClient, out: Output) -
     return EXIT_OK
 
 
-def cmd_lab_demo(args: argparse.Namespace, out: Output) -> int:
-    from m6t.lab import demo
-
-    return demo.run(keep=args.keep, out=out.out)
-
-
 # ------------------------------------------------------------------------------------------ parsing
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extensions: Sequence[Extension] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="m6t",
         description="Control the m6t tunnel through the m6t-helper service.",
@@ -386,11 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("probe-mtu", parents=[common], help="measure the largest packet the tunnel carries")
     p.set_defaults(handler=cmd_probe_mtu)
 
-    lab = sub.add_parser("lab", help="network-namespace labs (root)")
-    lab_sub = lab.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
-    p = lab_sub.add_parser("demo", help="build a lab, run the real helper and gateway, narrate a move")
-    p.add_argument("--keep", action="store_true", help="leave the lab running at the end")
-    p.set_defaults(lab_handler=cmd_lab_demo)
+    for extend in extensions:
+        extend(sub)
     return parser
 
 
@@ -408,18 +404,23 @@ def _report_failure(exc: RequestFailed, out: Output) -> int:
     return EXIT_FORBIDDEN if exc.code == ErrorCode.FORBIDDEN else EXIT_FAILED
 
 
-def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    *,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    extensions: Sequence[Extension] = (),
+) -> int:
     out = Output(stdout or sys.stdout, stderr or sys.stderr)
-    parser = build_parser()
+    parser = build_parser(extensions)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        lab_handler = getattr(args, "lab_handler", None)
-        if lab_handler is not None:
-            code: int = lab_handler(args, out)
-            return code
+        local_handler: LocalCommand | None = getattr(args, "local_handler", None)
+        if local_handler is not None:
+            return local_handler(args, out)
         handler: Command = args.handler
         with HelperClient(args.socket) as helper:
             return handler(args, helper, out)
@@ -439,7 +440,3 @@ def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr:
     except BrokenPipeError:
         # `m6t watch | head` closing the pipe is a normal way to stop.
         return EXIT_OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())

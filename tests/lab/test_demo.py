@@ -34,7 +34,7 @@ def _lab_capable() -> None:
 
 
 def demo_command(*extra: str) -> list[str]:
-    return [sys.executable, "-m", "m6t.client.cli", "lab", "demo", *extra]
+    return [sys.executable, "-m", "m6t.cli", "lab", "demo", *extra]
 
 
 def env() -> dict[str, str]:
@@ -109,7 +109,7 @@ def test_demo_keep_then_ctrl_c_cleans_up() -> None:
         socket_line = re.search(r"m6t-tray --socket (\S+)", text)
         assert socket_line is not None and os.path.exists(socket_line.group(1))
         status = subprocess.run(
-            [sys.executable, "-m", "m6t.client.cli", "--socket", socket_line.group(1), "status"],
+            [sys.executable, "-m", "m6t.cli", "--socket", socket_line.group(1), "status"],
             capture_output=True,
             text=True,
             timeout=30,

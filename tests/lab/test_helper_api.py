@@ -166,7 +166,7 @@ def _cli_as_nobody(env: DemoLab, *argv: str) -> subprocess.CompletedProcess[str]
             "--clear-groups",
             sys.executable,
             "-m",
-            "m6t.client.cli",
+            "m6t.cli",
             "--socket",
             env.socket_path,
             *argv,
@@ -228,7 +228,7 @@ def test_oversized_line_and_hundred_subscribers(env: DemoLab) -> None:
 def test_cli_against_the_real_helper(env: DemoLab) -> None:
     def m6t(*argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "m6t.client.cli", "--socket", env.socket_path, *argv],
+            [sys.executable, "-m", "m6t.cli", "--socket", env.socket_path, *argv],
             capture_output=True,
             text=True,
             timeout=60,

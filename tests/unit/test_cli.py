@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from m6t import cli as program
 from m6t.client import cli
 from m6t.client import events as ev
 from tests.unit.test_service_fakes import NOBODY, RunningHelper, helper, is_root, run_as
@@ -246,3 +247,34 @@ def test_read_only_user_is_refused_with_exit_4(tmp_path: Path) -> None:
         "(ask an administrator to run: usermod -aG m6t $USER, then log in again)\n"
     )
     assert set_code == cli.EXIT_FORBIDDEN and "may change the configuration" in set_err
+
+
+# ----------------------------------------------------------------------------- the program, one floor up
+
+
+def test_the_program_adds_the_lab_demo(monkeypatch: pytest.MonkeyPatch) -> None:
+    from m6t.lab import demo
+
+    calls: list[tuple[bool, object]] = []
+
+    def fake_run(*, keep: bool, out: object) -> int:
+        calls.append((keep, out))
+        return 7
+
+    monkeypatch.setattr(demo, "run", fake_run)
+    out = io.StringIO()
+    assert program.main(["lab", "demo", "--keep"], stdout=out, stderr=io.StringIO()) == 7
+    assert calls == [(True, out)], "runs without a helper, writing where the command writes"
+    assert "lab" in cli.build_parser([program.add_lab_commands]).format_help()
+
+
+def test_the_client_alone_has_no_lab(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["lab", "demo"], stdout=io.StringIO(), stderr=io.StringIO()) == cli.EXIT_USAGE
+    assert "invalid choice: 'lab'" in capsys.readouterr().err
+    assert " lab " not in cli.build_parser().format_help()
+
+
+def test_the_program_keeps_the_client_commands(helper: RunningHelper) -> None:
+    out = io.StringIO()
+    assert program.main(["--socket", helper.socket_path, "status", "--json"], stdout=out, stderr=io.StringIO()) == 0
+    assert json.loads(out.getvalue())["state"] == "disconnected"

@@ -7,9 +7,10 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from PySide6.QtCore import QSysInfo, QTimer
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
+from m6t.client.api.host import os_family
 from m6t.client.api.schema import DEFAULT_SOCKET_PATH
 from m6t.ui.autostart import autostart_for
 from m6t.ui.connection import HelperConnection
@@ -36,7 +37,8 @@ def build(socket_path: str) -> TrayController:
     connection = HelperConnection(socket_path)
     model = TunnelModel(connection)
     preferences = Preferences()
-    tray = TrayController(model, preferences, autostart_for(), helper_start_hint(QSysInfo.kernelType()))
+    family = os_family()
+    tray = TrayController(model, preferences, autostart_for(family), helper_start_hint(family))
     connection.setParent(tray)
     model.setParent(tray)
     preferences.setParent(tray)

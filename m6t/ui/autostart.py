@@ -1,8 +1,7 @@
 """Start the tray at login: a per-user desktop setting, so it lives here and needs no privilege.
 
-Each desktop family has its own mechanism; the backend is picked from Qt's answer about the running kernel
-(:func:`QSysInfo.kernelType`), a table lookup rather than code branching on the platform.  Every backend
-only writes in the user's own profile.
+Each OS family has its own mechanism; the backend is looked up by the family the platform names (through
+:mod:`m6t.client.api.host`), so nothing here tests the OS.  Every backend only writes in the user's own profile.
 """
 
 from __future__ import annotations
@@ -16,7 +15,9 @@ from pathlib import Path
 from typing import Final, Protocol
 from xml.sax.saxutils import escape
 
-from PySide6.QtCore import QSettings, QStandardPaths, QSysInfo
+from PySide6.QtCore import QSettings, QStandardPaths
+
+from m6t.client.api.host import OsFamily
 
 APP_ID: Final = "m6t-tray"
 
@@ -179,19 +180,17 @@ def _config_home() -> Path:
     return Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.GenericConfigLocation))
 
 
-_BACKENDS: Final[dict[str, Callable[[list[str]], Autostart]]] = {
-    "linux": _xdg,
-    "freebsd": _xdg,
-    "openbsd": _xdg,
-    "netbsd": _xdg,
-    "darwin": lambda command: LaunchAgentAutostart(Path.home() / "Library" / "LaunchAgents", command),
-    "winnt": RunKeyAutostart,
+_BACKENDS: Final[dict[OsFamily, Callable[[list[str]], Autostart]]] = {
+    OsFamily.LINUX: _xdg,
+    OsFamily.BSD: _xdg,
+    OsFamily.MACOS: lambda command: LaunchAgentAutostart(Path.home() / "Library" / "LaunchAgents", command),
+    OsFamily.WINDOWS: RunKeyAutostart,
 }
 
 
-def autostart_for(kernel: str | None = None, command: Sequence[str] | None = None) -> Autostart:
-    """The backend for ``kernel`` (default: the running one, as :func:`QSysInfo.kernelType` names it)."""
-    factory = _BACKENDS.get(kernel or QSysInfo.kernelType())
+def autostart_for(family: OsFamily | None, command: Sequence[str] | None = None) -> Autostart:
+    """The backend for an OS ``family`` (``None``: one whose mechanism m6t does not know)."""
+    factory = _BACKENDS.get(family) if family is not None else None
     if factory is None:
         return NoAutostart()
     return factory(list(command) if command is not None else tray_command())

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QSettings
 
+from m6t.client.api.host import OsFamily
 from m6t.ui.autostart import (
     LaunchAgentAutostart,
     NoAutostart,
@@ -52,11 +53,11 @@ def test_run_key_through_qsettings(tmp_path: Path) -> None:
     assert not backend.is_enabled()
 
 
-def test_backend_chosen_by_kernel(tmp_path: Path) -> None:
-    assert isinstance(autostart_for("linux", ["x"]), XdgAutostart)
-    assert isinstance(autostart_for("freebsd", ["x"]), XdgAutostart)
-    assert isinstance(autostart_for("darwin", ["x"]), LaunchAgentAutostart)
-    unknown = autostart_for("haiku", ["x"])
+def test_backend_chosen_by_os_family(tmp_path: Path) -> None:
+    assert isinstance(autostart_for(OsFamily.LINUX, ["x"]), XdgAutostart)
+    assert isinstance(autostart_for(OsFamily.BSD, ["x"]), XdgAutostart)
+    assert isinstance(autostart_for(OsFamily.MACOS, ["x"]), LaunchAgentAutostart)
+    unknown = autostart_for(None, ["x"])
     assert isinstance(unknown, NoAutostart) and not unknown.supported and not unknown.is_enabled()
 
 

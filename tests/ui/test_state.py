@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from m6t.client.api.host import OsFamily
 from m6t.client.api.schema import TunnelState
 from m6t.ui.state import (
     TRAY_LABELS,
@@ -111,8 +112,8 @@ def test_formatting() -> None:
     assert format_bits_per_second(12) == "12 bit/s"
 
 
-def test_start_hint_per_kernel() -> None:
-    assert "systemctl" in helper_start_hint("linux")
-    assert "launchctl" in helper_start_hint("darwin")
-    assert "sc start" in helper_start_hint("winnt")
-    assert "m6t-helper" in helper_start_hint("plan9")
+def test_start_hint_per_os_family() -> None:
+    assert "systemctl" in helper_start_hint(OsFamily.LINUX)
+    assert "launchctl" in helper_start_hint(OsFamily.MACOS)
+    assert "sc start" in helper_start_hint(OsFamily.WINDOWS)
+    assert "m6t-helper" in helper_start_hint(None)

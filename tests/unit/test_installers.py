@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from m6t.client.api import schema
+from m6t.client.api.host import OsFamily
 from m6t.client.config import DEFAULT_OPERATOR_GROUP
 from m6t.client.service import _parser as helper_parser
 from m6t.ui.state import helper_start_hint
@@ -71,9 +72,9 @@ def helper_args(argv: list[str]) -> dict[str, Any]:
         pytest.fail(f"m6t-helper refuses {argv}: exit {exc.code}")
 
 
-def hint_command(kernel: str) -> list[str]:
-    """The command the tray's hint tells users on ``kernel`` to run to start the helper."""
-    hint = helper_start_hint(kernel)
+def hint_command(family: OsFamily) -> list[str]:
+    """The command the tray's hint tells users on ``family`` to run to start the helper."""
+    hint = helper_start_hint(family)
     found = re.search(r"(?:run|with): (.+)$", hint)
     assert found, hint
     return shlex.split(found.group(1))
@@ -83,7 +84,7 @@ def hint_command(kernel: str) -> list[str]:
 
 
 def test_systemd_unit_is_the_one_the_tray_names() -> None:
-    assert hint_command("linux") == ["sudo", "systemctl", "start", "m6t-helper"]
+    assert hint_command(OsFamily.LINUX) == ["sudo", "systemctl", "start", "m6t-helper"]
     assert (LINUX / "m6t-helper.service").is_file()
 
 
@@ -193,7 +194,7 @@ def test_gateway_maintainer_scripts_copy_the_example_they_ship() -> None:
 
 def test_launch_daemon_is_the_one_the_tray_names() -> None:
     daemon = plist("org.m6t.helper.plist")
-    command = hint_command("darwin")
+    command = hint_command(OsFamily.MACOS)
     assert command[:3] == ["sudo", "launchctl", "kickstart"]
     assert command[3] == f"system/{daemon['Label']}"
     assert daemon["Label"] == "org.m6t.helper"
@@ -255,10 +256,10 @@ def nsis_defines() -> dict[str, str]:
 
 def test_windows_service_is_the_one_the_tray_names() -> None:
     defines = nsis_defines()
-    assert hint_command("winnt") == ["sc", "start", defines["SERVICE"]]
+    assert hint_command(OsFamily.WINDOWS) == ["sc", "start", defines["SERVICE"]]
     assert defines["SERVICE"] == "m6t-helper"
     # The hint also names it by its display name, as services.msc lists it.
-    assert f"\u201c{defines['SERVICE_DISPLAY']}\u201d" in helper_start_hint("winnt")
+    assert f"\u201c{defines['SERVICE_DISPLAY']}\u201d" in helper_start_hint(OsFamily.WINDOWS)
     script = NSIS.read_text(encoding="utf-8")
     assert "'sc.exe create ${SERVICE} $1'" in script
     assert "'sc.exe delete ${SERVICE}'" in script

@@ -260,7 +260,11 @@ def ipv6_network(value: object) -> IPv6Network:
     try:
         network = IPv6Network(raw, strict=True)
     except ValueError as exc:
-        raise Invalid(f"{_short(raw)} is not an IPv6 prefix ({exc})") from None
+        try:
+            loose = IPv6Network(raw, strict=False)
+        except ValueError:
+            raise Invalid(f"{_short(raw)} is not an IPv6 prefix ({exc})") from None
+        raise Invalid(f"{_short(raw)} has host bits set: did you mean {loose}?") from None
     if network.network_address.scope_id is not None:
         raise Invalid(f"{_short(raw)} carries a zone; give the prefix alone")
     return network

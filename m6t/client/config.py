@@ -40,6 +40,7 @@ from m6t.configfile import (
     Invalid,
     Problem,
     Reader,
+    array,
     dump_toml,
     host_or_ipv4,
     integer,
@@ -95,6 +96,9 @@ MAX_MTU: Final = 65535
 MAX_METRIC: Final = 4_294_967_295
 KEEPALIVE_MIN_S: Final = 1
 KEEPALIVE_MAX_S: Final = 3600
+MIN_METRIC: Final = 1
+MAX_ID: Final = 0xFFFF
+"""Subnet and MN IDs are 16 bits each (draft 2.2)."""
 
 _PARTS: Final = ("ula_prefix", "subnet_id", "mn_id")
 
@@ -155,9 +159,12 @@ class ClientConfig:
 
 
 # --------------------------------------------------------------------------- validation
+#
+# A key with a rule of its own has its converter named here; the reader below and the tray's field checks
+# (through m6t.client.api.config_rules) both use it, so a rule is written once.
 
 
-def _prefix80(value: object) -> IPv6Network:
+def tunnel_prefix(value: object) -> IPv6Network:
     network = ipv6_network(value)
     try:
         return parse_prefix80(str(network))
@@ -165,7 +172,7 @@ def _prefix80(value: object) -> IPv6Network:
         raise Invalid(str(exc)) from None
 
 
-def _ula48(value: object) -> IPv6Network:
+def tunnel_ula_prefix(value: object) -> IPv6Network:
     network = ipv6_network(value)
     try:
         # Composing with zero IDs runs the protocol's own /48 and fc00::/7 checks.
@@ -175,7 +182,12 @@ def _ula48(value: object) -> IPv6Network:
     return network
 
 
-_id16 = integer(0, 0xFFFF)
+gateway_address: Final = host_or_ipv4
+gateway_ports: Final = array(port, min_items=1, unique=True)
+routes_prefixes: Final = array(ipv6_network, unique=True)
+_id16 = integer(0, MAX_ID)
+_DEFAULT_PORTS: Final[tuple[int, ...]] = (DEFAULT_PORT,)
+_NO_PREFIXES: Final[tuple[IPv6Network, ...]] = ()
 
 
 def _group(value: object) -> str:
@@ -192,8 +204,8 @@ def _read_prefix(tunnel: Reader) -> tuple[IPv6Network | None, IPv6Network | None
     """Exactly one of the two forms: the /80 itself, or its three parts."""
     given = tunnel.has("prefix")
     parts_given = [name for name in _PARTS if tunnel.has(name)]
-    prefix = tunnel.get_optional("prefix", _prefix80)
-    ula = tunnel.get_optional("ula_prefix", _ula48)
+    prefix = tunnel.get_optional("prefix", tunnel_prefix)
+    ula = tunnel.get_optional("ula_prefix", tunnel_ula_prefix)
     subnet_id = tunnel.get_optional("subnet_id", _id16)
     mn_id = tunnel.get_optional("mn_id", _id16)
     if given and parts_given:
@@ -222,8 +234,8 @@ def _read_prefix(tunnel: Reader) -> tuple[IPv6Network | None, IPv6Network | None
 
 def _read(root: Reader) -> ClientConfig:
     gateway = root.section("gateway")
-    address = gateway.get_optional("address", host_or_ipv4, required=True)
-    ports = gateway.get_list_of("ports", port, (DEFAULT_PORT,), min_items=1, unique=True)
+    address = gateway.get_optional("address", gateway_address, required=True)
+    ports = gateway.get("ports", gateway_ports, _DEFAULT_PORTS)
 
     tunnel = root.section("tunnel")
     prefix, ula, subnet_id, mn_id = _read_prefix(tunnel)
@@ -236,8 +248,8 @@ def _read(root: Reader) -> ClientConfig:
 
     routes = root.section("routes")
     default_route = routes.get_bool("default", True)
-    metric = routes.get_int("metric", DEFAULT_METRIC, min_value=1, max_value=MAX_METRIC)
-    prefixes = routes.get_list_of("prefixes", ipv6_network, (), unique=True)
+    metric = routes.get_int("metric", DEFAULT_METRIC, min_value=MIN_METRIC, max_value=MAX_METRIC)
+    prefixes = routes.get("prefixes", routes_prefixes, _NO_PREFIXES)
 
     helper = root.section("helper")
     group = helper.get("operator_group", _group, DEFAULT_OPERATOR_GROUP)

@@ -1,7 +1,8 @@
 """Settings: the helper's tunnel configuration (through ``config.set``) and this desktop's own preferences.
 
-Each field is checked as it is typed (:mod:`m6t.ui.validation`); once every field reads well the helper
-validates the whole configuration in a dry run, and its problems appear next to the field they name.
+Each field is checked as it is typed, by the helper's own rules (:mod:`m6t.ui.validation`); once every field
+reads well the helper validates the whole configuration in a dry run, and its problems appear next to the
+field they name.
 Nothing reaches the helper until Apply/OK, and then as one ``config.set`` the helper takes or refuses whole.
 """
 
@@ -38,11 +39,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from m6t.client.api import config_rules as rules
 from m6t.client.api import schema
 from m6t.client.api.schema import ErrorCode, Method
 from m6t.protocol import (
     DEFAULT_MTU,
-    IPV6_MIN_MTU,
     KEEPALIVE_INTERVAL_S,
     AddressingError,
     eui64_from_mac,
@@ -77,9 +78,8 @@ FIELD_KEYS: Final = (
     "routes.prefixes",
     "desktop.autostart",
 )
-MAX_METRIC_SPIN: Final = 2_147_483_647
+MAX_METRIC_SPIN: Final = min(rules.MAX_METRIC, 2_147_483_647)
 """QSpinBox holds a C int; route metrics beyond it are never needed for a last-resort route."""
-KEEPALIVE_RANGE_S: Final = (1.0, 3600.0)
 
 
 def local_eui64() -> bytes:
@@ -207,9 +207,9 @@ class SettingsDialog(QDialog):
         ula_layout.addWidget(self.generate_button)
         self._row(form, "tunnel.ula_prefix", "ULA /48:", ula_row)
         self.subnet_spin = QSpinBox()
-        self.subnet_spin.setRange(0, 0xFFFF)
+        self.subnet_spin.setRange(0, rules.MAX_ID)
         self.mn_spin = QSpinBox()
-        self.mn_spin.setRange(0, 0xFFFF)
+        self.mn_spin.setRange(0, rules.MAX_ID)
         self._row(form, "tunnel.subnet_id", "Subnet ID:", self.subnet_spin)
         self._row(form, "tunnel.mn_id", "MN ID:", self.mn_spin)
         self.prefix_preview = QLabel()
@@ -225,10 +225,10 @@ class SettingsDialog(QDialog):
         box = QGroupBox("Tunnel")
         form = QFormLayout(box)
         self.mtu_spin = QSpinBox()
-        self.mtu_spin.setRange(IPV6_MIN_MTU, 65535)
+        self.mtu_spin.setRange(rules.MIN_MTU, rules.MAX_MTU)
         self.mtu_spin.setSuffix(" bytes")
         self.keepalive_spin = QDoubleSpinBox()
-        self.keepalive_spin.setRange(*KEEPALIVE_RANGE_S)
+        self.keepalive_spin.setRange(rules.KEEPALIVE_MIN_S, rules.KEEPALIVE_MAX_S)
         self.keepalive_spin.setDecimals(1)
         self.keepalive_spin.setSuffix(" s")
         self._row(form, "tunnel.mtu", "MTU:", self.mtu_spin)
@@ -242,7 +242,7 @@ class SettingsDialog(QDialog):
         form = QFormLayout(box)
         self.default_route_check = QCheckBox("Route all IPv6 (::/0) through the tunnel")
         self.metric_spin = QSpinBox()
-        self.metric_spin.setRange(1, MAX_METRIC_SPIN)
+        self.metric_spin.setRange(rules.MIN_METRIC, MAX_METRIC_SPIN)
         self.prefixes_edit = QPlainTextEdit()
         self.prefixes_edit.setPlaceholderText("One IPv6 prefix per line, e.g. fd00:ab::/64")
         self.prefixes_edit.setFixedHeight(70)

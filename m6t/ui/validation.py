@@ -1,95 +1,73 @@
 """Settings checks the dialog runs on every keystroke: pure, no Qt, no I/O.
 
-They catch what can be told from one field alone (syntax, ranges, the /80 rules of :mod:`m6t.protocol`),
-so the user sees a mistake as it is typed.  The helper stays the judge of the configuration as a whole:
-the dialog also asks it for a dry run, and shows its problems next to the field they name.
+Each field's text is read into the value its configuration key holds (a list of ports, a prefix) and
+checked with that key's own rule, the one the helper applies (:mod:`m6t.client.api.config_rules`), so the
+user sees a mistake as it is typed, in the helper's words.  The helper stays the judge of the configuration
+as a whole: the dialog also asks it for a dry run, and shows its problems next to the field they name.
 """
 
 from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Interface, IPv6Network
-from typing import Any, Final
+from ipaddress import IPv6Network
+from typing import Any, TypeVar
 
-from m6t.protocol import AddressingError, check_prefix80, prefix80_from_parts
+from m6t.client.api import config_rules as rules
+from m6t.protocol import prefix80_from_parts
 
-_HOST_LABEL: Final = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+T = TypeVar("T")
 
 
 class FieldError(ValueError):
     """One field's value is unusable; the message is shown under the field as is."""
 
 
-def gateway_address(text: str) -> str:
-    value = text.strip()
-    if not value:
-        raise FieldError("The gateway address is required.")
+def _checked(rule: Callable[[object], T], value: object) -> T:
     try:
-        return str(IPv4Address(value))
-    except ValueError:
-        pass
-    if value.replace(".", "").isdigit():
-        raise FieldError(f"{value} is not an IPv4 address.")
-    name = value.removesuffix(".")
-    if len(name) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in name.split(".")):
-        raise FieldError(f"{value} is neither an IPv4 address nor a host name.")
-    return value
+        return rule(value)
+    except rules.Invalid as exc:
+        # Element suffixes ("[1]") are for files; each message names the value it is about.
+        raise FieldError("; ".join(message for _suffix, message in exc.items)) from None
+
+
+def _items(text: str) -> list[str]:
+    """A list typed into one field: commas, spaces or new lines between the items."""
+    return [item for item in re.split(r"[\s,]+", text.strip()) if item]
+
+
+def _number(item: str) -> int | str:
+    # Anything but digits stays text, so the rule's message shows what was typed.
+    if not (item.isascii() and item.isdigit()):
+        return item
+    try:
+        return int(item)
+    except ValueError:  # beyond int()'s digit limit
+        return item
+
+
+def gateway_address(text: str) -> str:
+    return _checked(rules.gateway_address, text.strip())
 
 
 def ports(text: str) -> list[int]:
     """``"3544, 4500"`` → ``[3544, 4500]``: the order is the order they are tried in."""
-    items = [item for item in re.split(r"[\s,]+", text.strip()) if item]
-    if not items:
-        raise FieldError("Give at least one port.")
-    result: list[int] = []
-    for item in items:
-        if not item.isdigit() or not 1 <= int(item) <= 65535:
-            raise FieldError(f"{item} is not a port (1 to 65535).")
-        if int(item) in result:
-            raise FieldError(f"Port {item} is listed twice.")
-        result.append(int(item))
-    return result
+    return list(_checked(rules.gateway_ports, [_number(item) for item in _items(text)]))
 
 
 def prefix80(text: str) -> IPv6Network:
-    value = text.strip()
-    try:
-        loose = IPv6Network(value, strict=False)
-    except ValueError:
-        raise FieldError(f"{value or 'An empty value'} is not an IPv6 prefix (e.g. fd6d:3674:a1b2:0:1::/80).") from None
-    try:
-        check_prefix80(loose)
-    except AddressingError as exc:
-        raise FieldError(str(exc)) from None
-    if IPv6Interface(value).ip != loose.network_address:
-        raise FieldError(f"Bits are set past the /80: did you mean {loose}?")
-    return loose
+    return _checked(rules.tunnel_prefix, text.strip())
 
 
 def ula48(text: str) -> IPv6Network:
-    try:
-        network = IPv6Network(text.strip(), strict=True)
-        # Composing with zero IDs applies the protocol's own /48 and fc00::/7 rules.
-        prefix80_from_parts(network, 0, 0)
-    except (AddressingError, ValueError) as exc:
-        raise FieldError(str(exc)) from None
-    return network
+    return _checked(rules.tunnel_ula_prefix, text.strip())
 
 
 def prefix_list(text: str) -> list[str]:
     """Extra prefixes, one per line (commas also separate)."""
-    result: list[str] = []
-    for item in (part for part in re.split(r"[\s,]+", text.strip()) if part):
-        try:
-            network = IPv6Network(item, strict=True)
-        except ValueError as exc:
-            raise FieldError(f"{item}: {exc}") from None
-        if str(network) in result:
-            raise FieldError(f"{network} is listed twice.")
-        result.append(str(network))
-    return result
+    return [str(network) for network in _checked(rules.routes_prefixes, _items(text))]
 
 
 @dataclass(frozen=True, slots=True)

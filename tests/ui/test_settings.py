@@ -55,8 +55,8 @@ def test_loads_the_helper_configuration(dialog: SettingsDialog) -> None:
 @pytest.mark.parametrize(
     ("widget", "key", "text", "needle"),
     [
-        ("gateway_edit", "gateway.address", "198.51.100.300", "not an IPv4 address"),
-        ("ports_edit", "gateway.ports", "3544, 99999", "not a port"),
+        ("gateway_edit", "gateway.address", "198.51.100.300", "not a valid IPv4 address"),
+        ("ports_edit", "gateway.ports", "3544, 99999", "must be in the range 1..65535, not 99999"),
         ("prefix_edit", "tunnel.prefix", "fd6d:3674:a1b2::/64", "must be a /80"),
     ],
 )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from ipaddress import IPv6Network
 
 import pytest
 
+from m6t.client.config import ConfigError, client_config_from_dict
 from m6t.ui import validation
 from m6t.ui.validation import FieldError, TunnelForm
 from tests.ui.fake_helper import make_config
@@ -28,7 +30,13 @@ def test_ports_keep_their_order() -> None:
 
 @pytest.mark.parametrize(
     ("text", "needle"),
-    [("", "at least one"), ("0", "not a port"), ("70000", "not a port"), ("abc", "not a port"), ("443, 443", "twice")],
+    [
+        ("", "must not be empty"),
+        ("0", "must be in the range 1..65535, not 0"),
+        ("70000", "must be in the range 1..65535, not 70000"),
+        ("abc", r"must be an integer, not a string \('abc'\)"),
+        ("443, 443", r"repeats 443 \(already at index 0\)"),
+    ],
 )
 def test_ports_rejects(text: str, needle: str) -> None:
     with pytest.raises(FieldError, match=needle):
@@ -58,7 +66,7 @@ def test_ula48_must_be_a_unique_local_48() -> None:
 def test_prefix_list() -> None:
     assert validation.prefix_list("fd00:ab::/64\n fd00:cd::/64,") == ["fd00:ab::/64", "fd00:cd::/64"]
     assert validation.prefix_list("  ") == []
-    with pytest.raises(FieldError, match="twice"):
+    with pytest.raises(FieldError, match="repeats fd00:ab::/64"):
         validation.prefix_list("fd00:ab::/64 fd00:ab::/64")
     with pytest.raises(FieldError, match="fd00:ab::1/64"):
         validation.prefix_list("fd00:ab::1/64")
@@ -104,3 +112,46 @@ def test_fractional_keepalive_is_kept() -> None:
     assert (
         validation.merged_config(make_config(), _form(keepalive_interval=12.5))["tunnel"]["keepalive_interval"] == 12.5
     )
+
+
+# ------------------------------------------------------------------------------- one rule, the helper's
+
+
+def _helper_verdict(key: str, value: object) -> list[str]:
+    """What the helper says of ``value`` at ``key`` (the rest of the configuration valid)."""
+    config = make_config()
+    section, name = key.split(".")
+    config[section][name] = value
+    try:
+        client_config_from_dict(config, "<api>")
+    except ConfigError as exc:
+        return [problem.message for problem in exc.problems if problem.key.split("[")[0] == key]
+    return []
+
+
+@pytest.mark.parametrize(
+    ("check", "text", "key", "value"),
+    [
+        # The host names the two copies of the rule used to judge differently: a dotted number is no name.
+        (validation.gateway_address, "gw.example.123", "gateway.address", "gw.example.123"),
+        (validation.gateway_address, "10.1", "gateway.address", "10.1"),
+        (validation.gateway_address, "gw_1.example.org", "gateway.address", "gw_1.example.org"),
+        (validation.ports, "3544, 0", "gateway.ports", [3544, 0]),
+        (validation.prefix80, "fd6d:3674:a1b2::/64", "tunnel.prefix", "fd6d:3674:a1b2::/64"),
+        (validation.prefix_list, "fd00:ab::1/64", "routes.prefixes", ["fd00:ab::1/64"]),
+    ],
+)
+def test_a_field_is_refused_in_the_helpers_own_words(
+    check: Callable[[str], object], text: str, key: str, value: object
+) -> None:
+    verdict = _helper_verdict(key, value)
+    assert verdict, "the helper refuses it"
+    with pytest.raises(FieldError) as caught:
+        check(text)
+    assert str(caught.value) == "; ".join(verdict)
+
+
+def test_what_the_helper_takes_the_field_takes() -> None:
+    for name in ("gw.example.org", "gw-1.example.", "198.51.100.2", "a" * 63 + ".example"):
+        assert _helper_verdict("gateway.address", name) == []
+        assert validation.gateway_address(name) == name

@@ -183,6 +183,7 @@ def test_ipv6_network_is_strict() -> None:
     assert ipv6_network("2001:db8::/32") == IPv6Network("2001:db8::/32")
     assert "the length is missing" in invalid_message(ipv6_network, "2001:db8::")
     assert "has host bits set" in invalid_message(ipv6_network, "2001:db8::1/32")
+    assert invalid_message(ipv6_network, "2001:db8::1/32").endswith("did you mean 2001:db8::/32?")
     assert "is not an IPv6 prefix" in invalid_message(ipv6_network, "2001:db8::/129")
     assert "is not an IPv6 prefix" in invalid_message(ipv6_network, "198.51.100.0/24")
     assert "carries a zone" in invalid_message(ipv6_network, "fe80::%1/64")

@@ -1,7 +1,7 @@
 """OS backends behind one interface (:mod:`m6t.platform.base`).
 
-This package is the only place where ``sys.platform`` is tested: each function below chooses once
-for the running OS.
+This package is the only place where ``sys.platform`` is tested; the functions below choose what serves
+the running OS (the backend, the control channel and its default address).
 """
 
 from __future__ import annotations

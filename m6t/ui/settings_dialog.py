@@ -2,8 +2,8 @@
 
 Each field is checked as it is typed, by the helper's own rules (:mod:`m6t.ui.validation`); once every field
 reads well the helper validates the whole configuration in a dry run, and its problems appear next to the
-field they name.
-Nothing reaches the helper until Apply/OK, and then as one ``config.set`` the helper takes or refuses whole.
+field they name.  Nothing reaches the helper until Apply/OK, and then as one ``config.set`` the helper takes
+or refuses whole.
 """
 
 from __future__ import annotations

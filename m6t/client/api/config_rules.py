@@ -7,6 +7,8 @@ or name the value themselves.  What only the whole configuration or the helper c
 forms together, a host name that resolves) stays with ``config.set`` and its ``dry_run``.
 """
 
+from typing import Final
+
 from m6t.client.config import (
     KEEPALIVE_MAX_S,
     KEEPALIVE_MIN_S,
@@ -23,7 +25,7 @@ from m6t.client.config import (
 from m6t.configfile import Invalid
 from m6t.protocol import IPV6_MIN_MTU
 
-MIN_MTU = IPV6_MIN_MTU
+MIN_MTU: Final = IPV6_MIN_MTU
 
 __all__ = [
     "KEEPALIVE_MAX_S",

@@ -9,9 +9,10 @@ It owns the I/O the session asks for, through the platform :class:`~m6t.platform
 * the OS changes (address, routes, MTU): coroutines, run one at a time and in order on a queue, so a
   removal never overtakes the install it undoes;
 * the gateway name, resolved off-loop (``getaddrinfo``, IPv4 only), retried with backoff, never fatal;
-* the connectivity monitor, plus its cheap ``probe()`` backstop on every tick;
-* the clock: a tick at the session's next deadline (at least every second), and wall-clock jumps
-  (suspend/resume: the monotonic clock stood still) reported to the session as an immediate check.
+* the connectivity tracker (:mod:`m6t.client.tracker`): the backend's monitor announces OS changes to it,
+  and the driver makes the look-ups and probes it asks for and hands its decisions to the session;
+* the clock: one timer at the earliest of the session's and the tracker's deadlines (the tracker's
+  backstop probe and wall-clock samples come at least every second).
 
 The helper and the control API drive it through ``start/up/down/apply_config/status/probe_mtu/close``
 and watch it with ``add_listener``.
@@ -53,7 +54,16 @@ from m6t.client.events import (
     MtuProbeResult,
     StateChanged,
 )
-from m6t.client.session import Session, SessionSettings, same_path, settings_routes
+from m6t.client.session import Session, SessionSettings, settings_routes
+from m6t.client.tracker import (
+    Attach,
+    CheckBinding,
+    ConnectivityTracker,
+    Detach,
+    LookUp,
+    Probe,
+    TrackerSettings,
+)
 from m6t.platform.base import (
     Backend,
     ConnectivityMonitor,
@@ -61,7 +71,7 @@ from m6t.platform.base import (
     TunDevice,
     UdpChannel,
 )
-from m6t.protocol.values import Attachment, PmtuEvidence, wire_extra
+from m6t.protocol.values import PmtuEvidence, wire_extra
 
 log = logging.getLogger("m6t.client")
 
@@ -69,12 +79,10 @@ Listener = Callable[[Event], None]
 Resolver = Callable[[str], Awaitable[IPv4Address]]
 
 TICK_S = 1.0
-"""Longest sleep between ticks: the monitor backstop and the clock-jump check run at least this often."""
+"""How often the tracker runs the backstop probe and samples the wall clock (so the longest sleep)."""
 _MIN_SLEEP_S = 0.005
 RESOLVE_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0)
 """Waits between failed resolutions of the gateway name (the last one repeats)."""
-BACKSTOP_CONFIRMATIONS = 2
-"""Consecutive ticks the backstop must disagree with the monitor before it is believed (no flapping)."""
 
 
 def session_settings(config: ClientConfig) -> SessionSettings:
@@ -88,6 +96,13 @@ def session_settings(config: ClientConfig) -> SessionSettings:
         keepalive_interval=tunnel.keepalive_interval,
         probe=tunnel.probe,
         routes=settings_routes(config.routes.default, config.routes.metric, config.routes.prefixes),
+    )
+
+
+def tracker_settings(config: ClientConfig, tick_s: float = TICK_S) -> TrackerSettings:
+    """The tracker's view of a configuration: a clock jump past the keepalive interval needs a check."""
+    return TrackerSettings(
+        probe_interval=tick_s, clock_interval=tick_s, jump_threshold=config.tunnel.keepalive_interval
     )
 
 
@@ -118,12 +133,16 @@ class ClientDriver:
         self._resolver = resolver
         self._tick_s = tick_s
         self._session = Session(session_settings(config))
+        self._tracker = ConnectivityTracker(tracker_settings(config, tick_s))
         self._listeners: list[Listener] = [self._log_event]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tun: TunDevice | None = None
         self._ifname = config.tunnel.interface
         self._channel: UdpChannel | None = None
         self._monitor: ConnectivityMonitor | None = None
+        self._lookup: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        """Set when an input moved the tracker's deadlines: the timer sleeps again toward the earliest."""
         self._os_queue: asyncio.Queue[OsEffect] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -132,10 +151,6 @@ class ClientDriver:
         self._problems: list[PlatformError] = []
         self._started = False
         self._wanted_up = False
-        self._backstop_candidate: Attachment | None = None
-        self._backstop_count = 0
-        self._last_mono = time.monotonic()
-        self._last_wall = time.time()
         self._lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ public API
@@ -172,7 +187,7 @@ class ClientDriver:
             if self._started:
                 return
             self._loop = asyncio.get_running_loop()
-            self._last_mono, self._last_wall = time.monotonic(), time.time()
+            self._tracker.wall_clock(time.monotonic(), time.time())
             self._problems = self._backend.check()
             for problem in self._problems:
                 log.warning("start-up check: %s%s", problem, f" (hint: {problem.hint})" if problem.hint else "")
@@ -200,6 +215,7 @@ class ClientDriver:
         async with self._lock:
             old = self._config
             self._config = new
+            self._tracker.settings = tracker_settings(new, self._tick_s)
             if not self._started:
                 self._ifname = new.tunnel.interface
             elif new.tunnel.interface != old.tunnel.interface:
@@ -325,14 +341,18 @@ class ClientDriver:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        lookup, self._lookup = self._lookup, None
+        if lookup is not None:
+            lookup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lookup
+        self._tracker.unwatch()
         monitor, self._monitor = self._monitor, None
         if monitor is not None:
             try:
                 await monitor.stop()
             except Exception:
                 log.exception("stopping the connectivity monitor failed")
-        self._backstop_candidate = None
-        self._backstop_count = 0
 
     async def _watch_gateway(self) -> None:
         """Resolve the gateway, then watch IPv4 connectivity toward it; retried with backoff, never fatal."""
@@ -356,26 +376,28 @@ class ClientDriver:
             monitor = self._backend.connectivity_monitor(address, self._ifname)
             self._monitor = monitor
             try:
-                await monitor.start(self._on_attachment)
+                # Subscribed before the first look-up, so that a change racing with it is not lost.
+                await monitor.start(self._on_path_change)
+                self._tracker.watch(time.monotonic())
+                first = await monitor.lookup()
             except Exception as exc:
                 log.exception("cannot watch connectivity toward %s; retrying", address)
                 self._dispatch(ErrorEvent.of(ErrorCode.PLATFORM_ERROR, f"connectivity monitor: {exc}"))
+                self._tracker.unwatch()
                 self._monitor = None
                 with contextlib.suppress(Exception):
                     await monitor.stop()
                 await asyncio.sleep(wait)
                 continue
+            self._tracker.looked_up(first, time.monotonic())
+            self._run_tracker()
             return
 
     # ------------------------------------------------------------------ callbacks from the backend
 
-    def _on_attachment(self, attachment: Attachment | None) -> None:
-        if not self._wanted_up:
-            return
-        self._backstop_candidate = None
-        self._backstop_count = 0
-        self._session.attach(attachment, time.monotonic())
-        self._flush()
+    def _on_path_change(self) -> None:
+        self._tracker.changed(time.monotonic())
+        self._wake.set()
 
     def _on_tun(self, packets: Sequence[bytes]) -> None:
         session = self._session
@@ -503,14 +525,21 @@ class ClientDriver:
 
     # ------------------------------------------------------------------ time
 
+    def _next_deadline(self) -> float:
+        deadlines = [d for d in (self._session.next_deadline(), self._tracker.next_deadline()) if d is not None]
+        return min(deadlines) if deadlines else time.monotonic() + self._tick_s
+
     async def _tick_loop(self) -> None:
         while True:
-            now = time.monotonic()
-            delay = self._tick_s
-            deadline = self._session.next_deadline()
-            if deadline is not None:
-                delay = min(delay, deadline - now)
-            await asyncio.sleep(max(delay, _MIN_SLEEP_S))
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(max(self._next_deadline() - time.monotonic(), _MIN_SLEEP_S)):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            else:
+                if time.monotonic() < self._next_deadline():
+                    continue  # woken by an input that moved a deadline: sleep toward the earliest again
             try:
                 self._tick()
             except Exception:
@@ -518,43 +547,66 @@ class ClientDriver:
 
     def _tick(self) -> None:
         mono, wall = time.monotonic(), time.time()
-        elapsed = mono - self._last_mono
-        drift = (wall - self._last_wall) - elapsed
-        self._last_mono, self._last_wall = mono, wall
-        interval = self._session.settings.keepalive_interval
-        if abs(drift) > interval or elapsed > interval + self._tick_s:
-            # Asleep (the monotonic clock stood still while the wall clock ran) or frozen: NAT mappings
-            # and gateway states may have expired behind our back.
-            log.info("clock jump of %.0f s (suspend/resume?): checking the binding now", max(drift, elapsed))
-            self._session.clock_jump(mono)
-        self._backstop()
+        self._tracker.wall_clock(mono, wall)
+        self._tracker.tick(mono)
+        self._run_tracker()
         self._session.tick(mono)
         self._flush()
 
-    def _backstop(self) -> None:
-        """The monitor might miss a change (lost event): the OS's current source toward the gateway."""
+    # ------------------------------------------------------------------ the connectivity tracker
+
+    def _run_tracker(self) -> None:
+        """Carry out what the tracker asked for and decided (a probe's answer may decide more)."""
+        tracker, session = self._tracker, self._session
+        while decisions := tracker.pop_decisions():
+            for decision in decisions:
+                now = time.monotonic()
+                if isinstance(decision, LookUp):
+                    self._start_lookup()
+                elif isinstance(decision, Probe):
+                    self._probe(now)
+                elif isinstance(decision, Attach | Detach):
+                    if decision.by_backstop:
+                        log.info("connectivity backstop: the path toward the gateway changed without an event")
+                    session.attach(decision.attachment if isinstance(decision, Attach) else None, now)
+                elif isinstance(decision, CheckBinding):
+                    # NAT mappings and gateway states may have expired behind our back.
+                    if decision.jump is None:
+                        log.info("resumed from sleep: checking the binding now")
+                    else:
+                        log.info("clock jump of %.0f s (suspend/resume?): checking the binding now", decision.jump)
+                    session.clock_jump(now)
+        self._flush()
+        self._wake.set()  # its deadlines may have moved
+
+    def _start_lookup(self) -> None:
         monitor = self._monitor
-        if monitor is None or not self._wanted_up:
+        if monitor is None or self._loop is None:
+            self._tracker.lookup_failed(time.monotonic())
+            return
+        self._lookup = self._loop.create_task(self._look_up(monitor), name="m6t-path-lookup")
+
+    async def _look_up(self, monitor: ConnectivityMonitor) -> None:
+        try:
+            answer = await monitor.lookup()
+        except Exception:
+            log.exception("connectivity lookup toward %s failed", monitor.gateway)
+            self._tracker.lookup_failed(time.monotonic())
+        else:
+            self._tracker.looked_up(answer, time.monotonic())
+        self._run_tracker()
+
+    def _probe(self, now: float) -> None:
+        """The monitor might miss a change (a lost event): the OS's current source toward the gateway."""
+        monitor = self._monitor
+        if monitor is None:
             return
         try:
-            seen = monitor.probe()
+            answer = monitor.probe()
         except Exception:
             log.exception("connectivity probe failed")
             return
-        if same_path(seen, self._session.attachment):
-            self._backstop_candidate = None
-            self._backstop_count = 0
-            return
-        if self._backstop_count and same_path(seen, self._backstop_candidate):
-            self._backstop_count += 1
-        else:
-            self._backstop_candidate = seen
-            self._backstop_count = 1
-        if self._backstop_count >= BACKSTOP_CONFIRMATIONS:
-            log.info("connectivity backstop: the path toward the gateway changed without an event")
-            self._backstop_candidate = None
-            self._backstop_count = 0
-            self._session.attach(seen, time.monotonic())
+        self._tracker.probed(answer, now)
 
     # ------------------------------------------------------------------ logging
 

@@ -34,8 +34,8 @@ class PlatformError(Exception):
         self.hint = hint
 
 
-AttachmentCallback = Callable[[Attachment | None], None]
-"""Called with the new snapshot (``None``: no IPv4 path to the gateway) after debouncing."""
+ChangeCallback = Callable[[], None]
+"""Called on the loop when the OS reports something that may move the path toward the gateway."""
 
 
 class TunDevice(ABC):
@@ -95,18 +95,35 @@ class UdpChannel(ABC):
 
 
 class ConnectivityMonitor(ABC):
-    """Watches IPv4 connectivity toward one gateway address."""
+    """The OS's side of watching the IPv4 path toward one gateway: a change source and path look-ups.
+
+    It decides nothing: the client's connectivity tracker debounces the changes, asks for look-ups and
+    probes, and decides when the attachment changed.
+    """
+
+    gateway: IPv4Address
+    ignore_interface: str
+    """Our own tunnel interface: its changes say nothing about the path toward the gateway."""
 
     @abstractmethod
-    async def start(self, on_change: AttachmentCallback) -> None:
-        """Begin watching; reports the initial snapshot, then every (debounced) change."""
+    async def start(self, on_change: ChangeCallback) -> None:
+        """Subscribe to the OS's change notifications: ``on_change()`` runs on the running loop after each
+        batch that may concern the path (those about ``ignore_interface`` excepted).  Once this returns no
+        change is missed, so a look-up made afterwards sees every later change announced."""
+
+    @abstractmethod
+    async def lookup(self) -> Attachment | None:
+        """The path the OS would use toward the gateway now: egress IPv4 address, interface, next hop
+        (``None``: no usable IPv4 path)."""
 
     @abstractmethod
     def probe(self) -> Attachment | None:
-        """The cheap backstop run on every tick: ask the OS which source it would use now."""
+        """The cheap backstop for lost notifications: the source a UDP socket connected toward the gateway
+        gets (nothing is sent) and the interface holding it; the next hop is not looked for."""
 
     @abstractmethod
-    async def stop(self) -> None: ...
+    async def stop(self) -> None:
+        """Unsubscribe and release the OS handles."""
 
 
 class Backend(ABC):

@@ -1,35 +1,34 @@
-"""What every OS's connectivity monitor shares: the debounce, and the interface lookup by address.
+"""What every OS's connectivity monitor shares: the connected-UDP probe, and the interface by address.
 
-OS events (rtnetlink, the routing socket, IP Helper notifications) are only a *trigger*: a burst of them
-(DHCP, Wi-Fi roaming, a NAT box rebooting) starts a quiet-period timer, and when the burst is over the OS
-is asked afresh which path it would use toward the gateway.  Only a snapshot that differs from the last one
-reported reaches the client, so a dozen events become at most one reattachment.
+The probe is the backstop for notifications the OS lost: a UDP socket connected toward the gateway gets the
+source address the OS would pick now, and the interface holding that address is the egress interface.
+Nothing is sent, and no notification is needed; the next hop stays unknown (a look-up finds it).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import socket
-from abc import abstractmethod
 from ipaddress import IPv4Address
 
 import psutil
 
-from m6t.platform.base import AttachmentCallback, ConnectivityMonitor
+from m6t.platform.base import ConnectivityMonitor
 from m6t.protocol.values import Attachment
 
-log = logging.getLogger(__name__)
-
-DEFAULT_QUIET = 0.15
-"""Quiet period closing a burst: DHCP and link changes come as several events within a few ms."""
-DEFAULT_MAX_DELAY = 1.0
-"""A burst that never quiets down is still evaluated this long after its first event."""
+PROBE_PORT = 9
+"""Any port does (nothing is sent): the discard port, should something ever be."""
 
 
-def interface_of(address: IPv4Address) -> str | None:
-    """The name of the interface holding ``address`` (Windows: its alias), if any."""
+def connected_udp_source(address: str, port: int = PROBE_PORT) -> str:
+    """The IPv4 source the OS picks toward ``address``: a UDP ``connect`` then ``getsockname``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        # A UDP connect only selects a route and a source address: nothing is sent.
+        sock.connect((address, port))
+        return str(sock.getsockname()[0])
+
+
+def interface_of(address: IPv4Address | str) -> str | None:
+    """The name of the interface holding the IPv4 ``address`` (Windows: its alias), if any."""
     wanted = str(address)
     for name, addresses in psutil.net_if_addrs().items():
         for entry in addresses:
@@ -38,97 +37,27 @@ def interface_of(address: IPv4Address) -> str | None:
     return None
 
 
-class DebouncedMonitor(ConnectivityMonitor):
-    """A monitor whose subclass feeds OS events to :meth:`_kick` and answers :meth:`_snapshot`."""
+class ProbedMonitor(ConnectivityMonitor):
+    """The part of a monitor every OS shares: its backstop probe.  Subclasses add the change source and the
+    look-up, and may answer the probe's two questions their own way (below)."""
 
-    def __init__(
-        self,
-        gateway: IPv4Address,
-        ignore_interface: str,
-        *,
-        quiet: float = DEFAULT_QUIET,
-        max_delay: float = DEFAULT_MAX_DELAY,
-    ) -> None:
+    def __init__(self, gateway: IPv4Address, ignore_interface: str) -> None:
         self.gateway = gateway
         self.ignore_interface = ignore_interface
-        self.quiet = quiet
-        self.max_delay = max_delay
-        self.evaluations = 0
-        """Snapshots computed (reported or not): lets tests and diagnostics see the debouncing."""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._on_change: AttachmentCallback | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._burst_start: float | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._again = False
-        self._reported = False
-        self._last: Attachment | None = None
 
-    @property
-    def last(self) -> Attachment | None:
-        """The last snapshot reported."""
-        return self._last
+    def probe(self) -> Attachment | None:
+        try:
+            local = IPv4Address(self._source_toward(str(self.gateway)))
+        except (OSError, ValueError):
+            return None
+        if local.is_unspecified:
+            return None
+        return self._holding(local)
 
-    @abstractmethod
-    async def _snapshot(self) -> Attachment | None:
-        """Ask the OS now which path it would use toward the gateway (``None``: no usable IPv4 path)."""
+    def _source_toward(self, address: str) -> str:
+        return connected_udp_source(address)
 
-    def _known(self, local: IPv4Address) -> Attachment | None:
-        """The last snapshot if it still holds for this source address (the probe backstop's fast answer)."""
-        last = self._last
-        return last if last is not None and last.local_ipv4 == local else None
-
-    async def _cancel_pending(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    def _kick(self) -> None:
-        loop = self._loop
-        if loop is None:
-            return
-        now = loop.time()
-        if self._burst_start is None:
-            self._burst_start = now
-        due = min(now + self.quiet, self._burst_start + self.max_delay)
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = loop.call_at(due, self._fire)
-
-    def _fire(self) -> None:
-        self._timer = None
-        self._burst_start = None
-        if self._task is not None and not self._task.done():
-            # An evaluation is running: its answer may predate this burst, so run once more after it.
-            self._again = True
-            return
-        if self._loop is not None:
-            self._task = self._loop.create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            self._again = False
-            try:
-                await self._evaluate()
-            except Exception:
-                log.exception("connectivity snapshot toward %s failed", self.gateway)
-            if not self._again:
-                return
-
-    async def _evaluate(self) -> None:
-        snapshot = await self._snapshot()
-        self.evaluations += 1
-        if self._reported and snapshot == self._last:
-            return
-        self._reported = True
-        self._last = snapshot
-        if self._on_change is not None:
-            try:
-                self._on_change(snapshot)
-            except Exception:
-                log.exception("connectivity callback failed")
+    def _holding(self, local: IPv4Address) -> Attachment | None:
+        """The path the probed source stands for: the interface holding it (``None`` if none does)."""
+        name = interface_of(local)
+        return Attachment(local_ipv4=local, interface=name, router=None) if name is not None else None

@@ -1,5 +1,5 @@
-"""DarwinConnectivityMonitor against the fake kernel's routing socket: snapshots, debouncing, our own utun,
-route loss, probe()."""
+"""DarwinConnectivityMonitor against the fake kernel's routing socket, run with the client's tracker:
+snapshots, debouncing, our own utun, route loss, probe()."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from tests.platform.darwin_fakes import (
     assemble,
     sockaddr,
 )
+from tests.platform.tracked import Tracked
 
 GATEWAY = IPv4Address("198.51.100.2")
 FIRST = Attachment(IPv4Address("192.0.2.10"), "en0", IPv4Address("192.0.2.1"))
@@ -54,11 +55,10 @@ class Recorder:
         return self.snapshots[-1]
 
 
-def monitor_for(kernel: FakeDarwinKernel, ignore: str = "utun3", **options: float) -> DarwinConnectivityMonitor:
+def monitor_for(kernel: FakeDarwinKernel, ignore: str = "utun3", **options: float) -> Tracked:
     monitor = DarwinBackend(kernel).connectivity_monitor(GATEWAY, ignore)
-    monitor.quiet = options.get("quiet", QUIET)
-    monitor.max_delay = options.get("max_delay", 1.0)
-    return monitor
+    assert isinstance(monitor, DarwinConnectivityMonitor)
+    return Tracked(monitor, quiet=options.get("quiet", QUIET), max_delay=options.get("max_delay", 1.0))
 
 
 def test_initial_snapshot_then_a_move_then_loss() -> None:
@@ -124,6 +124,8 @@ def test_own_utun_ipv6_and_lookups_are_ignored_and_unchanged_snapshots_not_repor
 
     async def main() -> tuple[int, int, int, int, list[Attachment | None]]:
         monitor = monitor_for(kernel, ignore=tun.name)
+        darwin = monitor.monitor
+        assert isinstance(darwin, DarwinConnectivityMonitor)
         recorder = Recorder()
         await monitor.start(recorder)
         before = monitor.evaluations
@@ -136,10 +138,10 @@ def test_own_utun_ipv6_and_lookups_are_ignored_and_unchanged_snapshots_not_repor
         await backend.replace_address(tun.name, IPv6Address("fd6d:3674:a1b2:0:1::5"), 80)
         await backend.replace_route(tun.name, Route(IPv6Network("::/0"), 1029))
         kernel.add_route("2001:db8::/32", "en0", "fe80::1")
-        await monitor._snapshot()  # a lookup's RTM_GET reaches every routing socket, ours included
+        await darwin.lookup()  # a lookup's RTM_GET reaches every routing socket, ours included
         await asyncio.sleep(4 * QUIET)
         quiet_evaluations = monitor.evaluations - before
-        quiet_events = monitor.events
+        quiet_events = darwin.events
 
         # An IPv4-relevant event that changes nothing: evaluated, not reported.
         kernel.set_link("en0", True)

@@ -1,4 +1,5 @@
-"""LinuxConnectivityMonitor in a throwaway namespace: snapshots, changes, loss, debouncing, probe()."""
+"""LinuxConnectivityMonitor in a throwaway namespace, run with the client's tracker: snapshots, changes, loss,
+debouncing, probe()."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from typing import Any
 
 import pytest
 
+from m6t.client.tracker import DEFAULT_QUIET
 from m6t.protocol.values import Attachment
 from tests.platform import ip, netns, run_in
+from tests.platform.tracked import Tracked
 
 if sys.platform != "linux":
     pytest.skip("Linux backend tests", allow_module_level=True)
@@ -22,7 +25,6 @@ assert sys.platform == "linux"  # never fails (skipped above); tells mypy the re
 
 from m6t.platform.linux.backend import LinuxBackend  # noqa: E402
 from m6t.platform.linux.monitor import LinuxConnectivityMonitor, event_interfaces  # noqa: E402
-from m6t.platform.monitoring import DEFAULT_QUIET  # noqa: E402
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces and /dev/net/tun")
 
@@ -77,7 +79,7 @@ class Recorder:
 @root_only
 def test_initial_snapshot_then_changes_then_loss() -> None:
     async def main() -> dict[str, Any]:
-        monitor = LinuxBackend().connectivity_monitor(GATEWAY, TUN)
+        monitor = Tracked(LinuxBackend().connectivity_monitor(GATEWAY, TUN))
         recorder = Recorder()
         seen: dict[str, Any] = {}
         await monitor.start(recorder)
@@ -120,7 +122,7 @@ def test_initial_snapshot_then_changes_then_loss() -> None:
 def test_own_tun_is_ignored_and_unchanged_snapshots_are_not_reported() -> None:
     async def main() -> tuple[int, int, int, int]:
         backend = LinuxBackend()
-        monitor = LinuxConnectivityMonitor(GATEWAY, TUN)
+        monitor = Tracked(LinuxConnectivityMonitor(GATEWAY, TUN))
         recorder = Recorder()
         await monitor.start(recorder)
         base = monitor.evaluations
@@ -156,11 +158,12 @@ def test_own_tun_is_ignored_and_unchanged_snapshots_are_not_reported() -> None:
 def test_on_link_gateway_and_probe_without_monitor() -> None:
     async def main() -> tuple[Attachment | None, Attachment | None]:
         monitor = LinuxConnectivityMonitor(GATEWAY, TUN)
-        probed = monitor.probe()  # nothing reported yet: the interface comes from the address list
+        probed = monitor.probe()  # nothing looked up yet: the interface comes from the address list
         await aip("route", "add", "198.51.100.0/24", "dev", "d0")
         recorder = Recorder()
-        await monitor.start(recorder)
-        await monitor.stop()
+        tracked = Tracked(monitor)
+        await tracked.start(recorder)
+        await tracked.stop()
         return probed, recorder.snapshots[0]
 
     with attached() as ns:
@@ -172,7 +175,7 @@ def test_on_link_gateway_and_probe_without_monitor() -> None:
 @root_only
 def test_unreachable_from_the_start() -> None:
     async def main() -> tuple[list[Attachment | None], Attachment | None]:
-        monitor = LinuxConnectivityMonitor(GATEWAY, TUN)
+        monitor = Tracked(LinuxConnectivityMonitor(GATEWAY, TUN))
         recorder = Recorder()
         await monitor.start(recorder)
         probed = monitor.probe()

@@ -1,5 +1,5 @@
-"""WindowsConnectivityMonitor against the fake IP Helper: snapshots from GetBestRoute2, notifications from
-foreign threads, debouncing, our own adapter ignored, probe()."""
+"""WindowsConnectivityMonitor against the fake IP Helper, run with the client's tracker: snapshots from
+GetBestRoute2, notifications from foreign threads, debouncing, our own adapter ignored, probe()."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 from m6t.platform.windows.backend import WindowsBackend
 from m6t.platform.windows.monitor import WindowsConnectivityMonitor
 from m6t.protocol.values import Attachment
+from tests.platform.tracked import Tracked
 from tests.platform.windows_fakes import AF_INET, FakeWindows, fake_windows
 
 GATEWAY = IPv4Address("198.51.100.2")
@@ -34,12 +35,14 @@ def fake() -> Iterator[FakeWindows]:
         yield windows
 
 
-def monitor_for(fake: FakeWindows, gateway: IPv4Address = GATEWAY, **kwargs: float) -> WindowsConnectivityMonitor:
-    backend = WindowsBackend(fake.api())
-    monitor = backend.connectivity_monitor(gateway, TUN)
-    monitor.quiet = kwargs.get("quiet", QUIET)
-    monitor.max_delay = kwargs.get("max_delay", 1.0)
-    return monitor
+def windows_monitor(fake: FakeWindows, gateway: IPv4Address = GATEWAY) -> WindowsConnectivityMonitor:
+    return WindowsBackend(fake.api()).connectivity_monitor(gateway, TUN)
+
+
+def monitor_for(fake: FakeWindows, gateway: IPv4Address = GATEWAY, **kwargs: float) -> Tracked:
+    return Tracked(
+        windows_monitor(fake, gateway), quiet=kwargs.get("quiet", QUIET), max_delay=kwargs.get("max_delay", 1.0)
+    )
 
 
 class Recorder:
@@ -90,6 +93,7 @@ def test_initial_snapshot_then_changes_then_loss(fake: FakeWindows) -> None:
         assert await recorder.next() is None
         await monitor.stop()
         assert recorder.threads == {threading.get_ident()}  # reported on the loop's thread
+        assert monitor.change_threads == {threading.get_ident()}  # announced there too
         return recorder.snapshots
 
     assert asyncio.run(main()) == [ETHERNET, WIFI, ETHERNET, None]
@@ -98,6 +102,8 @@ def test_initial_snapshot_then_changes_then_loss(fake: FakeWindows) -> None:
 def test_notifications_come_from_foreign_threads(fake: FakeWindows) -> None:
     async def main() -> None:
         monitor = monitor_for(fake)
+        windows = monitor.monitor
+        assert isinstance(windows, WindowsConnectivityMonitor)
         recorder = Recorder()
         await monitor.start(recorder)
         registrations = list(fake.iphlpapi.registrations.values())
@@ -106,7 +112,8 @@ def test_notifications_come_from_foreign_threads(fake: FakeWindows) -> None:
         threads = set().union(*(r.threads_seen for r in registrations))
         assert threads and threading.get_ident() not in threads
         await asyncio.sleep(QUIET * 2)
-        assert monitor.events >= 1
+        assert windows.events >= 1
+        assert monitor.change_threads == {threading.get_ident()}
         await monitor.stop()
 
     asyncio.run(main())
@@ -193,27 +200,27 @@ def test_a_burst_that_never_quiets_is_still_evaluated(fake: FakeWindows) -> None
 def test_our_own_adapter_is_ignored(fake: FakeWindows) -> None:
     async def main() -> None:
         backend = WindowsBackend(fake.api())
-        monitor = backend.connectivity_monitor(GATEWAY, TUN)
-        monitor.quiet = QUIET
+        windows = backend.connectivity_monitor(GATEWAY, TUN)
+        monitor = Tracked(windows, quiet=QUIET)
         recorder = Recorder()
         await monitor.start(recorder)
-        events, evaluations = monitor.events, monitor.evaluations
+        events, evaluations = windows.events, monitor.evaluations
         # Creating the adapter makes Windows add IPv4 state on it (APIPA address and route)...
         tun = backend.open_tun(TUN)
         await asyncio.to_thread(fake.wait_notifications)
         await asyncio.sleep(QUIET * 2)
-        assert (monitor.events, monitor.evaluations) == (events, evaluations)
+        assert (windows.events, monitor.evaluations) == (events, evaluations)
         # ... and more on it later is ignored too; and so is our IPv6 work (not even an AF_INET event).
         await in_thread(fake.add_ipv4_address, TUN, IPv4Address("169.254.77.2"), 16)
         await backend.replace_address(TUN, IPv6Address("fd6d:3674:a1b2::1"), 80)
         await asyncio.to_thread(fake.wait_notifications)
         await asyncio.sleep(QUIET * 2)
-        assert (monitor.events, monitor.evaluations) == (events, evaluations)
+        assert (windows.events, monitor.evaluations) == (events, evaluations)
         # Removing the adapter: its last events are recognized by the LUID remembered.
         tun.close()
         await asyncio.to_thread(fake.wait_notifications)
         await asyncio.sleep(QUIET * 2)
-        assert (monitor.events, monitor.evaluations) == (events, evaluations)
+        assert (windows.events, monitor.evaluations) == (events, evaluations)
         assert recorder.snapshots == [ETHERNET]
         await monitor.stop()
 
@@ -225,7 +232,7 @@ def test_a_path_through_our_own_adapter_is_no_path(fake: FakeWindows) -> None:
     tun = backend.open_tun(TUN)  # holds 169.254.77.1/16 and a 169.254.0.0/16 route
 
     async def main() -> list[Attachment | None]:
-        monitor = backend.connectivity_monitor(IPv4Address("169.254.1.1"), TUN)
+        monitor = Tracked(backend.connectivity_monitor(IPv4Address("169.254.1.1"), TUN))
         recorder = Recorder()
         await monitor.start(recorder)
         await monitor.stop()
@@ -253,10 +260,10 @@ def test_stop_cancels_the_registrations_and_later_events_are_ignored(fake: FakeW
 
 def test_start_twice_is_refused(fake: FakeWindows) -> None:
     async def main() -> None:
-        monitor = monitor_for(fake)
-        await monitor.start(Recorder())
+        monitor = windows_monitor(fake)
+        await monitor.start(lambda: None)
         with pytest.raises(RuntimeError):
-            await monitor.start(Recorder())
+            await monitor.start(lambda: None)
         await monitor.stop()
 
     asyncio.run(main())
@@ -270,20 +277,21 @@ def test_probe_uses_the_socket_and_the_route_lookup(fake: FakeWindows) -> None:
     loopback = fake.add_interface("Loopback Pseudo-Interface 1")
     fake.add_ipv4_address(loopback.alias, IPv4Address("127.0.0.1"), 8)
     fake.add_ipv4_route(loopback.alias, IPv4Network("127.0.0.0/8"), None, 0)
-    monitor = monitor_for(fake, IPv4Address("127.0.0.1"))
+    monitor = windows_monitor(fake, IPv4Address("127.0.0.1"))
     assert monitor.probe() == Attachment(IPv4Address("127.0.0.1"), loopback.alias, None)
 
 
 def test_probe_returns_the_last_snapshot_when_the_source_is_unchanged(fake: FakeWindows) -> None:
     monitor = monitor_for(fake, IPv4Address("127.0.0.1"))
     known = Attachment(IPv4Address("127.0.0.1"), "somewhere", IPv4Address("127.0.0.254"))
-    monitor._last = known
+    monitor.tracker.watch(0.0)
+    monitor.tracker.looked_up(known, 0.0)
     assert monitor.probe() is known
 
 
 def test_probe_falls_back_to_the_interface_holding_the_source(fake: FakeWindows) -> None:
     # The route lookup disagrees with the socket (a change not yet settled): trust the socket's source.
-    monitor = monitor_for(fake, IPv4Address("127.0.0.1"))
+    monitor = windows_monitor(fake, IPv4Address("127.0.0.1"))
     probed = monitor.probe()
     assert probed is not None
     assert probed.local_ipv4 == IPv4Address("127.0.0.1")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
@@ -16,8 +17,8 @@ from m6t.client.config import ClientConfig, GatewaySection, RoutesSection, Tunne
 from m6t.client.driver import ClientDriver
 from m6t.client.events import ErrorCode, ErrorEvent, Event, State, StateChanged
 from m6t.platform.base import (
-    AttachmentCallback,
     Backend,
+    ChangeCallback,
     ConnectivityMonitor,
     PacketsCallback,
     PlatformError,
@@ -98,14 +99,20 @@ class FakeChannel(UdpChannel):
 
 
 class FakeMonitor(ConnectivityMonitor):
-    def __init__(self, backend: FakeBackend) -> None:
+    def __init__(self, backend: FakeBackend, gateway: IPv4Address, ignore_interface: str) -> None:
         self.backend = backend
-        self.callback: AttachmentCallback | None = None
+        self.gateway = gateway
+        self.ignore_interface = ignore_interface
+        self.on_change: ChangeCallback | None = None
+        self.lookups = 0
         self.stopped = False
 
-    async def start(self, on_change: AttachmentCallback) -> None:
-        self.callback = on_change
-        on_change(self.backend.attachment)
+    async def start(self, on_change: ChangeCallback) -> None:
+        self.on_change = on_change
+
+    async def lookup(self) -> Attachment | None:
+        self.lookups += 1
+        return self.backend.attachment
 
     def probe(self) -> Attachment | None:
         return self.backend.probed if self.backend.probed is not None else self.backend.attachment
@@ -176,7 +183,7 @@ class FakeBackend(Backend):
         return channel
 
     def connectivity_monitor(self, gateway: IPv4Address, ignore_interface: str) -> FakeMonitor:
-        monitor = FakeMonitor(self)
+        monitor = FakeMonitor(self, gateway, ignore_interface)
         self.monitors.append(monitor)
         return monitor
 
@@ -293,19 +300,27 @@ def test_up_and_down_are_idempotent() -> None:
 def test_attachment_change_reattaches_through_the_monitor() -> None:
     async def scenario() -> None:
         backend = FakeBackend()
-        driver = connected_driver(backend)
+        # The tracker's own checks 30 s apart: what wakes the driver for a look-up is the announcement.
+        driver = ClientDriver(config(), backend, tick_s=30.0)
         await driver.up()
         await settle(lambda: driver.session.state is State.CONNECTED)
         first = driver.session.address
+        monitor = backend.monitors[0]
+        assert monitor.lookups == 1
         backend.attachment = ATT2
-        callback = backend.monitors[0].callback
-        assert callback is not None
-        callback(ATT2)
+        announce = monitor.on_change
+        assert announce is not None
+        for _ in range(5):  # a burst of notifications: one look-up once it is over
+            announce()
+        await settle(lambda: monitor.lookups == 2, timeout=1.0)
         await settle(lambda: driver.session.state is State.CONNECTED and driver.session.address != first)
         await asyncio.sleep(0.05)
         assert backend.installed() == {driver.session.address}
         assert backend.channels[0].closed and not backend.channels[-1].closed
-        callback(None)
+        assert monitor.lookups == 2
+        backend.attachment = None
+        announce()
+        await settle(lambda: monitor.lookups == 3, timeout=1.0)
         await settle(lambda: driver.session.state is State.WAITING_FOR_NETWORK)
         await asyncio.sleep(0.05)
         assert backend.installed() == set() and backend.routes() == set()
@@ -427,7 +442,16 @@ def test_os_failure_is_an_error_event_and_retried() -> None:
     run(scenario)
 
 
-def test_clock_jump_checks_the_binding_at_once() -> None:
+def test_clock_jump_checks_the_binding_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    class AnHourLater:
+        """The driver's clocks after an hour asleep: the wall clock ran on, the monotonic one stood still."""
+
+        monotonic = staticmethod(time.monotonic)
+
+        @staticmethod
+        def time() -> float:
+            return time.time() + 3600
+
     async def scenario() -> None:
         backend = FakeBackend()
         driver = connected_driver(backend, keepalive_interval=30.0)
@@ -435,7 +459,7 @@ def test_clock_jump_checks_the_binding_at_once() -> None:
         await settle(lambda: driver.session.state is State.CONNECTED)
         channel = backend.channels[-1]
         assert not any(is_keepalive_request(d) for d in channel.sent)
-        driver._last_wall -= 3600  # as after an hour asleep
+        monkeypatch.setattr(driver_module, "time", AnHourLater)
         await settle(lambda: any(is_keepalive_request(d) for d in channel.sent))
         await driver.close()
 

@@ -1,11 +1,9 @@
-"""IPv4 connectivity toward the gateway, from routing-socket events.
+"""The path toward the gateway on macOS: routing-socket change messages, and ``RTM_GET`` look-ups.
 
-As on Linux, events are only a trigger: any IPv4 address or route change, any interface state change
-(other than on our own utun) starts a quiet-period timer, and when the burst is over the kernel is asked
-afresh which path it would use toward the gateway (an ``RTM_GET`` with ``RTA_IFP``, i.e. ``route get``).
-Recomputing instead of interpreting events keeps the monitor right whatever the event order, and a lost
-event (the routing socket drops messages silently when its buffer is full) is covered by the driver's
-``probe()`` backstop.
+Any IPv4 address or route change, any interface state change (other than on our own utun) is announced
+as a change; the client's tracker decides when to look the path up again (an ``RTM_GET`` with
+``RTA_IFP``, i.e. ``route get``).  A message the routing socket dropped when its buffer was full is
+covered by the tracker's backstop probe.
 
 Messages that never change the path toward the gateway are skipped: other families (our own IPv6 routes
 and addresses included), ARP and cloned host-route churn (``RTF_LLINFO``, ``RTF_WASCLONED``), and the
@@ -20,7 +18,7 @@ import errno
 import logging
 from ipaddress import IPv4Address
 
-from m6t.platform.base import AttachmentCallback
+from m6t.platform.base import ChangeCallback
 from m6t.platform.darwin import routing
 from m6t.platform.darwin.routing import (
     RTAX_DST,
@@ -43,7 +41,7 @@ from m6t.platform.darwin.routing import (
     RoutingMessageError,
 )
 from m6t.platform.darwin.syscalls import AF_INET, AF_UNSPEC, PF_ROUTE, SO_RCVBUF, SOCK_RAW, SOL_SOCKET, Syscalls
-from m6t.platform.monitoring import DEFAULT_MAX_DELAY, DEFAULT_QUIET, DebouncedMonitor
+from m6t.platform.monitoring import PROBE_PORT, ProbedMonitor
 from m6t.protocol.values import Attachment
 
 log = logging.getLogger(__name__)
@@ -86,26 +84,20 @@ def concerns_ipv4(message: RoutingMessage, ignored_index: int | None) -> bool:
     return not (ignored_index is not None and index == ignored_index)
 
 
-class DarwinConnectivityMonitor(DebouncedMonitor):
-    """Reports the path toward ``gateway`` after every debounced routing-socket change (not on our utun)."""
+class DarwinConnectivityMonitor(ProbedMonitor):
+    """Announces routing-socket changes (not on our utun) and looks the path toward ``gateway`` up."""
 
-    def __init__(
-        self,
-        gateway: IPv4Address,
-        ignore_interface: str,
-        *,
-        syscalls: Syscalls,
-        quiet: float = DEFAULT_QUIET,
-        max_delay: float = DEFAULT_MAX_DELAY,
-    ) -> None:
-        super().__init__(gateway, ignore_interface, quiet=quiet, max_delay=max_delay)
+    def __init__(self, gateway: IPv4Address, ignore_interface: str, *, syscalls: Syscalls) -> None:
+        super().__init__(gateway, ignore_interface)
         self.events = 0
-        """Routing messages that triggered (or extended) a burst."""
+        """Routing messages that concerned us (announced as changes)."""
         self._sys = syscalls
         self._fd = -1
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_change: ChangeCallback | None = None
         self._ignored_index: int | None = None
 
-    async def start(self, on_change: AttachmentCallback) -> None:
+    async def start(self, on_change: ChangeCallback) -> None:
         if self._fd >= 0:
             raise RuntimeError("monitor already started")
         loop = asyncio.get_running_loop()
@@ -121,16 +113,9 @@ class DarwinConnectivityMonitor(DebouncedMonitor):
         self._fd = fd
         self._loop = loop
         self._on_change = on_change
-        # Subscribed before the first lookup, so that a change racing with it is not lost.
         loop.add_reader(fd, self._on_readable)
-        try:
-            await self._evaluate()
-        except BaseException:
-            await self.stop()
-            raise
 
     async def stop(self) -> None:
-        await self._cancel_pending()
         fd, self._fd = self._fd, -1
         if fd >= 0:
             if self._loop is not None:
@@ -138,22 +123,34 @@ class DarwinConnectivityMonitor(DebouncedMonitor):
             self._sys.close(fd)
         self._on_change = None
 
-    def probe(self) -> Attachment | None:
-        try:
-            local = IPv4Address(self._sys.source_address_toward(str(self.gateway), 9))
-        except (OSError, ValueError):
+    async def lookup(self) -> Attachment | None:
+        info = await routing.lookup(self._sys, self.gateway)
+        if info is None or info.flags & (RTF_REJECT | RTF_BLACKHOLE):
             return None
-        if local.is_unspecified:
+        if not isinstance(info.local, IPv4Address) or info.local.is_unspecified:
             return None
-        known = self._known(local)
-        if known is not None:
-            return known
-        # A source the monitor has not reported yet: the next hop is unknown here; the monitor's own
-        # snapshot (reported shortly, or forced by the caller) carries it.
+        name = info.interface
+        if name is None and info.index:
+            try:
+                name = self._sys.if_indextoname(info.index)
+            except OSError:
+                return None
+        if name is None or name == self.ignore_interface:
+            # No egress interface, or a loop through our own tunnel: no usable IPv4 path.
+            return None
+        router = info.gateway if info.flags & RTF_GATEWAY and isinstance(info.gateway, IPv4Address) else None
+        return Attachment(local_ipv4=info.local, interface=name, router=router)
+
+    # The probe's questions go through the syscall layer, which the tests replace with a fake kernel.
+
+    def _source_toward(self, address: str) -> str:
+        return self._sys.source_address_toward(address, PROBE_PORT)
+
+    def _holding(self, local: IPv4Address) -> Attachment | None:
         try:
             name = self._sys.interface_with_address(str(local))
         except OSError:
-            name = None
+            return None
         return Attachment(local_ipv4=local, interface=name, router=None) if name is not None else None
 
     # Events ------------------------------------------------------------------------------------------
@@ -178,8 +175,8 @@ class DarwinConnectivityMonitor(DebouncedMonitor):
                 raise
             if self._concerns_us(data):
                 relevant = True
-        if relevant:
-            self._kick()
+        if relevant and self._on_change is not None:
+            self._on_change()
 
     def _concerns_us(self, data: bytes) -> bool:
         try:
@@ -194,21 +191,3 @@ class DarwinConnectivityMonitor(DebouncedMonitor):
                 self.events += 1
                 found = True
         return found
-
-    async def _snapshot(self) -> Attachment | None:
-        info = await routing.lookup(self._sys, self.gateway)
-        if info is None or info.flags & (RTF_REJECT | RTF_BLACKHOLE):
-            return None
-        if not isinstance(info.local, IPv4Address) or info.local.is_unspecified:
-            return None
-        name = info.interface
-        if name is None and info.index:
-            try:
-                name = self._sys.if_indextoname(info.index)
-            except OSError:
-                return None
-        if name is None or name == self.ignore_interface:
-            # No egress interface, or a loop through our own tunnel: no usable IPv4 path.
-            return None
-        router = info.gateway if info.flags & RTF_GATEWAY and isinstance(info.gateway, IPv4Address) else None
-        return Attachment(local_ipv4=info.local, interface=name, router=router)

@@ -23,6 +23,8 @@ from collections.abc import Iterator, Sequence
 from functools import cache
 from typing import Protocol
 
+from m6t.platform.monitoring import connected_udp_source, interface_of
+
 # sys/socket.h
 AF_UNSPEC = 0
 AF_INET = 2
@@ -248,16 +250,7 @@ class DarwinSyscalls:
         return socket.if_indextoname(index)
 
     def source_address_toward(self, address: str, port: int) -> str:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            # A UDP connect only selects a route and a source address: nothing is sent.
-            sock.connect((address, port))
-            return str(sock.getsockname()[0])
+        return connected_udp_source(address, port)
 
     def interface_with_address(self, address: str) -> str | None:
-        import psutil
-
-        for name, entries in psutil.net_if_addrs().items():
-            for entry in entries:
-                if entry.family == socket.AF_INET and entry.address == address:
-                    return str(name)
-        return None
+        return interface_of(address)

@@ -1,9 +1,8 @@
-"""IPv4 connectivity toward the gateway, from rtnetlink events.
+"""The path toward the gateway on Linux: rtnetlink change events, and ``route get`` look-ups.
 
-Events are only a trigger: any link, IPv4 address or IPv4 route change (other than on our own TUN)
-starts a quiet-period timer, and when the burst is over the kernel is asked afresh which path it would
-use toward the gateway (``route get``).  Recomputing instead of interpreting events keeps the monitor
-right whatever the event order, and a lost event (receive buffer overrun) only costs a recomputation.
+Any link, IPv4 address or IPv4 route change (other than on our own TUN) is announced as a change; the
+client's tracker decides when to look the path up again.  A lost event (receive buffer overrun) is
+announced too, since a fresh look-up covers whatever it was.
 """
 
 from __future__ import annotations
@@ -11,22 +10,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import logging
 import socket
 import struct
 import sys
 from ipaddress import IPv4Address
 
-from m6t.platform.base import AttachmentCallback
-from m6t.platform.monitoring import DEFAULT_MAX_DELAY, DEFAULT_QUIET, DebouncedMonitor, interface_of
+from m6t.platform.base import ChangeCallback
+from m6t.platform.monitoring import ProbedMonitor
 from m6t.protocol.values import Attachment
 
 assert sys.platform == "linux"
 
 # Sibling Linux modules come after the assertion, which hides their contents from mypy on other platforms.
 from m6t.platform.linux.netlink import Netlink  # noqa: E402
-
-log = logging.getLogger(__name__)
 
 NETLINK_ROUTE = 0
 RTMGRP_LINK = 0x1
@@ -95,23 +91,18 @@ def event_interfaces(data: bytes) -> list[tuple[int | None, str | None]]:
     return found
 
 
-class LinuxConnectivityMonitor(DebouncedMonitor):
-    """Reports the path toward ``gateway`` after every debounced rtnetlink change (not on our TUN)."""
+class LinuxConnectivityMonitor(ProbedMonitor):
+    """Announces rtnetlink changes (not on our TUN) and looks the path toward ``gateway`` up."""
 
-    def __init__(
-        self,
-        gateway: IPv4Address,
-        ignore_interface: str,
-        *,
-        quiet: float = DEFAULT_QUIET,
-        max_delay: float = DEFAULT_MAX_DELAY,
-    ) -> None:
-        super().__init__(gateway, ignore_interface, quiet=quiet, max_delay=max_delay)
+    def __init__(self, gateway: IPv4Address, ignore_interface: str) -> None:
+        super().__init__(gateway, ignore_interface)
         self._netlink = Netlink()
         self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_change: ChangeCallback | None = None
         self._ignored_index: int | None = None
 
-    async def start(self, on_change: AttachmentCallback) -> None:
+    async def start(self, on_change: ChangeCallback) -> None:
         if self._sock is not None:
             raise RuntimeError("monitor already started")
         loop = asyncio.get_running_loop()
@@ -127,16 +118,9 @@ class LinuxConnectivityMonitor(DebouncedMonitor):
         self._sock = sock
         self._loop = loop
         self._on_change = on_change
-        # Subscribed before the first lookup, so that a change racing with it is not lost.
         loop.add_reader(sock.fileno(), self._on_readable)
-        try:
-            await self._evaluate()
-        except BaseException:
-            await self.stop()
-            raise
 
     async def stop(self) -> None:
-        await self._cancel_pending()
         sock, self._sock = self._sock, None
         if sock is not None:
             if self._loop is not None:
@@ -145,23 +129,16 @@ class LinuxConnectivityMonitor(DebouncedMonitor):
         self._on_change = None
         self._netlink.close()
 
-    def probe(self) -> Attachment | None:
+    async def lookup(self) -> Attachment | None:
+        info = await self._netlink.route_get(self.gateway)
+        if info is None or info.oif is None or not isinstance(info.prefsrc, IPv4Address):
+            return None
         try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-                # A UDP connect only selects a route and a source address: nothing is sent.
-                sock.connect((str(self.gateway), 9))
-                local = IPv4Address(sock.getsockname()[0])
+            name = socket.if_indextoname(info.oif)
         except OSError:
             return None
-        if local.is_unspecified:
-            return None
-        known = self._known(local)
-        if known is not None:
-            return known
-        # A source the monitor has not reported yet: the next hop is unknown here; the monitor's own
-        # snapshot (reported shortly, or forced by the caller) carries it.
-        name = interface_of(local)
-        return Attachment(local_ipv4=local, interface=name, router=None) if name is not None else None
+        router = info.gateway if isinstance(info.gateway, IPv4Address) else None
+        return Attachment(local_ipv4=info.prefsrc, interface=name, router=router)
 
     # Events ------------------------------------------------------------------------------------------
 
@@ -183,8 +160,8 @@ class LinuxConnectivityMonitor(DebouncedMonitor):
                 raise
             if not relevant and self._concerns_us(data):
                 relevant = True
-        if relevant:
-            self._kick()
+        if relevant and self._on_change is not None:
+            self._on_change()
 
     def _concerns_us(self, data: bytes) -> bool:
         # Gone or not yet there: the last index seen still recognizes the interface's RTM_DELLINK.
@@ -197,14 +174,3 @@ class LinuxConnectivityMonitor(DebouncedMonitor):
                 continue
             return True
         return False
-
-    async def _snapshot(self) -> Attachment | None:
-        info = await self._netlink.route_get(self.gateway)
-        if info is None or info.oif is None or not isinstance(info.prefsrc, IPv4Address):
-            return None
-        try:
-            name = socket.if_indextoname(info.oif)
-        except OSError:
-            return None
-        router = info.gateway if isinstance(info.gateway, IPv4Address) else None
-        return Attachment(local_ipv4=info.prefsrc, interface=name, router=router)

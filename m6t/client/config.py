@@ -58,6 +58,7 @@ from m6t.protocol import (
     DEFAULT_MTU,
     IPV6_MIN_MTU,
     KEEPALIVE_INTERVAL_S,
+    MAX_TUNNEL_MTU,
     AddressingError,
     parse_prefix80,
     prefix80_from_parts,
@@ -92,7 +93,7 @@ DEFAULT_INTERFACE: Final = "m6t0"
 DEFAULT_METRIC: Final = 1029
 """High enough that any native IPv6 default route wins: the tunnel is the last resort."""
 DEFAULT_OPERATOR_GROUP: Final = "m6t"
-MAX_MTU: Final = 65535
+MAX_MTU: Final = MAX_TUNNEL_MTU
 MAX_METRIC: Final = 4_294_967_295
 KEEPALIVE_MIN_S: Final = 1
 KEEPALIVE_MAX_S: Final = 3600

@@ -64,6 +64,7 @@ from m6t.protocol import (
     IPV6_MIN_MTU,
     KEEPALIVE_INTERVAL_S,
     KEEPALIVE_PEER,
+    MAX_TUNNEL_MTU,
     NEXT_HEADER_NONE,
     UDP_IPV4_OVERHEAD,
     FragNeeded,
@@ -80,7 +81,6 @@ from m6t.protocol.addressing import RandomBytes
 from m6t.protocol.values import Attachment, PmtuEvidence, Route
 
 _NEXT_HEADER_ICMPV6 = 58
-_MAX_UDP_PAYLOAD = 65507
 _REGENERATIONS_KEPT = 64
 _ECHOES_KEPT = 256
 _PROBE_DATA = b"m6t reachability"
@@ -124,8 +124,8 @@ class SessionSettings:
         check_prefix80(self.prefix)
         if not self.ports or any(not 0 < p < 65536 for p in self.ports):
             raise ValueError(f"gateway ports {self.ports!r}: at least one, each in 1..65535")
-        if not IPV6_MIN_MTU <= self.mtu <= _MAX_UDP_PAYLOAD:
-            raise ValueError(f"MTU {self.mtu}: must be between {IPV6_MIN_MTU} and {_MAX_UDP_PAYLOAD}")
+        if not IPV6_MIN_MTU <= self.mtu <= MAX_TUNNEL_MTU:
+            raise ValueError(f"MTU {self.mtu}: must be between {IPV6_MIN_MTU} and {MAX_TUNNEL_MTU}")
         if min(self.keepalive_interval, self.retry_interval, self.probe_timeout, self.reply_timeout) <= 0:
             raise ValueError("keepalive interval, retry interval, reply timeout and probe timeout must be positive")
         if self.max_missed < 1 or self.probe_tries < 1:

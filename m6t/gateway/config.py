@@ -50,7 +50,7 @@ from m6t.configfile import (
     refine,
     text,
 )
-from m6t.protocol import DEFAULT_MTU, IPV6_MIN_MTU
+from m6t.protocol import DEFAULT_MTU, IPV6_MIN_MTU, MAX_TUNNEL_MTU
 
 __all__ = [
     "DEFAULT_INTERFACE",
@@ -77,7 +77,7 @@ __all__ = [
 DEFAULT_PORT: Final = 3544
 DEFAULT_LISTEN_ADDRESS: Final = IPv4Address("0.0.0.0")
 DEFAULT_INTERFACE: Final = "m6tgw0"
-MAX_MTU: Final = 65535
+MAX_MTU: Final = MAX_TUNNEL_MTU
 UNIX_PATH_MAX: Final = 107
 """sun_path is 108 bytes on Linux, one of which is the terminating NUL."""
 

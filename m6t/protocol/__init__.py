@@ -22,6 +22,7 @@ from m6t.protocol.constants import (
     IPV6_MIN_MTU,
     KEEPALIVE_INTERVAL_S,
     KEEPALIVE_PEER,
+    MAX_TUNNEL_MTU,
     NEXT_HEADER_NONE,
     UDP_IPV4_OVERHEAD,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "IPV6_MIN_MTU",
     "KEEPALIVE_INTERVAL_S",
     "KEEPALIVE_PEER",
+    "MAX_TUNNEL_MTU",
     "NEXT_HEADER_NONE",
     "UDP_IPV4_OVERHEAD",
     "AddressingError",

@@ -23,3 +23,7 @@ KEEPALIVE_PEER: Final = bytes.fromhex("fe800000000000000000000000000001")
 
 UDP_IPV4_OVERHEAD: Final = 28
 """Outer IPv4 (20, no options) + UDP (8) header bytes added to each tunnelled packet."""
+
+MAX_TUNNEL_MTU: Final = 65535 - UDP_IPV4_OVERHEAD
+"""The largest IPv6 packet one UDP/IPv4 datagram can carry (65507): the ceiling of every tunnel MTU, shared by
+the config files and the cores so that a value a file accepts is always one they run with."""

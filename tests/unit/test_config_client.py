@@ -150,7 +150,7 @@ def test_load_names_the_file(tmp_path: Path) -> None:
     path.write_text(render({"tunnel.mtu": "1000"}))
     with pytest.raises(ConfigError) as info:
         load_client_config(path)
-    assert str(info.value) == f"{path}: tunnel.mtu: must be in the range 1280..65535, not 1000"
+    assert str(info.value) == f"{path}: tunnel.mtu: must be in the range 1280..65507, not 1000"
     with pytest.raises(ConfigError, match="cannot read"):
         load_client_config(tmp_path / "nope.toml")
 
@@ -207,7 +207,7 @@ def test_multiple_errors_reported_together() -> None:
         ("tunnel.interface", '"a"', "a"),
         ("tunnel.interface", '"m6t-very-long15"', "m6t-very-long15"),
         ("tunnel.mtu", "1280", 1280),
-        ("tunnel.mtu", "65535", 65535),
+        ("tunnel.mtu", "65507", 65507),
         ("tunnel.keepalive_interval", "1", 1.0),
         ("tunnel.keepalive_interval", "3600", 3600.0),
         ("tunnel.keepalive_interval", "2.5", 2.5),
@@ -273,10 +273,10 @@ INVALID = [
     ("tunnel.interface", '"."', "not a usable interface name"),
     ("tunnel.interface", '".."', "not a usable interface name"),
     ("tunnel.interface", "0", "must be a string, not an integer"),
-    ("tunnel.mtu", "1279", "must be in the range 1280..65535, not 1279"),
-    ("tunnel.mtu", "65536", "must be in the range 1280..65535"),
-    ("tunnel.mtu", "0", "must be in the range 1280..65535"),
-    ("tunnel.mtu", "-1472", "must be in the range 1280..65535"),
+    ("tunnel.mtu", "1279", "must be in the range 1280..65507, not 1279"),
+    ("tunnel.mtu", "65508", "must be in the range 1280..65507"),
+    ("tunnel.mtu", "0", "must be in the range 1280..65507"),
+    ("tunnel.mtu", "-1472", "must be in the range 1280..65507"),
     ("tunnel.mtu", "1400.0", "must be an integer, not a float"),
     ("tunnel.mtu", "true", "must be an integer, not a boolean"),
     ("tunnel.mtu", '"1400"', "must be an integer, not a string"),
@@ -524,7 +524,7 @@ _GROUP = st.text(
 def tunnels(draw: st.DrawFn) -> TunnelSection:
     common: dict[str, Any] = {
         "interface": draw(_INTERFACE),
-        "mtu": draw(st.integers(1280, 65535)),
+        "mtu": draw(st.integers(1280, 65507)),
         "keepalive_interval": float(draw(st.one_of(st.integers(1, 3600), st.floats(1, 3600)))),
         "probe": draw(st.none() | st.ip_addresses(network="2000::/3")),
     }
@@ -638,7 +638,7 @@ def test_set_part_on_a_non_ula_prefix_names_the_key() -> None:
 @pytest.mark.parametrize(
     ("key", "raw", "message"),
     [
-        ("tunnel.mtu", "1000", "must be in the range 1280..65535, not 1000"),
+        ("tunnel.mtu", "1000", "must be in the range 1280..65507, not 1000"),
         ("tunnel.mtu", "abc", "must be an integer, not a string"),
         ("tunnel.mtu", "1400.0", "must be an integer, not a float"),
         ("gateway.ports", "[3544, 3544]", "repeats 3544"),

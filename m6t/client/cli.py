@@ -26,6 +26,7 @@ from m6t.client.api.client import (
     RequestFailed,
 )
 from m6t.client.api.schema import ErrorCode, EventKind, Method
+from m6t.client.config import ConfigError, load_client_config
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -305,6 +306,35 @@ def cmd_config_set(args: argparse.Namespace, helper: HelperClient, out: Output) 
     return EXIT_OK
 
 
+def cmd_config_check(args: argparse.Namespace, out: Output) -> int:
+    """Validate a file as the helper would load it, without applying it: every problem, exit 0 or 1."""
+    path: Path | None = Path(args.file) if args.file else None
+    if path is None:
+        # The file the running helper uses, read here with the caller's rights.
+        with HelperClient(args.socket) as helper:
+            path = Path(helper.call(Method.CONFIG_GET)["path"])
+    try:
+        load_client_config(path)
+    except ConfigError as exc:
+        if args.json:
+            out.json(
+                {
+                    "file": str(path),
+                    "ok": False,
+                    "problems": [{"key": p.key, "message": p.message} for p in exc.problems],
+                }
+            )
+        else:
+            for line in str(exc).splitlines():
+                out.error(line)
+        return EXIT_FAILED
+    if args.json:
+        out.json({"file": str(path), "ok": True, "problems": []})
+    else:
+        out.line(f"{path}: ok")
+    return EXIT_OK
+
+
 def cmd_diag(args: argparse.Namespace, helper: HelperClient, out: Output) -> int:
     result = helper.call(Method.DIAGNOSTICS, timeout=60.0)
     target = Path(args.out) if args.out else Path(f"m6t-diagnostics-{time.strftime('%Y%m%d-%H%M%S')}.json")
@@ -378,6 +408,9 @@ def build_parser(extensions: Sequence[Extension] = ()) -> argparse.ArgumentParse
     p.add_argument("key", metavar="KEY", help="section.key, e.g. tunnel.mtu")
     p.add_argument("value", metavar="VALUE", help='e.g. 1400, true, "[3544, 4500]", gw.example.org')
     p.set_defaults(handler=cmd_config_set)
+    p = config_sub.add_parser("check", parents=[common], help="validate a configuration file without applying it")
+    p.add_argument("file", nargs="?", metavar="FILE", help="the file to check (default: the one the helper uses)")
+    p.set_defaults(local_handler=cmd_config_check)
 
     p = sub.add_parser("diag", parents=[common], help="write a diagnostics bundle")
     p.add_argument("--out", metavar="FILE", help="where to write it (default: ./m6t-diagnostics-TIME.json)")

@@ -141,7 +141,10 @@ class TrayController(QObject):
         self.export_action.setEnabled(model.reachable)
 
     def current_icon_state(self) -> TrayState | None:
-        return self._shown_state
+        """The state whose icon the tray shows, read back from the tray icon itself: what the user sees, not
+        what we meant to show (the state icons are cached, so a shown icon keeps its state icon's key)."""
+        shown = self.icon.icon().cacheKey()
+        return next((state for state in TrayState if state_icon(state).cacheKey() == shown), None)
 
     # ---------------------------------------------------------------------------------------- actions
 

@@ -3,9 +3,10 @@
 # scripts/build-pyinstaller.sh (run on Windows, e.g. in Git Bash).  makensis also runs on Linux
 # (Debian: apt-get install nsis), which compiles the same installer from a copied dist folder.
 #
-# Usage: installers/windows/build-installer.sh [--dist DIR] [--out DIR]
-#   --dist  the PyInstaller output (default: dist/pyinstaller); DIST/m6t-helper/ must also hold the
-#           official, signed wintun.dll (see m6t.nsi)
+# Usage: installers/windows/build-installer.sh [--dist DIR] [--out DIR] [--python PYTHON]
+#   --dist    the PyInstaller output (default: dist/pyinstaller); DIST/m6t-helper/ must also hold
+#             wintun.dll, staged by installers/windows/stage_wintun.py from the pinned wheel
+#   --python  the interpreter that runs stage_wintun.py --check (default: python3; >= 3.11)
 set -euo pipefail
 
 usage() {
@@ -16,10 +17,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 dist="$root/dist/pyinstaller"
 out="$root/dist"
+python=python3
 while [ $# -gt 0 ]; do
   case "$1" in
     --dist) dist=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --python) python=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
   esac
@@ -31,8 +34,10 @@ die() {
 }
 
 command -v makensis >/dev/null || die "makensis is missing (NSIS 3: https://nsis.sourceforge.io/, Debian: nsis)"
-[ -f "$dist/m6t-helper/wintun.dll" ] ||
-  die "$dist/m6t-helper/wintun.dll is missing: copy wintun/bin/amd64/wintun.dll from the official zip (https://www.wintun.net/) there"
+# The installer carries the pinned, signed wintun.dll built for the helper's processor, and is made
+# for that processor only (m6t.nsi refuses to install elsewhere).
+arch=$("$python" "$here/stage_wintun.py" --check --dist "$dist") ||
+  die "$dist cannot be packaged (see above)"
 
 version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$root/pyproject.toml" | head -n 1)
 [ -n "$version" ] || die "no version in pyproject.toml"
@@ -43,6 +48,6 @@ quad="${major:-0}.${minor:-0}.${patch:-0}.0"
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-makensis -V2 -WX -DVERSION="$version" -DVERSION_QUAD="$quad" -DDIST="$dist" -DROOT="$root" \
+makensis -V2 -WX -DVERSION="$version" -DVERSION_QUAD="$quad" -DARCH="$arch" -DDIST="$dist" -DROOT="$root" \
   -DOUTFILE="$out/m6t-$version-setup.exe" "$here/m6t.nsi"
 echo "$out/m6t-$version-setup.exe"

@@ -2,13 +2,15 @@
 ; "m6t-helper" service (what the tray's hint names: sc start m6t-helper), and starts the tray at login.
 ;
 ; Build with installers/windows/build-installer.sh, or directly:
-;   makensis -DVERSION=0.1.0 -DVERSION_QUAD=0.1.0.0 -DDIST=<dist\pyinstaller> -DROOT=<repository> m6t.nsi
+;   makensis -DVERSION=0.1.0 -DVERSION_QUAD=0.1.0.0 -DARCH=amd64 -DDIST=<dist\pyinstaller> -DROOT=<repository> m6t.nsi
 ; DIST holds what scripts/build-pyinstaller.sh made: m6t-helper\ (m6t-helper.exe, m6t.exe, _internal\)
-; and m6t-tray\ (m6t-tray.exe, _tray\).
+; and m6t-tray\ (m6t-tray.exe, _tray\).  ARCH is the processor those programs are built for.
 ;
-; Wintun: the build must put wintun.dll next to m6t-helper.exe (DIST\m6t-helper\wintun.dll), taken
-; unmodified from the official, signed distribution at https://www.wintun.net/ (wintun\bin\amd64\
-; in the zip).  It cannot be fetched by this script; its license allows redistributing that DLL as is.
+; Wintun: installers/windows/stage_wintun.py puts wintun.dll (and its license, wintun-LICENSE.txt) next
+; to m6t-helper.exe: Wintun's official, signed DLL for ARCH, unmodified, taken from the wheel pinned by
+; sha256 in installers/windows/wintun.toml; build-installer.sh checks it against those pins again.  Its
+; license allows redistributing that DLL as is.  The helper loads it from its own folder
+; (or System32), never from the current directory or PATH.
 ;
 ; Configuration and state live in %ProgramData%\m6t, readable by users and writable only by SYSTEM and
 ; Administrators: the service runs as LocalSystem and trusts what it reads there.
@@ -23,6 +25,14 @@ SetCompressor /SOLID lzma
 !endif
 !ifndef VERSION_QUAD
   !error "define VERSION_QUAD, four numbers for the file properties (e.g. -DVERSION_QUAD=0.1.0.0)"
+!endif
+!ifndef ARCH
+  !error "define ARCH, the processor the programs are built for (amd64 or arm64); build-installer.sh does"
+!endif
+!if "${ARCH}" != "amd64"
+!if "${ARCH}" != "arm64"
+  !error "ARCH=${ARCH}: the installer is made for 64-bit Windows on amd64 or arm64 only"
+!endif
 !endif
 !ifndef DIST
   !error "define DIST, the PyInstaller output folder (dist\pyinstaller)"
@@ -41,7 +51,7 @@ SetCompressor /SOLID lzma
   !error "${DIST}\m6t-tray\m6t-tray.exe is missing: run scripts/build-pyinstaller.sh on Windows first"
 !endif
 !if ! /FileExists "${DIST}\m6t-helper\wintun.dll"
-  !error "${DIST}\m6t-helper\wintun.dll is missing: copy the signed wintun.dll (wintun\bin\amd64\wintun.dll from the official zip at https://www.wintun.net/) next to m6t-helper.exe"
+  !error "${DIST}\m6t-helper\wintun.dll is missing: stage it with installers/windows/stage_wintun.py"
 !endif
 
 !define SERVICE "m6t-helper"
@@ -86,8 +96,14 @@ VIAddVersionKey "LegalCopyright" "the m6t authors, BSD-2-Clause"
 Var DataDir
 
 Function .onInit
-  ${IfNot} ${RunningX64}
-    MessageBox MB_ICONSTOP "m6t needs 64-bit Windows." /SD IDOK
+  ; The programs and the Wintun driver (which wintun.dll carries) are built for one processor: an
+  ; amd64 driver does not load on arm64 Windows, which only emulates amd64 programs.
+  !if "${ARCH}" == "amd64"
+    ${IfNot} ${IsNativeAMD64}
+  !else
+    ${IfNot} ${IsNativeARM64}
+  !endif
+    MessageBox MB_ICONSTOP "This m6t installer is for Windows on ${ARCH} processors." /SD IDOK
     Abort
   ${EndIf}
   SetRegView 64
@@ -207,6 +223,7 @@ Section "Uninstall"
   Delete "$INSTDIR\m6t.exe"
   Delete "$INSTDIR\m6t-tray.exe"
   Delete "$INSTDIR\wintun.dll"
+  Delete "$INSTDIR\wintun-LICENSE.txt"
   RMDir /r "$INSTDIR\_internal"
   RMDir /r "$INSTDIR\_tray"
   Delete "$INSTDIR\uninstall.exe"

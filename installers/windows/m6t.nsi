@@ -61,6 +61,9 @@ SetCompressor /SOLID lzma
 ; the same key, name and quoting, so that its checkbox shows and controls what the installer set.
 !define RUN_KEY "Software\Microsoft\Windows\CurrentVersion\Run"
 !define RUN_VALUE "m6t-tray"
+!define PROFILE_LIST "SOFTWARE\Microsoft\Windows NT\CurrentVersion\ProfileList"
+; Where the uninstaller loads, for a moment, the registry hive of a user who is not logged on.
+!define BORROWED_HIVE "m6t-uninstall"
 
 !include "MUI2.nsh"
 !include "LogicLib.nsh"
@@ -209,13 +212,46 @@ Section "m6t" SecMain
   WriteRegDWORD HKLM "${UNINSTALL_KEY}" "EstimatedSize" "$0"
 SectionEnd
 
+; The tray's "start at login" value of every user, not only of whoever uninstalls: the installer wrote
+; it for the installing user, and the tray's checkbox writes it in the hive of each user who ticks it
+; (m6t.ui.autostart.RunKeyAutostart).  The hives of users logged on are under HKEY_USERS already; the
+; others are loaded from their NTUSER.DAT for the time it takes to delete the value.
+Function un.RemoveEveryRunValue
+  DeleteRegValue HKCU "${RUN_KEY}" "${RUN_VALUE}"
+  StrCpy $R0 0
+  ${Do}
+    EnumRegKey $R1 HKLM "${PROFILE_LIST}" $R0
+    ${IfThen} $R1 == "" ${|} ${ExitDo} ${|}
+    IntOp $R0 $R0 + 1
+    ClearErrors
+    EnumRegKey $R2 HKU "$R1" 0
+    ${IfNot} ${Errors}
+      DeleteRegValue HKU "$R1\${RUN_KEY}" "${RUN_VALUE}"
+      ${Continue}
+    ${EndIf}
+    ReadRegStr $R2 HKLM "${PROFILE_LIST}\$R1" "ProfileImagePath"
+    ExpandEnvStrings $R2 $R2
+    ${IfNot} ${FileExists} "$R2\NTUSER.DAT"
+      ${Continue}
+    ${EndIf}
+    nsExec::ExecToLog 'reg.exe load "HKU\${BORROWED_HIVE}" "$R2\NTUSER.DAT"'
+    Pop $R3
+    ${If} $R3 == 0
+      DeleteRegValue HKU "${BORROWED_HIVE}\${RUN_KEY}" "${RUN_VALUE}"
+      nsExec::ExecToLog 'reg.exe unload "HKU\${BORROWED_HIVE}"'
+      Pop $R3
+    ${EndIf}
+  ${Loop}
+FunctionEnd
+
 Section "Uninstall"
+  ; Stopping the service takes the tunnel down: the helper closes its Wintun adapter, which removes it.
   !insertmacro StopHelperAndTray
   nsExec::ExecToLog 'sc.exe delete ${SERVICE}'
   Pop $0
 
   Delete "$SMPROGRAMS\m6t.lnk"
-  DeleteRegValue HKCU "${RUN_KEY}" "${RUN_VALUE}"
+  Call un.RemoveEveryRunValue
   DeleteRegKey HKLM "${UNINSTALL_KEY}"
 
   ; Only what the installer put there: INSTDIR may have been chosen as an existing folder.

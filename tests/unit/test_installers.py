@@ -291,6 +291,42 @@ def test_windows_installer_bundles_wintun_and_the_tray_autostart() -> None:
         assert script.count(f'RMDir /r "$INSTDIR\\{folder}"') == 2, folder
 
 
+def nsis_block(start: str, end: str) -> str:
+    script = NSIS.read_text(encoding="utf-8")
+    begin = script.index(start)
+    return script[begin : script.index(end, begin)]
+
+
+def test_windows_uninstaller_removes_the_service_the_files_and_every_autostart() -> None:
+    section = nsis_block('Section "Uninstall"', "SectionEnd")
+    # The helper stops first (it takes the tunnel down and removes its Wintun adapter), then goes.
+    assert section.index("!insertmacro StopHelperAndTray") < section.index("'sc.exe delete ${SERVICE}'")
+    assert "'net.exe stop ${SERVICE}'" in nsis_block("!macro StopHelperAndTray", "!macroend")
+    # Every file the installer copies to the top of INSTDIR from the build (the folders are checked above).
+    stage = (INSTALLERS / "windows" / "stage_wintun.py").read_text(encoding="utf-8")
+    staged = re.findall(r'^(?:DLL|LICENSE) = "([^"]+)"$', stage, re.MULTILINE)
+    assert len(staged) == 2
+    for name in ["m6t-helper.exe", "m6t.exe", "m6t-tray.exe", *staged, "uninstall.exe"]:
+        assert f'Delete "$INSTDIR\\{name}"' in section, name
+    assert 'Delete "$SMPROGRAMS\\m6t.lnk"' in section
+    # The tray's Run value of every user: the uninstalling one, those logged on, and the others' hives.
+    assert "Call un.RemoveEveryRunValue" in section
+    every = nsis_block("Function un.RemoveEveryRunValue", "FunctionEnd")
+    assert 'DeleteRegValue HKCU "${RUN_KEY}" "${RUN_VALUE}"' in every
+    assert 'DeleteRegValue HKU "$R1\\${RUN_KEY}" "${RUN_VALUE}"' in every
+    assert 'DeleteRegValue HKU "${BORROWED_HIVE}\\${RUN_KEY}" "${RUN_VALUE}"' in every
+    assert every.count("reg.exe load") == every.count("reg.exe unload") == 1
+
+
+def test_windows_installer_is_made_for_the_builds_processor() -> None:
+    build = (INSTALLERS / "windows" / "build-installer.sh").read_text(encoding="utf-8")
+    assert '"$here/stage_wintun.py" --check' in build
+    assert '-DARCH="$arch"' in build
+    on_init = nsis_block("Function .onInit", "FunctionEnd")
+    assert "${IsNativeAMD64}" in on_init
+    assert "${IsNativeARM64}" in on_init
+
+
 # ----------------------------------------------------------------------------------- PyInstaller
 
 

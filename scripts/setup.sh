@@ -9,6 +9,8 @@ apt_packages=(
   iproute2 nftables conntrack iputils-ping tcpdump procps kmod util-linux
   iperf3 socat
   dpkg-dev
+  # the Windows installer's compile check (makensis, 7zz to look inside it); shell and workflow lint
+  nsis 7zip shellcheck
   xvfb xauth trayer x11-utils
   # Qt's xcb/offscreen platform plugins load these at run time
   libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3 libglib2.0-0

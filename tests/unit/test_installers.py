@@ -13,6 +13,7 @@ import configparser
 import plistlib
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -375,3 +376,11 @@ def test_shell_scripts_are_strict_and_parse(script: Path) -> None:
     assert checked.returncode == 0, checked.stderr
     if sys.platform != "win32":
         assert script.stat().st_mode & 0o111, "not executable"
+
+
+@pytest.mark.parametrize("script", shell_scripts(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_shell_scripts_pass_shellcheck(script: Path) -> None:
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is missing (apt-get install shellcheck; scripts/setup.sh does)")
+    checked = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stdout

@@ -5,8 +5,10 @@
 #   /Library/LaunchDaemons/org.m6t.helper.plist, /Library/LaunchAgents/org.m6t.tray.plist
 #   /Applications/m6t.app, /usr/local/bin/m6t (the CLI, pointed at the helper's socket)
 #
-# Usage: installers/macos/build-pkg.sh [--dist DIR] [--out DIR]
-#   --dist  the PyInstaller output (default: dist/pyinstaller)
+# Usage: installers/macos/build-pkg.sh [--dist DIR] [--out DIR | --stage DIR]
+#   --dist   the PyInstaller output (default: dist/pyinstaller)
+#   --stage  only lay out the package's payload (DIR/root) and scripts (DIR/scripts) in DIR, a new
+#            folder, and stop before pkgbuild: this part runs anywhere (tests/unit/test_macos_package.py)
 # Signing: set M6T_PKG_SIGN_IDENTITY to a "Developer ID Installer: ..." identity in the keychain (and
 # M6T_CODESIGN_IDENTITY when freezing, for the programs themselves); then notarize the .pkg with
 # "xcrun notarytool submit" and staple it.  Unsigned packages only install with Gatekeeper's consent.
@@ -20,10 +22,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 dist="$root/dist/pyinstaller"
 out="$root/dist"
+stage=
 while [ $# -gt 0 ]; do
   case "$1" in
     --dist) dist=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --stage) stage=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
   esac
@@ -34,9 +38,11 @@ die() {
   exit 1
 }
 
-for tool in pkgbuild productbuild ditto /usr/libexec/PlistBuddy; do
-  command -v "$tool" >/dev/null || die "$tool is missing: build the package on macOS"
-done
+if [ -z "$stage" ]; then
+  for tool in pkgbuild productbuild ditto /usr/libexec/PlistBuddy; do
+    command -v "$tool" >/dev/null || die "$tool is missing: build the package on macOS"
+  done
+fi
 if [ ! -x "$dist/m6t-helper/m6t-helper" ] || [ ! -x "$dist/m6t-helper/m6t" ]; then
   die "$dist/m6t-helper/ is incomplete: run scripts/build-pyinstaller.sh first"
 fi
@@ -46,22 +52,41 @@ fi
 version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$root/pyproject.toml" | head -n 1)
 [ -n "$version" ] || die "no version in pyproject.toml"
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/m6t-pkg.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+if [ -n "$stage" ]; then
+  [ ! -e "$stage" ] || die "$stage exists: --stage makes a new folder"
+  mkdir -p "$stage"
+  work=$(cd "$stage" && pwd)
+else
+  work=$(mktemp -d "${TMPDIR:-/tmp}/m6t-pkg.XXXXXX")
+  trap 'rm -rf "$work"' EXIT
+fi
 payload="$work/root"
 support="$payload/Library/Application Support/m6t"
 
 mkdir -p "$support" "$payload/Library/LaunchDaemons" "$payload/Library/LaunchAgents" \
   "$payload/Applications" "$payload/usr/local/bin" "$work/scripts"
-# ditto keeps symlinks, extended attributes and code signatures intact.
-ditto "$dist/m6t-helper" "$support"
-ditto "$dist/m6t.app" "$payload/Applications/m6t.app"
+# ditto keeps symlinks, extended attributes and code signatures intact.  Staging elsewhere than on
+# macOS, cp copies the same files and links (without the extended attributes, which only macOS has).
+copy_tree() {
+  if command -v ditto >/dev/null; then
+    ditto "$1" "$2"
+  else
+    mkdir -p "$2"
+    cp -PRp "$1/." "$2"
+  fi
+}
+copy_tree "$dist/m6t-helper" "$support"
+copy_tree "$dist/m6t.app" "$payload/Applications/m6t.app"
 install -m 0644 "$root/installers/linux/client.example.toml" "$support/client.example.toml"
 install -m 0755 "$here/uninstall.sh" "$support/uninstall.sh"
 install -m 0644 "$here/org.m6t.helper.plist" "$payload/Library/LaunchDaemons/org.m6t.helper.plist"
 install -m 0644 "$here/org.m6t.tray.plist" "$payload/Library/LaunchAgents/org.m6t.tray.plist"
 install -m 0755 "$here/m6t-cli.sh" "$payload/usr/local/bin/m6t"
 install -m 0755 "$here/scripts/preinstall" "$here/scripts/postinstall" "$work/scripts/"
+if [ -n "$stage" ]; then
+  echo "$work"
+  exit 0
+fi
 
 # Installer would otherwise "relocate" the app: update whatever copy with the same bundle identifier
 # it finds (a build folder, a mounted image) instead of installing into /Applications.
@@ -76,8 +101,10 @@ pkgbuild --root "$payload" --component-plist "$work/components.plist" --scripts 
   --identifier org.m6t.pkg --version "$version" --install-location / --ownership recommended \
   "$work/m6t-component.pkg"
 productbuild --synthesize --package "$work/m6t-component.pkg" "$work/distribution.xml"
-# A title for the installer window (the synthesized distribution has none).
-sed -i '' 's|<installer-gui-script minSpecVersion="\([0-9]*\)">|&<title>m6t</title>|' "$work/distribution.xml"
+# A title for the installer window (the synthesized distribution has none), and the startup volume
+# only: a daemon installed on another volume would not run, and the scripts bootstrap the running system.
+sed -i '' 's|<installer-gui-script minSpecVersion="\([0-9]*\)">|&<title>m6t</title><domains enable_anywhere="false" enable_currentUserHome="false" enable_localSystem="true"/>|' \
+  "$work/distribution.xml"
 
 mkdir -p "$out"
 sign=()

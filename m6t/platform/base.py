@@ -15,9 +15,11 @@ modules here and changes nothing above.  The shapes are chosen so that all three
 from __future__ import annotations
 
 import asyncio
+import errno
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address
 
 from m6t.protocol.values import Attachment, PmtuEvidence, Route
@@ -26,12 +28,36 @@ PacketsCallback = Callable[[Sequence[bytes]], None]
 """Receives a batch of packets read in one wakeup (read until EAGAIN / ring empty)."""
 
 
-class PlatformError(Exception):
-    """An OS operation failed; ``hint`` tells the user how to fix it when we know."""
+class PlatformErrorCode(StrEnum):
+    """What kind of failure a :class:`PlatformError` is, said where it happens so nobody reads its text.
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    The client maps these to its own numbered error codes; the platform knows nothing of those.
+    """
+
+    TUN_MISSING = "tun_missing"
+    """No usable TUN driver (Linux ``/dev/net/tun``, the macOS utun control, Windows' wintun.dll)."""
+    IPV6_DISABLED = "ipv6_disabled"
+    PERMISSION_DENIED = "permission_denied"
+    """The process lacks the privileges (root, CAP_NET_ADMIN, Administrator) the operation needs."""
+    INTERFACE_BUSY = "interface_busy"
+    """Another program holds the tunnel interface's name."""
+    OTHER = "other"
+
+    @classmethod
+    def of_errno(cls, number: int | None) -> PlatformErrorCode:
+        """``PERMISSION_DENIED`` for EPERM/EACCES, ``OTHER`` for every other errno."""
+        return cls.PERMISSION_DENIED if number in (errno.EPERM, errno.EACCES) else cls.OTHER
+
+
+class PlatformError(Exception):
+    """An OS operation failed; ``hint`` tells the user how to fix it when we know, ``code`` what kind it is."""
+
+    def __init__(
+        self, message: str, hint: str | None = None, *, code: PlatformErrorCode = PlatformErrorCode.OTHER
+    ) -> None:
         super().__init__(message)
         self.hint = hint
+        self.code = code
 
 
 ChangeCallback = Callable[[], None]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from ipaddress import IPv6Address, IPv6Network
 
-from m6t.platform.base import Backend
+from m6t.platform.base import Backend, PlatformErrorCode
 from m6t.platform.darwin.backend import DarwinBackend
 from m6t.protocol.values import Route
 from tests.platform.darwin_fakes import AF_INET6, RTF_STATIC, RTF_UP, FakeDarwinKernel
@@ -31,6 +31,11 @@ def test_check_findings() -> None:
     assert "no IPv6 stack" in messages[1]
     assert "not root" in messages[2]
     assert all(finding.hint for finding in findings)
+    assert [finding.code for finding in findings] == [
+        PlatformErrorCode.TUN_MISSING,
+        PlatformErrorCode.IPV6_DISABLED,
+        PlatformErrorCode.PERMISSION_DENIED,
+    ]
     assert kernel.open_sockets("control") == 0
 
 

@@ -7,7 +7,7 @@ from ipaddress import IPv6Address
 
 import pytest
 
-from m6t.platform.base import PlatformError
+from m6t.platform.base import PlatformError, PlatformErrorCode
 from m6t.platform.darwin.backend import DarwinBackend
 from m6t.platform.darwin.ifconfig_ioctl import SIOCAIFADDR_IN6, SIOCDIFADDR_IN6
 from tests.platform.darwin_fakes import IFF_UP, IN6_IFF_NODAD, FakeDarwinKernel
@@ -78,6 +78,7 @@ def test_address_errors() -> None:
     with pytest.raises(PlatformError) as info:
         asyncio.run(add(name))
     assert info.value.hint == "run the m6t helper as root"
+    assert info.value.code is PlatformErrorCode.PERMISSION_DENIED
 
 
 def test_mtu_and_link_up() -> None:

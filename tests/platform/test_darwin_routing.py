@@ -7,7 +7,7 @@ from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
 import pytest
 
-from m6t.platform.base import PlatformError
+from m6t.platform.base import PlatformError, PlatformErrorCode
 from m6t.platform.darwin import routing
 from m6t.platform.darwin.backend import DarwinBackend
 from m6t.protocol.values import Route
@@ -145,6 +145,7 @@ def test_route_errors() -> None:
     with pytest.raises(PlatformError) as info:
         asyncio.run(backend.replace_route(name, DEFAULT))
     assert info.value.hint == "run the m6t helper as root"
+    assert info.value.code is PlatformErrorCode.PERMISSION_DENIED
     assert kernel.open_sockets("route") == 0
 
 

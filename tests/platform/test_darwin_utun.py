@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from m6t.platform.base import PlatformError
+from m6t.platform.base import PlatformError, PlatformErrorCode
 from m6t.platform.darwin.backend import DarwinBackend
 from m6t.platform.darwin.utun import DarwinUtun, requested_unit
 from tests.platform.darwin_fakes import AF_INET, AF_INET6, FakeDarwinKernel
@@ -38,6 +38,7 @@ def test_a_utun_name_asks_for_that_unit() -> None:
     with pytest.raises(PlatformError, match="already in use") as info:
         open_utun(kernel, "utun7")
     assert info.value.hint is not None
+    assert info.value.code is PlatformErrorCode.INTERFACE_BUSY
     with pytest.raises(PlatformError, match="already in use"):
         open_utun(kernel, "utun1")  # one of the system's
     tun.close()
@@ -56,13 +57,15 @@ def test_not_root_is_explained() -> None:
     with pytest.raises(PlatformError, match="not allowed") as info:
         open_utun(kernel)
     assert info.value.hint == "run the m6t helper as root"
+    assert info.value.code is PlatformErrorCode.PERMISSION_DENIED
     assert kernel.open_sockets("control") == 0
 
 
 def test_missing_utun_control_is_explained() -> None:
     kernel = FakeDarwinKernel(utun_control=False)
-    with pytest.raises(PlatformError, match="utun kernel control is unavailable"):
+    with pytest.raises(PlatformError, match="utun kernel control is unavailable") as info:
         open_utun(kernel)
+    assert info.value.code is PlatformErrorCode.TUN_MISSING
     assert kernel.open_sockets("control") == 0
 
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from m6t.platform import default_backend
-from m6t.platform.base import Backend
+from m6t.platform.base import Backend, PlatformErrorCode
 from tests.platform import inside, netns, run_forked
 
 if sys.platform != "linux":
@@ -40,6 +40,17 @@ def test_check_reports_a_missing_tun_driver(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(backend_module, "TUN_PATH", "/nonexistent/tun")
     hints = [problem.hint or "" for problem in LinuxBackend().check()]
     assert any("modprobe tun" in hint for hint in hints)
+
+
+def test_check_findings_carry_their_codes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backend_module, "TUN_PATH", "/nonexistent/tun")
+    monkeypatch.setattr(backend_module, "ipv6_disabled", lambda: True)
+    monkeypatch.setattr(backend_module, "has_net_admin", lambda: False)
+    assert [problem.code for problem in LinuxBackend().check()] == [
+        PlatformErrorCode.TUN_MISSING,
+        PlatformErrorCode.IPV6_DISABLED,
+        PlatformErrorCode.PERMISSION_DENIED,
+    ]
 
 
 @root_only

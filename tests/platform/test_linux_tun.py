@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import socket
 import struct
@@ -13,13 +14,14 @@ from ipaddress import IPv6Address
 
 import pytest
 
-from m6t.platform.base import PlatformError
+from m6t.platform.base import PlatformError, PlatformErrorCode
 from tests.platform import ip, netns, run_in
 
 if sys.platform != "linux":
     pytest.skip("Linux backend tests", allow_module_level=True)
 assert sys.platform == "linux"  # never fails (skipped above); tells mypy the rest is Linux-only
 
+from m6t.platform.linux import tun as tun_module  # noqa: E402
 from m6t.platform.linux.backend import LinuxBackend  # noqa: E402
 from m6t.platform.linux.tun import MAX_BATCH, LinuxTun, open_tun, validate_ifname  # noqa: E402
 
@@ -71,6 +73,26 @@ def test_validate_ifname() -> None:
         with pytest.raises(PlatformError) as info:
             validate_ifname(bad)
         assert info.value.hint
+
+
+def test_a_missing_tun_driver_is_coded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tun_module, "TUN_PATH", "/nonexistent/tun")
+    with pytest.raises(PlatformError) as info:
+        open_tun("m6ttest9")
+    assert info.value.code is PlatformErrorCode.TUN_MISSING
+
+
+@pytest.mark.parametrize(
+    ("number", "name", "code"),
+    [
+        (errno.EBUSY, "m6ttest9", PlatformErrorCode.INTERFACE_BUSY),
+        (errno.EPERM, "m6ttest9", PlatformErrorCode.PERMISSION_DENIED),
+        (errno.EINVAL, "lo", PlatformErrorCode.INTERFACE_BUSY),  # the name is taken by something not a TUN
+        (errno.EINVAL, "m6tnothere9", PlatformErrorCode.OTHER),
+    ],
+)
+def test_tunsetiff_failures_are_coded(number: int, name: str, code: PlatformErrorCode) -> None:
+    assert tun_module._tunsetiff_error(name, OSError(number, os.strerror(number))).code is code
 
 
 @root_only

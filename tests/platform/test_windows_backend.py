@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from m6t.client.api.schema import ErrorCode, code_from_wire
 from m6t.platform.base import Backend, PlatformError
-from m6t.platform.windows.backend import CheckFinding, WindowsBackend, ipv6_disabled_by
+from m6t.platform.windows.backend import WindowsBackend, ipv6_disabled_by
 from m6t.platform.windows.system import AF_INET6, TCPIP6_PARAMETERS, native_api
 from m6t.platform.windows.wintun import WINTUN_HINT
 from m6t.protocol.values import Route
@@ -29,7 +29,7 @@ def fake() -> Iterator[FakeWindows]:
 
 
 def codes(problems: list[PlatformError]) -> list[ErrorCode | None]:
-    return [code_from_wire(getattr(p, "code", None)) for p in problems]
+    return [code_from_wire(p.code.value) for p in problems]
 
 
 def test_it_is_a_backend(fake: FakeWindows) -> None:
@@ -67,7 +67,7 @@ def test_check_ipv6_disabled_components(fake: FakeWindows, value: int | None, di
     problems = WindowsBackend(fake.api()).check()
     assert codes(problems) == ([ErrorCode.IPV6_DISABLED] if disabled else [])
     if disabled:
-        assert isinstance(problems[0], CheckFinding)
+        assert isinstance(problems[0], PlatformError)
         assert "DisabledComponents" in (problems[0].hint or "")
 
 

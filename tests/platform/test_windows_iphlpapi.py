@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from m6t.platform.base import PlatformError
+from m6t.platform.base import PlatformError, PlatformErrorCode
 from m6t.platform.windows.backend import WindowsBackend
 from m6t.platform.windows.iphlpapi import IpHelper
 from m6t.platform.windows.system import AF_INET, AF_INET6, WinError
@@ -89,6 +89,7 @@ def test_address_changes_need_elevation(fake: FakeWindows, backend: WindowsBacke
     with pytest.raises(WinError) as info:
         run(backend.replace_address(NAME, ADDRESS, 80))
     assert info.value.winerror == 5
+    assert info.value.code is PlatformErrorCode.PERMISSION_DENIED
 
 
 def test_changes_on_a_missing_interface_fail_readably(backend: WindowsBackend) -> None:
@@ -150,6 +151,7 @@ def test_an_mtu_below_the_ipv6_minimum_is_refused(backend: WindowsBackend) -> No
     with pytest.raises(WinError) as info:
         run(backend.set_mtu(NAME, 1200))
     assert info.value.winerror == 87
+    assert info.value.code is PlatformErrorCode.OTHER
 
 
 def test_set_link_up_makes_a_plain_point_to_point_link(fake: FakeWindows, backend: WindowsBackend) -> None:

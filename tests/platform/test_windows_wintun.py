@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from m6t.platform.base import PlatformError
+from m6t.platform.base import PlatformError, PlatformErrorCode
 from m6t.platform.windows.backend import WindowsBackend
 from m6t.platform.windows.system import Kernel32
 from m6t.platform.windows.wintun import (
@@ -66,6 +66,7 @@ def test_missing_dll(fake: FakeWindows) -> None:
     with pytest.raises(PlatformError) as info:
         open_tun(fake)
     assert info.value.hint == WINTUN_HINT
+    assert info.value.code is PlatformErrorCode.TUN_MISSING
 
 
 def test_driver_version_only_once_an_adapter_exists(fake: FakeWindows) -> None:
@@ -126,6 +127,7 @@ def test_adapter_in_use_by_another_process(fake: FakeWindows) -> None:
         open_tun(fake)
     assert "already in use" in str(info.value)
     assert info.value.hint is not None and "other m6t instance" in info.value.hint
+    assert info.value.code is PlatformErrorCode.INTERFACE_BUSY
     assert len(fake.wintun.handles) == 0  # our handle on it was released
 
 
@@ -143,6 +145,7 @@ def test_not_elevated(fake: FakeWindows) -> None:
     with pytest.raises(PlatformError) as info:
         open_tun(fake)
     assert info.value.hint is not None and "elevated" in info.value.hint
+    assert info.value.code is PlatformErrorCode.PERMISSION_DENIED
 
 
 @pytest.mark.parametrize("name", ["", "   ", "x" * 128, "a\0b"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address
 
-from m6t.platform.base import Backend, PlatformError
+from m6t.platform.base import Backend, PlatformError, PlatformErrorCode
 from m6t.platform.darwin import routing
 from m6t.platform.darwin.ifconfig_ioctl import InterfaceConfig
 from m6t.platform.darwin.monitor import DarwinConnectivityMonitor
@@ -47,6 +47,7 @@ class DarwinBackend(Backend):
                 PlatformError(
                     f"this kernel has no IPv6 stack ({IPV6_SYSCTL}: {exc.strerror})",
                     hint="m6t needs IPv6 in the kernel; it cannot be added to this system",
+                    code=PlatformErrorCode.IPV6_DISABLED,
                 )
             )
         if self.syscalls.geteuid() != 0:
@@ -54,6 +55,7 @@ class DarwinBackend(Backend):
                 PlatformError(
                     "this process may not create utun interfaces or change routes (not root)",
                     hint="run the m6t helper as root (it is installed as a launchd daemon)",
+                    code=PlatformErrorCode.PERMISSION_DENIED,
                 )
             )
         return problems
@@ -65,6 +67,7 @@ class DarwinBackend(Backend):
             return PlatformError(
                 f"cannot create a kernel control socket: {exc.strerror}",
                 hint="this macOS has no PF_SYSTEM kernel controls; the utun driver is required",
+                code=PlatformErrorCode.TUN_MISSING,
             )
         try:
             control_id(self.syscalls, fd)

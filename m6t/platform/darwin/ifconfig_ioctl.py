@@ -29,7 +29,7 @@ import errno
 import struct
 from ipaddress import IPv6Address, IPv6Network
 
-from m6t.platform.base import PlatformError
+from m6t.platform.base import PlatformError, PlatformErrorCode
 from m6t.platform.darwin.syscalls import AF_INET6, IFF_UP, IFNAMSIZ, SOCK_DGRAM, Syscalls, iow, iowr
 
 SOCKADDR_IN6 = struct.Struct("=BBHI16sI")
@@ -163,7 +163,9 @@ class InterfaceConfig:
 
 def _error(what: str, exc: OSError) -> PlatformError:
     if exc.errno in (errno.EPERM, errno.EACCES):
-        return PlatformError(f"{what}: {exc.strerror}", hint="run the m6t helper as root")
+        return PlatformError(
+            f"{what}: {exc.strerror}", hint="run the m6t helper as root", code=PlatformErrorCode.PERMISSION_DENIED
+        )
     if exc.errno in _NO_INTERFACE:
         return PlatformError(f"{what}: no such interface")
     return PlatformError(f"{what}: {exc.strerror or exc}")

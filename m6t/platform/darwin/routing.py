@@ -55,7 +55,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
-from m6t.platform.base import PlatformError
+from m6t.platform.base import PlatformError, PlatformErrorCode
 from m6t.platform.darwin.syscalls import AF_INET, AF_INET6, AF_LINK, AF_UNSPEC, PF_ROUTE, SOCK_RAW, Syscalls
 
 RTM_VERSION = 5
@@ -483,7 +483,9 @@ def _change_message(kind: int, network: IPNetwork, index: int, ifname: str, *, s
 
 def _route_error(what: str, exc: OSError) -> PlatformError:
     if exc.errno in (errno.EPERM, errno.EACCES):
-        return PlatformError(f"{what}: {exc.strerror}", hint="run the m6t helper as root")
+        return PlatformError(
+            f"{what}: {exc.strerror}", hint="run the m6t helper as root", code=PlatformErrorCode.PERMISSION_DENIED
+        )
     return PlatformError(f"{what}: {exc.strerror or exc}")
 
 

@@ -32,7 +32,7 @@ import logging
 import re
 import struct
 
-from m6t.platform.base import PacketsCallback, PlatformError, TunDevice
+from m6t.platform.base import PacketsCallback, PlatformError, PlatformErrorCode, TunDevice
 from m6t.platform.darwin.syscalls import (
     AF_INET6,
     IFNAMSIZ,
@@ -83,6 +83,7 @@ def open_utun(syscalls: Syscalls, name: str) -> tuple[int, str]:
         raise PlatformError(
             f"cannot create a kernel control socket: {exc.strerror}",
             hint="this macOS has no PF_SYSTEM kernel controls; the utun driver is required",
+            code=PlatformErrorCode.TUN_MISSING,
         ) from exc
     try:
         ctl_id = control_id(syscalls, fd)
@@ -115,17 +116,23 @@ def control_id(syscalls: Syscalls, fd: int) -> int:
         raise PlatformError(
             f"the utun kernel control is unavailable: {exc.strerror}",
             hint="this macOS does not provide utun interfaces (com.apple.net.utun_control)",
+            code=PlatformErrorCode.TUN_MISSING,
         ) from exc
     return int(CTL_INFO.unpack(answer)[0])
 
 
 def _connect_error(name: str, unit: int | None, exc: OSError) -> PlatformError:
     if exc.errno in (errno.EPERM, errno.EACCES):
-        return PlatformError("not allowed to create a utun interface", hint="run the m6t helper as root")
+        return PlatformError(
+            "not allowed to create a utun interface",
+            hint="run the m6t helper as root",
+            code=PlatformErrorCode.PERMISSION_DENIED,
+        )
     if exc.errno == errno.EBUSY and unit is not None:
         return PlatformError(
             f"utun interface {name} is already in use by another program",
             hint="configure another utunN, or a name such as m6t0 to take the next free one",
+            code=PlatformErrorCode.INTERFACE_BUSY,
         )
     return PlatformError(f"cannot create a utun interface: {exc.strerror}")
 

@@ -7,7 +7,7 @@ import socket
 import sys
 from ipaddress import IPv4Address, IPv6Address
 
-from m6t.platform.base import Backend, PlatformError
+from m6t.platform.base import Backend, PlatformError, PlatformErrorCode
 from m6t.protocol.values import Route
 
 assert sys.platform == "linux"
@@ -44,13 +44,20 @@ class LinuxBackend(Backend):
     def check(self) -> list[PlatformError]:
         problems: list[PlatformError] = []
         if not os.path.exists(TUN_PATH):
-            problems.append(PlatformError(f"{TUN_PATH} is missing", hint="load the TUN driver: modprobe tun"))
+            problems.append(
+                PlatformError(
+                    f"{TUN_PATH} is missing",
+                    hint="load the TUN driver: modprobe tun",
+                    code=PlatformErrorCode.TUN_MISSING,
+                )
+            )
         if ipv6_disabled():
             problems.append(
                 PlatformError(
                     "IPv6 is disabled on this host",
                     hint="sysctl -w net.ipv6.conf.all.disable_ipv6=0 "
                     "(and remove ipv6.disable=1 from the kernel command line if present)",
+                    code=PlatformErrorCode.IPV6_DISABLED,
                 )
             )
         if not has_net_admin():
@@ -58,6 +65,7 @@ class LinuxBackend(Backend):
                 PlatformError(
                     "this process may not configure network interfaces (no CAP_NET_ADMIN)",
                     hint="run the m6t helper as root (or grant it CAP_NET_ADMIN)",
+                    code=PlatformErrorCode.PERMISSION_DENIED,
                 )
             )
         return problems

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from m6t.platform.base import PlatformError
+from m6t.platform.base import PlatformError, PlatformErrorCode
 
 assert sys.platform == "linux"
 
@@ -78,7 +78,7 @@ class Netlink:
         try:
             return await getattr(ipr, method)(*args, **kwargs)
         except NetlinkError as exc:
-            raise PlatformError(f"{what}: {os.strerror(exc.code)}") from exc
+            raise PlatformError(f"{what}: {os.strerror(exc.code)}", code=PlatformErrorCode.of_errno(exc.code)) from exc
 
     async def set_mtu(self, ifname: str, mtu: int) -> None:
         await self._call(f"set MTU {mtu} on {ifname}", "link", "set", index=ifindex(ifname), mtu=mtu)
@@ -110,7 +110,8 @@ class Netlink:
         except NetlinkError as exc:
             if exc.code not in _ABSENT:
                 raise PlatformError(
-                    f"remove address {address}/{prefixlen} from {ifname}: {os.strerror(exc.code)}"
+                    f"remove address {address}/{prefixlen} from {ifname}: {os.strerror(exc.code)}",
+                    code=PlatformErrorCode.of_errno(exc.code),
                 ) from exc
 
     async def replace_route(self, ifname: str, network: IPv4Network | IPv6Network, metric: int) -> None:
@@ -130,7 +131,8 @@ class Netlink:
         except NetlinkError as exc:
             if exc.code not in _ABSENT:
                 raise PlatformError(
-                    f"remove route {network} metric {metric} dev {ifname}: {os.strerror(exc.code)}"
+                    f"remove route {network} metric {metric} dev {ifname}: {os.strerror(exc.code)}",
+                    code=PlatformErrorCode.of_errno(exc.code),
                 ) from exc
 
     async def route_get(self, destination: IPv4Address | IPv6Address) -> RouteInfo | None:
@@ -215,8 +217,9 @@ def set_sysctl(name: str, value: str | int) -> None:
         with open(path, "w", encoding="ascii") as f:
             f.write(f"{value}\n")
     except OSError as exc:
-        hint = "run as root" if exc.errno in (errno.EACCES, errno.EPERM) else None
-        raise PlatformError(f"cannot write {path}: {exc.strerror}", hint=hint) from exc
+        code = PlatformErrorCode.of_errno(exc.errno)
+        hint = "run as root" if code is PlatformErrorCode.PERMISSION_DENIED else None
+        raise PlatformError(f"cannot write {path}: {exc.strerror}", hint=hint, code=code) from exc
 
 
 def enable_ipv6_forwarding() -> None:

@@ -23,7 +23,7 @@ import struct
 import sys
 import weakref
 
-from m6t.platform.base import PacketsCallback, PlatformError, TunDevice
+from m6t.platform.base import PacketsCallback, PlatformError, PlatformErrorCode, TunDevice
 from m6t.protocol.values import MergedPacket
 
 assert sys.platform == "linux"
@@ -110,15 +110,21 @@ def open_tun(name: str, *, vnet: bool = False) -> tuple[int, str]:
     try:
         fd = os.open(TUN_PATH, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError as exc:
-        raise PlatformError(f"{TUN_PATH} is missing", hint="load the TUN driver: modprobe tun") from exc
+        raise PlatformError(
+            f"{TUN_PATH} is missing", hint="load the TUN driver: modprobe tun", code=PlatformErrorCode.TUN_MISSING
+        ) from exc
     except PermissionError as exc:
         raise PlatformError(
-            f"cannot open {TUN_PATH}: {exc.strerror}", hint="run as root (needs CAP_NET_ADMIN)"
+            f"cannot open {TUN_PATH}: {exc.strerror}",
+            hint="run as root (needs CAP_NET_ADMIN)",
+            code=PlatformErrorCode.PERMISSION_DENIED,
         ) from exc
     except OSError as exc:
         if exc.errno in (errno.ENODEV, errno.ENXIO):
             raise PlatformError(
-                f"{TUN_PATH}: no TUN driver in this kernel", hint="load the TUN driver: modprobe tun"
+                f"{TUN_PATH}: no TUN driver in this kernel",
+                hint="load the TUN driver: modprobe tun",
+                code=PlatformErrorCode.TUN_MISSING,
             ) from exc
         raise PlatformError(f"cannot open {TUN_PATH}: {exc.strerror}") from exc
     try:
@@ -136,16 +142,19 @@ def _tunsetiff_error(name: str, exc: OSError) -> PlatformError:
         return PlatformError(
             f"TUN interface {name} is already in use by another process",
             hint="stop the other m6t instance or choose another interface name",
+            code=PlatformErrorCode.INTERFACE_BUSY,
         )
     if exc.errno == errno.EPERM:
         return PlatformError(
             f"not allowed to create TUN interface {name}",
             hint="run as root (needs CAP_NET_ADMIN), or the existing persistent device belongs to another user",
+            code=PlatformErrorCode.PERMISSION_DENIED,
         )
     if exc.errno == errno.EINVAL and _exists(name):
         return PlatformError(
             f"interface {name} already exists and is not a TUN device of this kind",
             hint=f"choose another interface name, or delete the existing one (ip link del {name})",
+            code=PlatformErrorCode.INTERFACE_BUSY,
         )
     return PlatformError(f"TUNSETIFF {name} failed: {exc.strerror}")
 

@@ -12,7 +12,7 @@ import logging
 import weakref
 from ipaddress import IPv4Address, IPv6Address
 
-from m6t.platform.base import Backend, PlatformError
+from m6t.platform.base import Backend, PlatformError, PlatformErrorCode
 from m6t.platform.windows.iphlpapi import IpHelper
 from m6t.platform.windows.monitor import WindowsConnectivityMonitor
 from m6t.platform.windows.system import (
@@ -41,14 +41,6 @@ def ipv6_disabled_by(disabled_components: int | None) -> bool:
     return disabled_components is not None and bool(disabled_components & IPV6_DISABLED_NONTUNNEL)
 
 
-class CheckFinding(PlatformError):
-    """A start-up check finding, with the control API's error slug in ``code``."""
-
-    def __init__(self, message: str, *, hint: str, code: str) -> None:
-        super().__init__(message, hint=hint)
-        self.code = code
-
-
 class WindowsBackend(Backend):
     name = "windows"
 
@@ -72,7 +64,7 @@ class WindowsBackend(Backend):
         try:
             wintun = self.wintun()
         except PlatformError as exc:
-            problems.append(CheckFinding(str(exc), hint=exc.hint or WINTUN_HINT, code="tun_missing"))
+            problems.append(PlatformError(str(exc), hint=exc.hint or WINTUN_HINT, code=PlatformErrorCode.TUN_MISSING))
         else:
             # 0 until the first adapter loads the driver: not a problem, only a diagnostic.
             self.driver_version = wintun.driver_version()
@@ -84,21 +76,21 @@ class WindowsBackend(Backend):
             admin = False
         if not admin:
             problems.append(
-                CheckFinding(
+                PlatformError(
                     "this process lacks Administrator privileges "
                     "(needed to create the tunnel adapter and change its addresses and routes)",
                     hint="run the m6t helper as its Windows service (LocalSystem) or from an elevated prompt",
-                    code="permission_denied",
+                    code=PlatformErrorCode.PERMISSION_DENIED,
                 )
             )
         disabled = self.api.registry_dword(TCPIP6_PARAMETERS, DISABLED_COMPONENTS)
         if ipv6_disabled_by(disabled):
             problems.append(
-                CheckFinding(
+                PlatformError(
                     f"IPv6 is disabled on this host ({DISABLED_COMPONENTS} = 0x{disabled or 0:X})",
                     hint=f"set HKLM\\{TCPIP6_PARAMETERS}\\{DISABLED_COMPONENTS} to 0 "
                     "(0x20, prefer IPv4, is fine too) and restart Windows",
-                    code="ipv6_disabled",
+                    code=PlatformErrorCode.IPV6_DISABLED,
                 )
             )
         return problems

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from m6t.platform.base import PlatformError
+from m6t.platform.base import PlatformError, PlatformErrorCode
 
 # Windows ABI types.  Windows is LLP64: ULONG/DWORD stay 32-bit on x64, where Linux's c_ulong is 64-bit,
 # so the fixed-width ctypes types are used throughout.
@@ -77,7 +77,12 @@ class WinError(PlatformError):
     """A Windows call failed with a Win32 error code (``winerror``, as ``OSError.winerror``)."""
 
     def __init__(self, what: str, winerror: int, text: str, hint: str | None = None) -> None:
-        super().__init__(f"{what}: {text.strip() or 'unknown error'} (Windows error {winerror})", hint=hint)
+        denied = winerror in (ERROR_ACCESS_DENIED, ERROR_ELEVATION_REQUIRED)
+        super().__init__(
+            f"{what}: {text.strip() or 'unknown error'} (Windows error {winerror})",
+            hint=hint,
+            code=PlatformErrorCode.PERMISSION_DENIED if denied else PlatformErrorCode.OTHER,
+        )
         self.winerror = winerror
 
 

@@ -23,7 +23,7 @@ import threading
 import uuid
 from typing import Any
 
-from m6t.platform.base import PacketsCallback, PlatformError, TunDevice
+from m6t.platform.base import PacketsCallback, PlatformError, PlatformErrorCode, TunDevice
 from m6t.platform.windows.iphlpapi import IpHelper
 from m6t.platform.windows.system import (
     DWORD,
@@ -145,10 +145,13 @@ class Wintun:
             handle = kernel32.load_library(WINTUN_DLL, WINTUN_LOAD_FLAGS)
         except WinError as exc:
             if exc.winerror == ERROR_BAD_EXE_FORMAT:
-                raise PlatformError(f"{WINTUN_DLL} is for another processor architecture", hint=WINTUN_HINT) from exc
-            if exc.winerror in (ERROR_MOD_NOT_FOUND, ERROR_FILE_NOT_FOUND):
-                raise PlatformError(f"{WINTUN_DLL} is missing (the Wintun TUN driver)", hint=WINTUN_HINT) from exc
-            raise PlatformError(f"cannot load {WINTUN_DLL}: {exc}", hint=WINTUN_HINT) from exc
+                message = f"{WINTUN_DLL} is for another processor architecture"
+            elif exc.winerror in (ERROR_MOD_NOT_FOUND, ERROR_FILE_NOT_FOUND):
+                message = f"{WINTUN_DLL} is missing (the Wintun TUN driver)"
+            else:
+                message = f"cannot load {WINTUN_DLL}: {exc}"
+            # Whatever the reason, there is no TUN driver this process can use.
+            raise PlatformError(message, hint=WINTUN_HINT, code=PlatformErrorCode.TUN_MISSING) from exc
         return cls(api.dll_from_handle(WINTUN_DLL, handle), api)
 
     def driver_version(self) -> str | None:
@@ -251,11 +254,13 @@ class WintunTun(TunDevice):
             return int(session)
         code = self._wintun.last_error()
         if code == ERROR_ALREADY_INITIALIZED:
-            raise self._wintun.api.error(
+            busy = self._wintun.api.error(
                 f"Wintun adapter {name} is already in use by another process",
                 code,
                 hint="stop the other m6t instance or choose another interface name",
             )
+            busy.code = PlatformErrorCode.INTERFACE_BUSY
+            raise busy
         raise self._wintun.api.error(f"cannot start a session on Wintun adapter {name}", code)
 
     # Reading ---------------------------------------------------------------------------------------------

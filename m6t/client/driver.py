@@ -44,7 +44,6 @@ from m6t.client.effects import (
 )
 from m6t.client.events import (
     AddressChanged,
-    ErrorCode,
     ErrorEvent,
     Event,
     KeepaliveEvent,
@@ -64,6 +63,7 @@ from m6t.client.tracker import (
     Probe,
     TrackerSettings,
 )
+from m6t.client.vocabulary import ErrorCode
 from m6t.platform.base import (
     Backend,
     ConnectivityMonitor,

@@ -12,13 +12,8 @@ from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, ClassVar
 
-# The state names, error codes and regeneration reasons go on the wire: the control API schema is
-# their one definition, and the session speaks it directly.
-from m6t.client.api.schema import ErrorCode, RegenerationReason
-from m6t.client.api.schema import TunnelState as State
+from m6t.client.vocabulary import ErrorCode, State
 from m6t.protocol.values import Attachment
-
-__all__ = ["ErrorCode", "RegenerationReason", "State"]
 
 
 def attachment_dict(attachment: Attachment | None) -> dict[str, Any] | None:

@@ -44,7 +44,6 @@ from m6t.client.events import (
     AddressChanged,
     AttachmentChanged,
     CountersEvent,
-    ErrorCode,
     ErrorEvent,
     Event,
     KeepaliveEvent,
@@ -52,12 +51,11 @@ from m6t.client.events import (
     MtuChanged,
     MtuProbeDone,
     MtuProbeResult,
-    RegenerationReason,
-    State,
     StateChanged,
 )
 from m6t.client.mtu_probe import ECHO_OVERHEAD, MtuSearch
 from m6t.client.status import Counters, Drop, KeepaliveStatus, MtuEvidence, Regeneration, Status
+from m6t.client.vocabulary import ErrorCode, RegenerationReason, State
 from m6t.protocol import (
     DEFAULT_MTU,
     IPV6_HEADER_LEN,

@@ -11,7 +11,8 @@ from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
-from m6t.client.events import State, attachment_dict
+from m6t.client.events import attachment_dict
+from m6t.client.vocabulary import State
 from m6t.protocol.values import Attachment
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from m6t.client import events as ev
+from m6t.client import vocabulary
 from m6t.client.api import schema
 from m6t.client.api.schema import ErrorCode, EventKind, Method
 
@@ -75,10 +75,12 @@ def test_docs_list_every_code_method_and_event() -> None:
 
 def test_session_vocabulary_is_the_schema_one() -> None:
     """The session's states and error numbers pass through the API unchanged."""
-    assert {s.value for s in ev.State} <= {s.value for s in schema.TunnelState}
-    for code in ev.ErrorCode:
+    assert {s.value for s in vocabulary.State} <= {s.value for s in schema.TunnelState}
+    for code in vocabulary.ErrorCode:
         assert schema.code_from_wire(int(code)) is not None, code
         assert ErrorCode(int(code)).slug == code.name.lower()
+    assert schema.TunnelState is vocabulary.State and schema.ErrorCode is vocabulary.ErrorCode
+    assert schema.RegenerationReason is vocabulary.RegenerationReason
 
 
 def test_operator_methods() -> None:

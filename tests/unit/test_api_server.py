@@ -85,7 +85,7 @@ def test_every_event_kind_reaches_a_subscriber(helper: RunningHelper) -> None:
         driver = helper.driver
         helper.call_soon(lambda: driver.emit(ev.CountersEvent({"tx_packets": 9, "rx_packets": 8})))
         helper.call_soon(lambda: driver.emit(ev.MtuChanged(1472, 1400, 1472, "icmp", 1428)))
-        helper.call_soon(lambda: driver.emit(ev.ErrorEvent.of(ev.ErrorCode.BINDING_LOST, "3 keepalives")))
+        helper.call_soon(lambda: driver.emit(ev.ErrorEvent.of(ErrorCode.BINDING_LOST, "3 keepalives")))
         actor.call(Method.CONFIG_SET, {"changes": {"tunnel.keepalive_interval": 20}})
         seen: dict[str, dict[str, object]] = {}
         deadline = time.monotonic() + 5
@@ -347,7 +347,7 @@ def test_read_only_user_reads_but_cannot_change(world_helper: RunningHelper) -> 
         error = by_id[refused]["error"]
         assert error["code"] == ErrorCode.FORBIDDEN  # type: ignore[index]
         assert "'m6t'" in error["message"]  # type: ignore[index]
-    assert world_helper.driver.state is ev.State.DISCONNECTED
+    assert world_helper.driver.state is schema.TunnelState.DISCONNECTED
     assert world_helper.service is not None and world_helper.service.config is not None
     assert world_helper.service.config.tunnel.mtu == 1472
 

@@ -287,7 +287,7 @@ def test_check_problem_classification() -> None:
 
 def test_driver_errors_show_in_status_until_connected(helper: RunningHelper) -> None:
     driver = helper.driver
-    helper.call_soon(lambda: driver.emit(ev.ErrorEvent.of(ev.ErrorCode.GATEWAY_UNRESOLVABLE, "gw.example: NXDOMAIN")))
+    helper.call_soon(lambda: driver.emit(ev.ErrorEvent.of(ErrorCode.GATEWAY_UNRESOLVABLE, "gw.example: NXDOMAIN")))
     problems = call(helper, Method.STATUS)["problems"]
     assert problems[-1]["code"] == ErrorCode.GATEWAY_UNRESOLVABLE and problems[-1]["detail"] == "gw.example: NXDOMAIN"
     call(helper, Method.UP)

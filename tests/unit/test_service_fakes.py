@@ -22,6 +22,7 @@ import pytest
 from m6t.client import events as ev
 from m6t.client.config import ClientConfig
 from m6t.client.service import HelperOptions, HelperService
+from m6t.client.vocabulary import State
 from m6t.platform.base import (
     Backend,
     ConnectivityMonitor,
@@ -149,7 +150,7 @@ class FakeDriver:
 
     config: ClientConfig
     backend: Backend
-    state: ev.State = ev.State.DISCONNECTED
+    state: State = State.DISCONNECTED
     address: IPv6Address | None = None
     listeners: list[Callable[[Any], None]] = field(default_factory=list)
     applied: list[ClientConfig] = field(default_factory=list)
@@ -163,7 +164,7 @@ class FakeDriver:
     async def start(self) -> None:
         pass
 
-    def _set_state(self, state: ev.State, detail: str = "") -> None:
+    def _set_state(self, state: State, detail: str = "") -> None:
         previous, self.state = self.state, state
         self.emit(ev.StateChanged(state, previous, detail))
 
@@ -174,22 +175,22 @@ class FakeDriver:
     async def up(self) -> None:
         if self.fail_up is not None:
             raise self.fail_up
-        if self.state is not ev.State.DISCONNECTED:
+        if self.state is not State.DISCONNECTED:
             return
         ifname = self.config.tunnel.interface
         self.tun = self.backend.open_tun(ifname)
-        self._set_state(ev.State.CONNECTING)
+        self._set_state(State.CONNECTING)
         self.address = ADDRESS
         await self.backend.replace_address(ifname, ADDRESS, 128)
         await self.backend.replace_route(ifname, Route(network=IPv6Network("::/0"), metric=1029))
         self.emit(ev.AttachmentChanged(Attachment(IPv4Address("192.0.2.10"), "lan1", IPv4Address("192.0.2.1"))))
         self.emit(ev.AddressChanged(None, ADDRESS, "attached", (IPv4Address("198.51.100.2"), 3544)))
-        self._set_state(ev.State.CONNECTED)
+        self._set_state(State.CONNECTED)
         self.rtt = 0.0031
         self.emit(ev.KeepaliveEvent(ev.KeepaliveKind.REPLY, 0.0031, 0))
 
     async def down(self) -> None:
-        if self.state is ev.State.DISCONNECTED:
+        if self.state is State.DISCONNECTED:
             return
         ifname = self.config.tunnel.interface
         if self.address is not None:
@@ -198,7 +199,7 @@ class FakeDriver:
             self.tun.close()
             self.tun = None
         self.address = None
-        self._set_state(ev.State.DISCONNECTED)
+        self._set_state(State.DISCONNECTED)
 
     async def apply_config(self, new: ClientConfig) -> None:
         if self.fail_apply:
@@ -223,7 +224,7 @@ class FakeDriver:
                 "counting": True,
             },
             "attachment": None
-            if self.state is ev.State.DISCONNECTED
+            if self.state is State.DISCONNECTED
             else {"local_ipv4": "192.0.2.10", "interface": "lan1", "router": "192.0.2.1"},
             "counters": dict(self.counters),
             "regenerations": []

@@ -21,15 +21,14 @@ from m6t.client.effects import (
 from m6t.client.events import (
     AddressChanged,
     AttachmentChanged,
-    ErrorCode,
     ErrorEvent,
     KeepaliveEvent,
     KeepaliveKind,
     MtuChanged,
-    State,
     StateChanged,
 )
 from m6t.client.session import SessionSettings, settings_routes
+from m6t.client.vocabulary import ErrorCode, State
 from m6t.protocol import build_keepalive, build_keepalive_reply, is_keepalive_request, parse_ipv6
 from m6t.protocol.icmp import FragNeeded, QuotedFlow
 from m6t.protocol.values import Attachment, PmtuEvidence

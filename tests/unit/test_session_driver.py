@@ -15,7 +15,8 @@ import pytest
 from m6t.client import driver as driver_module
 from m6t.client.config import ClientConfig, GatewaySection, RoutesSection, TunnelSection
 from m6t.client.driver import ClientDriver
-from m6t.client.events import ErrorCode, ErrorEvent, Event, State, StateChanged
+from m6t.client.events import ErrorEvent, Event, StateChanged
+from m6t.client.vocabulary import ErrorCode, State
 from m6t.platform.base import (
     Backend,
     ChangeCallback,

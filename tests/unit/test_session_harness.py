@@ -9,8 +9,9 @@ from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from typing import Any
 
 from m6t.client.effects import Effect, OpenSocket, Send
-from m6t.client.events import Event, State
+from m6t.client.events import Event
 from m6t.client.session import Session, SessionSettings, settings_routes
+from m6t.client.vocabulary import State
 from m6t.protocol import build_keepalive_reply, is_keepalive_request, parse_ipv6
 from m6t.protocol.icmp import ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST, internet_checksum
 from m6t.protocol.ipv6 import build_ipv6_header

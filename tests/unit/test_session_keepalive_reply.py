@@ -11,7 +11,7 @@ from ipaddress import IPv6Address
 
 import pytest
 
-from m6t.client.events import State
+from m6t.client.vocabulary import State
 from m6t.protocol import KEEPALIVE_PEER, NEXT_HEADER_NONE, build_keepalive, build_keepalive_reply, parse_ipv6
 from m6t.protocol.ipv6 import build_ipv6_header
 from tests.unit.test_session import confirm

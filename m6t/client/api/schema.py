@@ -1,9 +1,10 @@
 """The control API's one definition: framing, requests, replies, events and error codes.
 
-The helper (server), the ``m6t`` CLI and the tray GUI all import this module, so a message shape or an
-error code is defined here once and nowhere else.  It does no I/O and needs no Qt (from below it takes
-only the platform's default address), so the GUI can use it with QLocalSocket and the server with
-asyncio.  ``docs/control-api.md`` is the prose version.
+The helper (server), the ``m6t`` CLI and the tray GUI all import this module, so a message shape is
+defined here once and nowhere else; the states, error codes and regeneration reasons are the client core's
+(:mod:`m6t.client.vocabulary`), re-exported here.  It does no I/O and needs no Qt (from below it takes only
+the platform's default address), so the GUI can use it with QLocalSocket and the server with asyncio.
+``docs/control-api.md`` is the prose version.
 
 Framing: one JSON object per line, UTF-8, terminated by ``\\n``.  The server's first line is a ``hello``;
 every server line carries ``"version": PROTOCOL_VERSION``.  Shapes only grow: a client must ignore keys
@@ -14,9 +15,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from typing import Any, Final, Literal, NotRequired, TypedDict
 
+from m6t.client import vocabulary
 from m6t.platform import default_control_address
 
 PROTOCOL_VERSION: Final = 1
@@ -100,134 +102,19 @@ class EventKind(StrEnum):
     """:class:`DroppedEvent` — this client was too slow; ``count`` events were dropped for it."""
 
 
-class TunnelState(StrEnum):
-    """Documented values of ``Status.state`` (the client session's states, ``m6t.client.events.State``).
+# The client core owns its vocabulary; the API puts it on the wire unchanged.
+TunnelState = vocabulary.State
+"""Documented values of ``Status.state``: the client session's states."""
+RegenerationReason = vocabulary.RegenerationReason
+"""Documented values of ``Regeneration.reason``."""
+ErrorCode = vocabulary.ErrorCode
+"""The numbered error codes; their user sentences are ``ErrorCode.sentence``."""
 
-    Clients must tolerate values they do not know (show them verbatim).
-    """
-
-    DISCONNECTED = "disconnected"
-    """Not asked to connect (or asked to disconnect); nothing installed."""
-    WAITING_FOR_NETWORK = "waiting_for_network"
-    """Asked to connect, but no IPv4 path to the gateway (or its name is not resolved yet)."""
-    CONNECTING = "connecting"
-    """Address installed, nothing has come back for it yet."""
-    CONNECTED = "connected"
-    """The gateway answers: traffic flows."""
-    DEGRADED = "degraded"
-    """Keepalives going unanswered, or backing off between failed attempts."""
-    ERROR = "error"
-    """The OS refused something (socket, address, route); retried with backoff.  See ``problems``."""
-
-
-class RegenerationReason(StrEnum):
-    """Why the 48-bit suffix was drawn anew; each one means a new state at the gateway."""
-
-    ATTACHED = "attached"
-    ATTACHMENT_CHANGED = "attachment_changed"
-    KEEPALIVE_UNANSWERED = "keepalive_unanswered"
-    PROBE_UNANSWERED = "probe_unanswered"
-    NO_REPLY = "no_reply"
-    GATEWAY_CHANGED = "gateway_changed"
-    CONFIG_CHANGED = "config_changed"
-    RECONNECT = "reconnect"
-    RETRY_AFTER_ERROR = "retry_after_error"
+Wanted = Literal["up", "down"]
+"""The user's wish (``Status.wanted``), remembered across helper restarts."""
 
 
 # --------------------------------------------------------------------------------------------- errors
-
-
-class ErrorCode(IntEnum):
-    """Stable numbered error codes.  Numbers never change meaning; new ones are only added.
-
-    1xxx: the request itself.  2xxx: configuration.  3xxx: host / platform (start-up checks).
-    4xxx: the tunnel at run time.  5xxx: the helper itself.
-    """
-
-    BAD_JSON = 1001
-    BAD_REQUEST = 1002
-    UNKNOWN_METHOD = 1003
-    LINE_TOO_LONG = 1004
-    UNSUPPORTED_VERSION = 1005
-    FORBIDDEN = 1006
-    BUSY = 1007
-
-    CONFIG_INVALID = 2001
-    CONFIG_UNKNOWN_KEY = 2002
-    CONFIG_WRITE_FAILED = 2003
-    CONFIG_LOAD_FAILED = 2004
-
-    TUN_MISSING = 3001
-    IPV6_DISABLED = 3002
-    INTERFACE_BUSY = 3003
-    GATEWAY_UNRESOLVABLE = 3004
-    PLATFORM_ERROR = 3005
-    PERMISSION_DENIED = 3006
-    TUN_FAILED = 3007
-
-    TUNNEL_ERROR = 4000
-    GATEWAY_UNREACHABLE = 4001
-    NO_NETWORK = 4002
-    BINDING_LOST = 4003
-    MTU_PROBE_FAILED = 4004
-    ADDRESS_FAILED = 4005
-    NOT_UP = 4006
-    MTU_LOWERED = 4007
-    PROBE_UNANSWERED = 4008
-    NO_REPLY = 4009
-    SOCKET_FAILED = 4010
-
-    INTERNAL = 5001
-    CLEANUP_FAILED = 5002
-    DIAGNOSTICS_FAILED = 5003
-    STATE_WRITE_FAILED = 5004
-
-    @property
-    def slug(self) -> str:
-        """A stable lower-case name (``"config_invalid"``) for logs and scripts."""
-        return self.name.lower()
-
-    @property
-    def sentence(self) -> str:
-        """The default user-facing sentence; a message may be more specific but never vaguer."""
-        return _SENTENCES[self]
-
-
-_SENTENCES: Final[dict[ErrorCode, str]] = {
-    ErrorCode.BAD_JSON: "The request is not valid JSON.",
-    ErrorCode.BAD_REQUEST: "The request is malformed.",
-    ErrorCode.UNKNOWN_METHOD: "The helper does not know this request.",
-    ErrorCode.LINE_TOO_LONG: "The request is too long.",
-    ErrorCode.UNSUPPORTED_VERSION: "This client speaks a control API version the helper does not support.",
-    ErrorCode.FORBIDDEN: "Only root and members of the m6t operator group may change the tunnel.",
-    ErrorCode.BUSY: "The helper is busy with another change; try again.",
-    ErrorCode.CONFIG_INVALID: "The configuration is invalid; nothing was changed.",
-    ErrorCode.CONFIG_UNKNOWN_KEY: "There is no such configuration setting.",
-    ErrorCode.CONFIG_WRITE_FAILED: "The configuration could not be saved; nothing was changed.",
-    ErrorCode.CONFIG_LOAD_FAILED: "The configuration file could not be loaded.",
-    ErrorCode.TUN_MISSING: "The TUN driver is not available on this computer.",
-    ErrorCode.IPV6_DISABLED: "IPv6 is disabled on this computer.",
-    ErrorCode.INTERFACE_BUSY: "Another program already uses the tunnel interface name.",
-    ErrorCode.GATEWAY_UNRESOLVABLE: "The gateway's name cannot be resolved; retrying.",
-    ErrorCode.PLATFORM_ERROR: "The operating system refused a network change.",
-    ErrorCode.PERMISSION_DENIED: "The helper lacks the privileges it needs.",
-    ErrorCode.TUN_FAILED: "The tunnel interface could not be created.",
-    ErrorCode.TUNNEL_ERROR: "The tunnel reported an error.",
-    ErrorCode.GATEWAY_UNREACHABLE: "The gateway does not answer.",
-    ErrorCode.NO_NETWORK: "There is no IPv4 network toward the gateway.",
-    ErrorCode.BINDING_LOST: "The gateway forgot this computer; reconnecting with a new address.",
-    ErrorCode.MTU_PROBE_FAILED: "The MTU probe failed.",
-    ErrorCode.ADDRESS_FAILED: "The tunnel address could not be installed.",
-    ErrorCode.NOT_UP: "The tunnel is not up.",
-    ErrorCode.MTU_LOWERED: "The path to the gateway is narrower than configured; the MTU was lowered.",
-    ErrorCode.PROBE_UNANSWERED: "The Home Agent does not answer through the gateway on this port; trying again.",
-    ErrorCode.NO_REPLY: "Nothing comes back through the tunnel for the traffic sent; trying again.",
-    ErrorCode.SOCKET_FAILED: "The connection to the gateway could not be opened; retrying.",
-    ErrorCode.INTERNAL: "The helper hit an internal error.",
-    ErrorCode.CLEANUP_FAILED: "Leftovers of a previous run could not all be removed.",
-    ErrorCode.DIAGNOSTICS_FAILED: "The diagnostics bundle could not be written.",
-    ErrorCode.STATE_WRITE_FAILED: "The helper could not save its state.",
-}
 
 
 def code_from_wire(value: object) -> ErrorCode | None:
@@ -333,7 +220,7 @@ class Status(TypedDict):
 
     state: str
     """A :class:`TunnelState` value (tolerate others)."""
-    wanted: Literal["up", "down"]
+    wanted: Wanted
     """What the user last asked for (persisted); ``state`` says how far the tunnel got."""
     address: str | None
     """The tunnel's IPv6 address, without prefix length."""
@@ -407,7 +294,7 @@ class ConfigEvent(TypedDict):
 
 
 class WantedEvent(TypedDict):
-    wanted: Literal["up", "down"]
+    wanted: Wanted
 
 
 class DroppedEvent(TypedDict):

@@ -26,8 +26,8 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from ipaddress import IPv4Address
-from typing import Any
 
 from m6t.client.config import ClientConfig
 from m6t.client.effects import (
@@ -54,6 +54,7 @@ from m6t.client.events import (
     StateChanged,
 )
 from m6t.client.session import Session, SessionSettings, settings_routes
+from m6t.client.status import Status
 from m6t.client.tracker import (
     Attach,
     CheckBinding,
@@ -117,6 +118,22 @@ async def resolve_ipv4(host: str) -> IPv4Address:
     for _family, _type, _proto, _name, sockaddr in infos:
         return IPv4Address(sockaddr[0])
     raise OSError(f"{host} has no IPv4 address")
+
+
+@dataclass(frozen=True, slots=True)
+class DriverStatus:
+    """What :meth:`ClientDriver.status` reports: the session's snapshot and the driver's own state."""
+
+    session: Status
+    wall_offset: float
+    """Added to the session's monotonic times, gives Unix times."""
+    interface: str | None
+    """The tunnel interface's name, while it exists."""
+    wanted_up: bool
+    backend: str
+    """The platform backend's name."""
+    problems: tuple[PlatformError, ...]
+    """The backend's start-up check findings."""
 
 
 class ClientDriver:
@@ -237,17 +254,17 @@ class ClientDriver:
                 self._start_gateway_task()
         await self._os_queue.join()
 
-    def status(self) -> dict[str, Any]:
-        """The session's status (``Status.to_dict``) plus the driver's own: interface, wanted, problems."""
+    def status(self) -> DriverStatus:
+        """The session's status plus the driver's own: interface, wanted, backend, problems."""
         mono = time.monotonic()
-        status = self._session.status(mono).to_dict(wall_offset=time.time() - mono)
-        status["interface"] = self._ifname if self._tun is not None else None
-        status["wanted"] = "up" if self._wanted_up else "down"
-        status["backend"] = self._backend.name
-        status["problems"] = [
-            {"code": int(ErrorCode.PLATFORM_ERROR), "message": str(p), "hint": p.hint} for p in self._problems
-        ]
-        return status
+        return DriverStatus(
+            session=self._session.status(mono),
+            wall_offset=time.time() - mono,
+            interface=self._ifname if self._tun is not None else None,
+            wanted_up=self._wanted_up,
+            backend=self._backend.name,
+            problems=tuple(self._problems),
+        )
 
     async def probe_mtu(self, *, per_try: float = 1.0, tries: int = 2, timeout: float = 30.0) -> MtuProbeResult:
         """Echo sizes between 1280 and the configured MTU to the probe address; the largest answered."""

@@ -24,14 +24,14 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from m6t.client import events as ev
-from m6t.client.api import schema
+from m6t.client.api import schema, wire
 from m6t.client.api.authorization import is_operator
-from m6t.client.api.schema import Access, ErrorCode, ErrorInfo, EventKind, Method, ParsedRequest
+from m6t.client.api.schema import Access, ErrorCode, ErrorInfo, EventKind, Method, ParsedRequest, Wanted
 from m6t.client.api.server import ApiError, Connection, ControlServer
 from m6t.client.config import (
     ClientConfig,
@@ -43,8 +43,10 @@ from m6t.client.config import (
     set_client_option,
 )
 from m6t.client.diagnostics import build_bundle, save_bundle
+from m6t.client.driver import DriverStatus
 from m6t.client.journal import Journal, JournalingBackend, RecoveryReport, atomic_write, recover
 from m6t.client.ringlog import RingLog
+from m6t.client.vocabulary import State
 from m6t.configfile import toml_value
 from m6t.platform import control_transport
 from m6t.platform.base import Backend, PeerIdentity, PlatformError
@@ -75,9 +77,9 @@ class Driver(Protocol):
     async def up(self) -> None: ...
     async def down(self) -> None: ...
     async def apply_config(self, new: ClientConfig) -> None: ...
-    def status(self) -> dict[str, Any]: ...
-    def add_listener(self, callback: Callable[[Any], None]) -> Callable[[], None]: ...
-    async def probe_mtu(self) -> Any: ...
+    def status(self) -> DriverStatus: ...
+    def add_listener(self, listener: Callable[[ev.Event], None]) -> Callable[[], None]: ...
+    async def probe_mtu(self) -> ev.MtuProbeResult: ...
     async def close(self) -> None: ...
 
 
@@ -88,8 +90,7 @@ BackendFactory = Callable[[], Backend]
 def default_driver_factory(config: ClientConfig, backend: Backend) -> Driver:
     from m6t.client.driver import ClientDriver
 
-    driver: Driver = ClientDriver(config, backend)
-    return driver
+    return ClientDriver(config, backend)
 
 
 def default_backend_factory() -> Backend:
@@ -112,159 +113,47 @@ class StartupError(RuntimeError):
     """The helper cannot start; the message is the one line the user sees."""
 
 
-# ------------------------------------------------------------------------------- driver events → API
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    level: str
+    message: str
+    event: str | None = None
+    code: int | None = None
 
 
-def api_error_code(driver_code: object) -> ErrorCode:
-    """The session numbers its errors with the control API's codes; anything unknown is a generic tunnel error."""
-    known = schema.code_from_wire(driver_code)
-    return known if known is not None else ErrorCode.TUNNEL_ERROR
+def error_line(info: ErrorInfo) -> LogLine:
+    detail = f" ({info['detail']})" if info.get("detail") else ""
+    return LogLine("error", f"[{info['code']}] {info['message']}{detail}", EventKind.ERROR.value, info["code"])
 
 
-def translate_event(event: Any) -> tuple[EventKind, dict[str, Any]] | None:
-    """The API event for a driver event, ``None`` for those the API does not stream."""
+def describe(event: ev.Event) -> LogLine | None:
+    """The ring log's line for a driver event, ``None`` for those too chatty to keep."""
     if isinstance(event, ev.StateChanged):
-        return EventKind.STATE, {"state": event.state.value, "previous": event.previous.value, "detail": event.detail}
+        detail = f": {event.detail}" if event.detail else ""
+        return LogLine("info", f"state {event.previous.value} → {event.state.value}{detail}", "state")
     if isinstance(event, ev.AttachmentChanged):
-        return EventKind.ATTACHMENT, {"attachment": ev.attachment_dict(event.attachment)}
-    if isinstance(event, ev.AddressChanged):
-        gateway = None if event.gateway is None else f"{event.gateway[0]}:{event.gateway[1]}"
-        return EventKind.ADDRESS, {
-            "address": None if event.new is None else str(event.new),
-            "previous": None if event.old is None else str(event.old),
-            "reason": event.reason,
-            "gateway": gateway,
-        }
-    if isinstance(event, ev.KeepaliveEvent):
-        if event.what is ev.KeepaliveKind.REPLY and event.rtt is not None:
-            return EventKind.KEEPALIVE, {"rtt_ms": round(event.rtt * 1000.0, 3)}
-        return None
-    if isinstance(event, ev.CountersEvent):
-        return EventKind.COUNTERS, {"counters": dict(event.counters)}
-    if isinstance(event, ev.ErrorEvent):
-        code = api_error_code(int(event.code))
-        return EventKind.ERROR, dict(schema.error_info(code, event.message or None, detail=event.detail or None))
-    if isinstance(event, ev.MtuChanged):
-        return EventKind.MTU, {
-            "mtu": event.effective,
-            "previous": event.previous,
-            "configured": event.configured,
-            "reason": event.evidence,
-            "path_mtu": event.path_mtu,
-        }
-    return None
-
-
-def describe_event(kind: EventKind, data: dict[str, Any]) -> tuple[str, str] | None:
-    """``(level, sentence)`` for the ring log, ``None`` for events too chatty to keep."""
-    if kind is EventKind.STATE:
-        detail = f": {data['detail']}" if data.get("detail") else ""
-        return "info", f"state {data.get('previous')} → {data['state']}{detail}"
-    if kind is EventKind.ATTACHMENT:
-        att = data.get("attachment")
+        att = event.attachment
         if att is None:
-            return "warning", "no IPv4 path toward the gateway"
-        router = f", router {att['router']}" if att.get("router") else ""
-        return "info", f"attached via {att['interface']} ({att['local_ipv4']}{router})"
-    if kind is EventKind.ADDRESS:
-        reason = f" ({data['reason']})" if data.get("reason") else ""
-        return "info", f"address {data.get('previous')} → {data.get('address')}{reason}"
-    if kind is EventKind.MTU:
-        return "info", f"MTU {data.get('previous')} → {data['mtu']} ({data.get('reason')})"
-    if kind is EventKind.ERROR:
-        detail = f" ({data['detail']})" if data.get("detail") else ""
-        return "error", f"[{data['code']}] {data['message']}{detail}"
-    if kind is EventKind.CONFIG:
-        return "info", f"configuration changed: {', '.join(data['changed']) or 'nothing'}"
-    if kind is EventKind.WANTED:
-        return "info", f"tunnel wanted {data['wanted']}"
+            return LogLine("warning", "no IPv4 path toward the gateway", "attachment")
+        router = f", router {att.router}" if att.router is not None else ""
+        return LogLine("info", f"attached via {att.interface} ({att.local_ipv4}{router})", "attachment")
+    if isinstance(event, ev.AddressChanged):
+        reason = f" ({event.reason})" if event.reason else ""
+        return LogLine("info", f"address {event.old} → {event.new}{reason}", "address")
+    if isinstance(event, ev.MtuChanged):
+        return LogLine("info", f"MTU {event.previous} → {event.effective} ({event.evidence})", "mtu")
+    if isinstance(event, ev.ErrorEvent):
+        return error_line(wire.error_to_wire(event))
+    if isinstance(event, ev.KeepaliveEvent) and event.what is ev.KeepaliveKind.MISSED:
+        return LogLine("warning", f"keepalive unanswered ({event.missed} in a row)", "keepalive")
     return None
-
-
-# ----------------------------------------------------------------------------------------- status
 
 
 def _flatten(config: dict[str, Any]) -> dict[str, Any]:
     return {f"{section}.{key}": value for section, table in config.items() for key, value in table.items()}
 
 
-def _gateway_text(raw: Any) -> str | None:
-    if isinstance(raw, dict):
-        host = raw.get("address") or raw.get("host")
-        port = raw.get("port")
-        if host is None:
-            return None
-        return f"{host}:{port}" if port is not None else str(host)
-    return None if raw is None else str(raw)
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def normalize_status(raw: dict[str, Any], *, now: float) -> dict[str, Any]:
-    """The API's compact status fields from the driver's richer snapshot (kept whole under ``session``)."""
-    mtu_raw = raw.get("mtu")
-    mtu = mtu_raw.get("effective") if isinstance(mtu_raw, dict) else mtu_raw
-    ka_raw = raw.get("keepalive")
-    ka = ka_raw if isinstance(ka_raw, dict) else {}
-    rtt = _number(ka.get("rtt"))
-    if rtt is None and _number(ka.get("rtt_ms")) is not None:
-        rtt = (_number(ka.get("rtt_ms")) or 0.0) / 1000.0
-    last_reply = _number(ka.get("last_reply"))
-    regenerations = raw.get("regenerations")
-    return {
-        "state": str(raw.get("state", schema.TunnelState.DISCONNECTED.value)),
-        "detail": str(raw.get("detail") or ""),
-        "address": raw.get("address"),
-        "gateway": _gateway_text(raw.get("gateway")),
-        "mtu": int(mtu) if isinstance(mtu, int) else None,
-        "keepalive": {
-            "rtt_ms": None if rtt is None else round(rtt * 1000.0, 3),
-            "age_s": None if last_reply is None else round(max(0.0, now - last_reply), 1),
-            "interval_s": _number(ka.get("interval")) or _number(ka.get("interval_s")),
-            "last_sent": _number(ka.get("last_sent")),
-            "last_reply": last_reply,
-            "missed": int(ka.get("missed") or 0),
-        },
-        "mtu_detail": raw.get("mtu_detail") if isinstance(raw.get("mtu_detail"), dict) else None,
-        "attachment": raw.get("attachment"),
-        "counters": raw.get("counters") if isinstance(raw.get("counters"), dict) else {},
-        "regenerations": [_jsonable(r) for r in regenerations if isinstance(r, dict)]
-        if isinstance(regenerations, list)
-        else [],
-        "since": _number(raw.get("since")),
-    }
-
-
-def check_problem(error: PlatformError) -> ErrorInfo:
-    """A start-up check finding with its API code (the backend says what, we say which number)."""
-    code = getattr(error, "code", None)
-    api_code = schema.code_from_wire(code) if code is not None else None
-    if api_code is None:
-        text = str(error).lower()
-        if "tun" in text and ("missing" in text or "not found" in text or "/dev/net/tun" in text):
-            api_code = ErrorCode.TUN_MISSING
-        elif "ipv6" in text and "disabled" in text:
-            api_code = ErrorCode.IPV6_DISABLED
-        elif "cap_net_admin" in text or "permission" in text or "privilege" in text:
-            api_code = ErrorCode.PERMISSION_DENIED
-        else:
-            api_code = ErrorCode.PLATFORM_ERROR
-    sentence = str(error)
-    sentence = sentence[0].upper() + sentence[1:] if sentence else api_code.sentence
-    if not sentence.endswith("."):
-        sentence += "."
-    return schema.error_info(api_code, sentence, hint=error.hint)
-
-
 # ---------------------------------------------------------------------------------------- the service
-
-
-@dataclass
-class _Persistent:
-    wanted: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class HelperService:
@@ -288,10 +177,9 @@ class HelperService:
         self.recovery: RecoveryReport | None = None
         self.check_problems: list[ErrorInfo] = []
         self.runtime_problem: ErrorInfo | None = None
-        self.wanted = "down"
+        self.wanted: Wanted = "down"
         self._change_lock = asyncio.Lock()
         self._remove_listener: Callable[[], None] | None = None
-        self._last_status: dict[str, Any] = {}
 
     # -- lifecycle
 
@@ -320,9 +208,9 @@ class HelperService:
             await inner.close()
             raise StartupError(f"cannot read the configuration {self.options.config_path}: {exc}") from None
 
-        persistent = self._load_state()
-        if persistent.wanted in {"up", "down"}:
-            self.wanted = persistent.wanted
+        wish = self._load_state()
+        if wish is not None:
+            self.wanted = wish
         else:
             self.wanted = "up" if self.config.helper.autoconnect else "down"
 
@@ -390,17 +278,19 @@ class HelperService:
     def _state_path(self) -> Path:
         return self.options.state_dir / STATE_FILE
 
-    def _load_state(self) -> _Persistent:
+    def _load_state(self) -> Wanted | None:
         try:
             data = json.loads(self._state_path().read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return _Persistent()
-        if not isinstance(data, dict):
-            return _Persistent()
-        wanted = data.get("wanted")
-        return _Persistent(wanted=wanted if isinstance(wanted, str) else None, extra=data)
+            return None
+        wanted = data.get("wanted") if isinstance(data, dict) else None
+        if wanted == "up":
+            return "up"
+        if wanted == "down":
+            return "down"
+        return None
 
-    def _save_wanted(self, wanted: str) -> None:
+    def _save_wanted(self, wanted: Wanted) -> None:
         data = {"version": 1, "wanted": wanted, "changed": time.time()}
         try:
             atomic_write(self._state_path(), json.dumps(data).encode("utf-8"), 0o644)
@@ -414,7 +304,7 @@ class HelperService:
         means something before our own driver has created it (at start-up)."""
         assert self.backend is not None and self.config is not None
         try:
-            findings = [check_problem(e) for e in self.backend.check()]
+            findings = [wire.problem_to_wire(e) for e in self.backend.check()]
         except Exception as exc:
             findings = [schema.error_info(ErrorCode.PLATFORM_ERROR, detail=str(exc))]
         ifname = self.config.tunnel.interface
@@ -433,10 +323,18 @@ class HelperService:
                 self._log("warning", f"[{finding['code']}] {finding['message']}", code=finding["code"])
         self.check_problems = findings
 
+    def problems(self) -> list[ErrorInfo]:
+        """The host's problems, then the tunnel's last error (until it connects or is taken down)."""
+        problems = list(self.check_problems)
+        if self.runtime_problem is not None and self.runtime_problem not in problems:
+            problems.append(self.runtime_problem)
+        return problems
+
     def _report_platform_error(self, exc: PlatformError) -> ErrorInfo:
         info = schema.error_info(ErrorCode.PLATFORM_ERROR, str(exc), hint=exc.hint)
         self.runtime_problem = info
-        self._emit(EventKind.ERROR, dict(info))
+        self._log_line(error_line(info))
+        self._broadcast((EventKind.ERROR, info))
         return info
 
     # -- authorization
@@ -463,60 +361,47 @@ class HelperService:
             hint=f"ask an administrator to run: usermod -aG {group} $USER, then log in again",
         )
 
-    # -- events
+    # -- log and events
 
     def _log(self, level: str, message: str, *, event: str | None = None, code: int | None = None) -> None:
-        self.ringlog.append(level, message, event=event, code=code)
-        log.log(logging.getLevelName(level.upper()), "%s", message)
+        self._log_line(LogLine(level, message, event, code))
 
-    def _emit(self, kind: EventKind, data: dict[str, Any]) -> None:
-        described = describe_event(kind, data)
-        if described is not None:
-            self._log(described[0], described[1], event=kind.value, code=data.get("code"))
+    def _log_line(self, line: LogLine) -> None:
+        self.ringlog.append(line.level, line.message, event=line.event, code=line.code)
+        log.log(logging.getLevelName(line.level.upper()), "%s", line.message)
+
+    def _broadcast(self, wired: wire.WireEvent) -> None:
+        kind, data = wired
         if self.server is not None:
-            self.server.broadcast(kind, data)
+            self.server.broadcast(kind, dict(data))
 
-    def _on_driver_event(self, event: Any) -> None:
-        if isinstance(event, ev.KeepaliveEvent) and event.what is ev.KeepaliveKind.MISSED:
-            self._log("warning", f"keepalive unanswered ({event.missed} in a row)", event="keepalive")
-        try:
-            translated = translate_event(event)
-        except Exception:
-            log.exception("cannot translate driver event %r", event)
-            return
-        if translated is None:
-            return
-        kind, data = translated
-        if kind is EventKind.ERROR:
-            self.runtime_problem = schema.error_info(
-                ErrorCode(data["code"]), data["message"], detail=data.get("detail")
-            )
-        elif kind is EventKind.STATE and data["state"] in {
-            schema.TunnelState.CONNECTED.value,
-            schema.TunnelState.DISCONNECTED.value,
-        }:
+    def _on_driver_event(self, event: ev.Event) -> None:
+        if isinstance(event, ev.ErrorEvent):
+            self.runtime_problem = wire.error_to_wire(event)
+        elif isinstance(event, ev.StateChanged) and event.state in (State.CONNECTED, State.DISCONNECTED):
             self.runtime_problem = None
-        self._emit(kind, data)
+        line = describe(event)
+        if line is not None:
+            self._log_line(line)
+        wired = wire.event_to_wire(event)
+        if wired is not None:
+            self._broadcast(wired)
 
     # -- status
 
-    def status(self, access: Access) -> dict[str, Any]:
-        raw: dict[str, Any] = {}
+    def status(self, access: Access) -> schema.Status:
+        snapshot: DriverStatus | None = None
         if self.driver is not None:
             try:
-                raw = self.driver.status()
+                snapshot = self.driver.status()
             except Exception:
                 log.exception("driver status failed")
-        self._last_status = raw
-        status = normalize_status(raw, now=time.time())
-        problems = list(self.check_problems)
-        if self.runtime_problem is not None and self.runtime_problem not in problems:
-            problems.append(self.runtime_problem)
-        status.update(
+        return wire.status_to_wire(
+            snapshot,
             wanted=self.wanted,
-            interface=raw.get("interface") or (self.config.tunnel.interface if self.config is not None else None),
-            problems=problems,
-            access=access.value,
+            configured_interface=self.config.tunnel.interface if self.config is not None else None,
+            problems=self.problems(),
+            access=access,
             helper={
                 "version": HELPER_VERSION,
                 "pid": os.getpid(),
@@ -524,13 +409,11 @@ class HelperService:
                 "config_path": str(self.options.config_path),
                 "socket_path": self.options.socket_path,
             },
-            session=_jsonable(raw),
         )
-        return status
 
     # -- requests
 
-    async def handle(self, connection: Connection, request: ParsedRequest) -> Any:
+    async def handle(self, connection: Connection, request: ParsedRequest) -> object:
         params = request.params
         method = request.method
         if method is Method.STATUS:
@@ -557,13 +440,14 @@ class HelperService:
             return await self._mtu_probe()
         raise ApiError.of(ErrorCode.UNKNOWN_METHOD)  # pragma: no cover - parse_request knows every Method
 
-    async def _up_down(self, wanted: str, access: Access) -> dict[str, Any]:
+    async def _up_down(self, wanted: Wanted, access: Access) -> schema.Status:
         async with self._change_lock:
             driver = self._require_driver()
             if wanted != self.wanted:
                 self._save_wanted(wanted)
                 self.wanted = wanted
-                self._emit(EventKind.WANTED, {"wanted": wanted})
+                self._log("info", f"tunnel wanted {wanted}", event=EventKind.WANTED.value)
+                self._broadcast(wire.wanted_event(wanted))
             if wanted == "up":
                 self.run_checks()
             try:
@@ -673,7 +557,8 @@ class HelperService:
                     detail=str(exc),
                 ) from None
             self.config = new
-            self._emit(EventKind.CONFIG, {"changed": changed})
+            self._log("info", f"configuration changed: {', '.join(changed)}", event=EventKind.CONFIG.value)
+            self._broadcast(wire.config_event(changed))
             return {"config": client_config_to_dict(new), "changed": changed, "applied": True}
 
     def _write_config(self, path: Path, text: str) -> None:
@@ -706,7 +591,7 @@ class HelperService:
             bundle = await loop.run_in_executor(
                 None,
                 lambda: build_bundle(
-                    status=status,
+                    status=dict(status),
                     config=config,
                     log=list(entries),
                     checks=list(self.check_problems),
@@ -723,29 +608,17 @@ class HelperService:
             self._log("warning", f"could not save the diagnostics bundle: {exc}", code=ErrorCode.DIAGNOSTICS_FAILED)
         return {"path": saved, "bundle": bundle}
 
-    async def _mtu_probe(self) -> dict[str, Any]:
+    async def _mtu_probe(self) -> schema.MtuProbeResult:
         driver = self._require_driver()
-        before = normalize_status(driver.status(), now=time.time()).get("mtu")
         try:
-            outcome = await driver.probe_mtu()
+            result = await driver.probe_mtu()
         except PlatformError as exc:
             raise ApiError.of(ErrorCode.MTU_PROBE_FAILED, detail=str(exc), hint=exc.hint) from None
-        result = outcome.to_dict() if hasattr(outcome, "to_dict") else outcome
-        if isinstance(result, int):
-            return {"mtu": result, "previous": before}
-        if not isinstance(result, dict):
-            raise ApiError.of(ErrorCode.INTERNAL, detail=f"unexpected probe result {result!r}")
-        largest = result.get("mtu", result.get("largest"))
-        if not result.get("ok", True) or not isinstance(largest, int):
-            reason = str(result.get("reason") or "no echo answered")
+        if not result.ok or result.largest is None:
+            reason = result.reason or "no echo answered"
             raise ApiError.of(ErrorCode.MTU_PROBE_FAILED, f"The MTU probe failed: {reason}.", detail=reason)
-        previous = result.get("previous", result.get("effective", before))
-        answer: dict[str, Any] = {"mtu": largest, "previous": previous}
-        for key in ("configured", "tried", "duration"):
-            if key in result:
-                answer[key] = result[key]
-        self._log("info", f"MTU probe: {answer['mtu']} (configured {result.get('configured')})")
-        return answer
+        self._log("info", f"MTU probe: {result.largest} (configured {result.configured})")
+        return wire.mtu_probe_to_wire(result)
 
 
 def _problems(exc: ConfigError) -> list[schema.Problem]:
@@ -773,16 +646,6 @@ def _event_filter(value: Any) -> list[EventKind] | None:
                 f"There is no event {name[:40]!r}; known: {', '.join(k.value for k in EventKind)}.",
             ) from None
     return kinds
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
 
 
 # ------------------------------------------------------------------------------------------- running

@@ -1,7 +1,7 @@
-"""The client's status snapshot and its counters, as the control API serves them (``to_dict``).
+"""The client session's status snapshot and its counters.
 
-Times inside the session are the driver's monotonic clock; ``to_dict(wall_offset=...)`` turns them into
-Unix times for display, so the session itself never reads a clock.
+Times inside the session are the driver's monotonic clock; the control API turns them into Unix times
+for display (``m6t.client.api.wire``), so the session itself never reads a clock.
 """
 
 from __future__ import annotations
@@ -9,9 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any
 
-from m6t.client.events import attachment_dict
 from m6t.client.vocabulary import State
 from m6t.protocol.values import Attachment
 
@@ -110,14 +108,6 @@ class Regeneration:
     old: IPv6Address | None
     new: IPv6Address | None
 
-    def to_dict(self, wall_offset: float = 0.0) -> dict[str, Any]:
-        return {
-            "time": self.time + wall_offset,
-            "reason": self.reason,
-            "old": None if self.old is None else str(self.old),
-            "new": None if self.new is None else str(self.new),
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class MtuEvidence:
@@ -160,54 +150,3 @@ class Status:
     regenerations: tuple[Regeneration, ...]
     failures: int
     retry_at: float | None
-
-    def to_dict(self, wall_offset: float = 0.0) -> dict[str, Any]:
-        """JSON-able, in the control API's shape (``m6t.client.api.schema.Status`` and more).
-
-        Monotonic times become Unix times when the driver gives ``wall_offset``.
-        """
-
-        def wall(t: float | None) -> float | None:
-            return None if t is None else t + wall_offset
-
-        ka = self.keepalive
-        evidence = self.mtu_evidence
-        host = str(self.gateway_address) if self.gateway_address is not None else self.gateway_host
-        age = None if ka.last_reply is None or self.now is None else max(0.0, self.now - ka.last_reply)
-        return {
-            "state": self.state.value,
-            "detail": self.detail,
-            "since": wall(self.since),
-            "address": None if self.address is None else str(self.address),
-            "confirmed": self.confirmed,
-            "gateway": f"{host}:{self.gateway_port}" if host else None,
-            "gateway_detail": {
-                "host": self.gateway_host,
-                "address": None if self.gateway_address is None else str(self.gateway_address),
-                "port": self.gateway_port,
-                "ports": list(self.ports),
-            },
-            "mtu": self.mtu_effective,
-            "mtu_detail": {
-                "configured": self.mtu_configured,
-                "effective": self.mtu_effective,
-                "last_evidence": None
-                if evidence is None
-                else {"source": evidence.source, "path_mtu": evidence.path_mtu, "time": wall(evidence.time)},
-            },
-            "keepalive": {
-                "interval_s": ka.interval,
-                "rtt_ms": None if ka.rtt is None else round(ka.rtt * 1000, 3),
-                "age_s": age,
-                "last_sent": wall(ka.last_sent),
-                "last_reply": wall(ka.last_reply),
-                "missed": ka.missed,
-                "counting": ka.counting,
-            },
-            "attachment": attachment_dict(self.attachment),
-            "probe": None if self.probe is None else str(self.probe),
-            "counters": dict(self.counters),
-            "regenerations": [r.to_dict(wall_offset) for r in self.regenerations],
-            "failures": self.failures,
-            "retry_at": wall(self.retry_at),
-        }

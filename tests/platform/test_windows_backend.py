@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from m6t.client.api.schema import ErrorCode, code_from_wire
+from m6t.client.api.schema import ErrorCode
+from m6t.client.api.wire import error_code_for
 from m6t.platform.base import Backend, PlatformError
 from m6t.platform.windows.backend import WindowsBackend, ipv6_disabled_by
 from m6t.platform.windows.system import AF_INET6, TCPIP6_PARAMETERS, native_api
@@ -28,8 +29,8 @@ def fake() -> Iterator[FakeWindows]:
         yield windows
 
 
-def codes(problems: list[PlatformError]) -> list[ErrorCode | None]:
-    return [code_from_wire(p.code.value) for p in problems]
+def codes(problems: list[PlatformError]) -> list[ErrorCode]:
+    return [error_code_for(p.code) for p in problems]
 
 
 def test_it_is_a_backend(fake: FakeWindows) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,10 @@ from m6t.client import events as ev
 from m6t.client.api.client import HelperClient, RequestFailed
 from m6t.client.api.schema import ErrorCode, Method
 from m6t.client.journal import Entry, Journal
-from m6t.client.service import StartupError, check_problem, normalize_status
-from m6t.platform.base import PlatformError
+from m6t.client.service import LogLine, StartupError, describe
+from m6t.client.vocabulary import State
+from m6t.platform.base import PlatformError, PlatformErrorCode
+from m6t.protocol.values import Attachment
 from tests.unit.test_service_fakes import FakeBackend, RunningHelper, config_for_this_user, helper
 
 __all__ = ["helper"]
@@ -267,8 +270,14 @@ def test_unreadable_journal_is_ignored(tmp_path: Path) -> None:
 def test_startup_checks_become_problems(tmp_path: Path) -> None:
     backend = FakeBackend()
     backend.check_findings = [
-        PlatformError("/dev/net/tun is missing", hint="load the TUN driver: modprobe tun"),
-        PlatformError("IPv6 is disabled on this host", hint="sysctl -w net.ipv6.conf.all.disable_ipv6=0"),
+        PlatformError(
+            "/dev/net/tun is missing", hint="load the TUN driver: modprobe tun", code=PlatformErrorCode.TUN_MISSING
+        ),
+        PlatformError(
+            "IPv6 is disabled on this host",
+            hint="sysctl -w net.ipv6.conf.all.disable_ipv6=0",
+            code=PlatformErrorCode.IPV6_DISABLED,
+        ),
     ]
     running = RunningHelper(tmp_path, backend=backend).start()
     try:
@@ -278,11 +287,6 @@ def test_startup_checks_become_problems(tmp_path: Path) -> None:
         assert problems[0]["message"] == "/dev/net/tun is missing."
     finally:
         running.close()
-
-
-def test_check_problem_classification() -> None:
-    assert check_problem(PlatformError("no CAP_NET_ADMIN"))["code"] == ErrorCode.PERMISSION_DENIED
-    assert check_problem(PlatformError("something else"))["code"] == ErrorCode.PLATFORM_ERROR
 
 
 def test_driver_errors_show_in_status_until_connected(helper: RunningHelper) -> None:
@@ -348,16 +352,6 @@ def test_mtu_probe(helper: RunningHelper) -> None:
     assert error.code == ErrorCode.MTU_PROBE_FAILED and "not connected" in error.message
 
 
-def test_normalize_status_tolerates_sparse_input() -> None:
-    status = normalize_status({}, now=0.0)
-    assert status["state"] == "disconnected" and status["mtu"] is None and status["gateway"] is None
-    status = normalize_status({"mtu": 1400, "gateway": "gw:1", "regenerations": 3}, now=0.0)
-    assert status["mtu"] == 1400 and status["gateway"] == "gw:1" and status["regenerations"] == []
-    history = [{"time": 5.0, "reason": "attached", "old": None, "new": "fd6d::1"}]
-    assert normalize_status({"regenerations": history, "since": 4.5}, now=0.0)["regenerations"] == history
-    assert normalize_status({"since": 4.5}, now=0.0)["since"] == 4.5
-
-
 def test_state_dir_is_created(tmp_path: Path) -> None:
     running = RunningHelper(tmp_path).start()
     try:
@@ -367,14 +361,68 @@ def test_state_dir_is_created(tmp_path: Path) -> None:
         running.close()
 
 
-def test_normalize_status_passes_keepalive_and_mtu_details_through() -> None:
-    raw = {
-        "keepalive": {"interval_s": 30.0, "rtt_ms": 0.8, "last_sent": 90.0, "last_reply": 90.5, "missed": 2},
-        "mtu": 1400,
-        "mtu_detail": {"configured": 1472, "effective": 1400, "last_evidence": None},
-    }
-    status = normalize_status(raw, now=100.0)
-    assert status["keepalive"]["last_sent"] == 90.0
-    assert status["keepalive"]["missed"] == 2
-    assert status["keepalive"]["age_s"] == 9.5
-    assert status["mtu_detail"] == {"configured": 1472, "effective": 1400, "last_evidence": None}
+# ------------------------------------------------------------------------------------------ log lines
+
+OLD = IPv6Address("fd6d:3674:a1b2:0:1:5e1:a2b3:c4d5")
+NEW = IPv6Address("fd6d:3674:a1b2:0:1:aaaa:bbbb:cccc")
+LOG_LINES: list[tuple[ev.Event, LogLine | None]] = [
+    (
+        ev.StateChanged(State.CONNECTED, State.CONNECTING, "confirmed"),
+        LogLine("info", "state connecting → connected: confirmed", "state", None),
+    ),
+    (
+        ev.StateChanged(State.DISCONNECTED, State.CONNECTED, ""),
+        LogLine("info", "state connected → disconnected", "state", None),
+    ),
+    (
+        ev.AttachmentChanged(Attachment(IPv4Address("192.0.2.10"), "wlan0", IPv4Address("192.0.2.1"))),
+        LogLine("info", "attached via wlan0 (192.0.2.10, router 192.0.2.1)", "attachment", None),
+    ),
+    (
+        ev.AttachmentChanged(Attachment(IPv4Address("192.0.2.10"), "wlan0", None)),
+        LogLine("info", "attached via wlan0 (192.0.2.10)", "attachment", None),
+    ),
+    (ev.AttachmentChanged(None), LogLine("warning", "no IPv4 path toward the gateway", "attachment", None)),
+    (
+        ev.AddressChanged(OLD, NEW, "attachment_changed", (IPv4Address("198.51.100.2"), 4500)),
+        LogLine(
+            "info",
+            "address fd6d:3674:a1b2:0:1:5e1:a2b3:c4d5 → fd6d:3674:a1b2:0:1:aaaa:bbbb:cccc (attachment_changed)",
+            "address",
+            None,
+        ),
+    ),
+    (
+        ev.AddressChanged(NEW, None, "", None),
+        LogLine("info", "address fd6d:3674:a1b2:0:1:aaaa:bbbb:cccc → None", "address", None),
+    ),
+    (ev.KeepaliveEvent(ev.KeepaliveKind.REPLY, 0.0123456, 0), None),
+    (ev.KeepaliveEvent(ev.KeepaliveKind.SENT, None, 0), None),
+    (
+        ev.KeepaliveEvent(ev.KeepaliveKind.MISSED, None, 2),
+        LogLine("warning", "keepalive unanswered (2 in a row)", "keepalive", None),
+    ),
+    (ev.CountersEvent({"tx_packets": 3, "rx_drop_too_short": 1}), None),
+    (
+        ev.ErrorEvent.of(ErrorCode.BINDING_LOST, "3 keepalives unanswered"),
+        LogLine(
+            "error",
+            "[4003] The gateway forgot this computer; reconnecting with a new address. (3 keepalives unanswered)",
+            "error",
+            4003,
+        ),
+    ),
+    (
+        ev.ErrorEvent(ErrorCode.SOCKET_FAILED, "", ""),
+        LogLine("error", "[4010] The connection to the gateway could not be opened; retrying.", "error", 4010),
+    ),
+    (ev.MtuChanged(1472, 1400, 1472, "icmp", 1428), LogLine("info", "MTU 1472 → 1400 (icmp)", "mtu", None)),
+    (ev.MtuChanged(1472, 1472, 1400, "attachment"), LogLine("info", "MTU 1400 → 1472 (attachment)", "mtu", None)),
+    (ev.MtuProbeDone(1, ev.MtuProbeResult(True, 1400, 1472, 1472, ((1472, False), (1400, True)), "", 0.5)), None),
+]
+
+
+@pytest.mark.parametrize(("event", "line"), LOG_LINES)
+def test_log_line_for_each_driver_event(event: ev.Event, line: LogLine | None) -> None:
+    """The ring log's sentences, as the helper wrote them before the wire module existed."""
+    assert describe(event) == line

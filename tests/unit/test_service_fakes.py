@@ -21,7 +21,9 @@ import pytest
 
 from m6t.client import events as ev
 from m6t.client.config import ClientConfig
+from m6t.client.driver import DriverStatus
 from m6t.client.service import HelperOptions, HelperService
+from m6t.client.status import KeepaliveStatus, Regeneration, Status
 from m6t.client.vocabulary import State
 from m6t.platform.base import (
     Backend,
@@ -152,14 +154,14 @@ class FakeDriver:
     backend: Backend
     state: State = State.DISCONNECTED
     address: IPv6Address | None = None
-    listeners: list[Callable[[Any], None]] = field(default_factory=list)
+    listeners: list[Callable[[ev.Event], None]] = field(default_factory=list)
     applied: list[ClientConfig] = field(default_factory=list)
     fail_apply: bool = False
     fail_up: PlatformError | None = None
     probe_result: ev.MtuProbeResult | None = None
     tun: TunDevice | None = None
     rtt: float | None = None
-    counters: dict[str, Any] = field(default_factory=lambda: {"tx_packets": 3, "rx_packets": 2})
+    counters: dict[str, int] = field(default_factory=lambda: {"tx_packets": 3, "rx_packets": 2})
 
     async def start(self) -> None:
         pass
@@ -168,7 +170,7 @@ class FakeDriver:
         previous, self.state = self.state, state
         self.emit(ev.StateChanged(state, previous, detail))
 
-    def emit(self, event: Any) -> None:
+    def emit(self, event: ev.Event) -> None:
         for listener in list(self.listeners):
             listener(event)
 
@@ -208,32 +210,51 @@ class FakeDriver:
         self.applied.append(new)
         self.config = new
 
-    def status(self) -> dict[str, Any]:
-        return {
-            "state": self.state.value,
-            "detail": "",
-            "address": None if self.address is None else str(self.address),
-            "gateway": {"host": "198.51.100.2", "address": "198.51.100.2", "port": 3544, "ports": [3544]},
-            "mtu": {"configured": self.config.tunnel.mtu, "effective": self.config.tunnel.mtu, "last_evidence": None},
-            "keepalive": {
-                "interval": self.config.tunnel.keepalive_interval,
-                "last_sent": None,
-                "last_reply": None if self.rtt is None else time.time() - 4.0,
-                "rtt": self.rtt,
-                "missed": 0,
-                "counting": True,
-            },
-            "attachment": None
+    def status(self) -> DriverStatus:
+        """Answered 4 s ago, in a state that began at Unix time 2.0 (the fake's clock is the wall clock)."""
+        now = time.time()
+        tunnel = self.config.tunnel
+        session = Status(
+            now=now,
+            state=self.state,
+            detail="",
+            since=2.0,
+            attachment=None
             if self.state is State.DISCONNECTED
-            else {"local_ipv4": "192.0.2.10", "interface": "lan1", "router": "192.0.2.1"},
-            "counters": dict(self.counters),
-            "regenerations": []
-            if self.address is None
-            else [{"time": 1.0, "reason": "attached", "old": None, "new": str(self.address)}],
-            "since": 2.0,
-        }
+            else Attachment(IPv4Address("192.0.2.10"), "lan1", IPv4Address("192.0.2.1")),
+            gateway_host="198.51.100.2",
+            gateway_address=IPv4Address("198.51.100.2"),
+            gateway_port=3544,
+            ports=(3544,),
+            address=self.address,
+            confirmed=self.state is State.CONNECTED,
+            mtu_configured=tunnel.mtu,
+            mtu_effective=tunnel.mtu,
+            mtu_evidence=None,
+            keepalive=KeepaliveStatus(
+                interval=tunnel.keepalive_interval,
+                last_sent=None,
+                last_reply=None if self.rtt is None else now - 4.0,
+                rtt=self.rtt,
+                missed=0,
+                counting=True,
+            ),
+            probe=None,
+            counters=dict(self.counters),
+            regenerations=() if self.address is None else (Regeneration(1.0, "attached", None, self.address),),
+            failures=0,
+            retry_at=None,
+        )
+        return DriverStatus(
+            session=session,
+            wall_offset=0.0,
+            interface=self.config.tunnel.interface if self.tun is not None else None,
+            wanted_up=self.tun is not None,
+            backend=self.backend.name,
+            problems=(),
+        )
 
-    def add_listener(self, callback: Callable[[Any], None]) -> Callable[[], None]:
+    def add_listener(self, callback: Callable[[ev.Event], None]) -> Callable[[], None]:
         self.listeners.append(callback)
         return lambda: self.listeners.remove(callback) if callback in self.listeners else None
 

@@ -8,6 +8,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
+from m6t.client.api import wire
 from m6t.client.effects import (
     CloseSocket,
     OpenSocket,
@@ -48,6 +49,7 @@ from .test_session_harness import (
     ha_answers_everything,
     icmpv6,
     settings,
+    snapshot,
     state,
 )
 
@@ -142,7 +144,7 @@ def test_detach_removes_address_and_routes() -> None:
     assert h.drain() == [RemoveAddress(old), RemoveRoutes(ROUTES), CloseSocket()]
     assert state(h) is State.WAITING_FOR_NETWORK
     assert h.session.address is None
-    status = h.session.status().to_dict()
+    status = snapshot(h.session.status())
     assert status["address"] is None and status["attachment"] is None
     # And back: a fresh suffix, the routes again.
     h.session.attach(ATT1, 4)
@@ -204,7 +206,7 @@ def test_exactly_one_keepalive_pair_per_idle_interval_and_rtt() -> None:
     replies = [e for e in h.events_of(KeepaliveEvent) if e.what is KeepaliveKind.REPLY]
     assert len(replies) == 10
     assert all(e.rtt == pytest.approx(0.2, abs=1e-6) for e in replies)
-    status = h.session.status(h.now).to_dict()
+    status = snapshot(h.session.status(h.now))
     assert status["keepalive"]["rtt_ms"] == pytest.approx(200.0)
     assert status["keepalive"]["missed"] == 0
     assert state(h) is State.CONNECTED
@@ -449,7 +451,7 @@ def test_probe_confirms_the_new_address() -> None:
     h.advance(0.1)
     assert state(h) is State.CONNECTED
     assert h.delivered == []  # our own echo reply is not handed to the OS
-    counters = h.session.status().to_dict()["counters"]
+    counters = snapshot(h.session.status())["counters"]
     assert counters["probes_sent"] == 1 and counters["probe_replies"] == 1
 
 
@@ -474,7 +476,7 @@ def test_probe_unanswered_moves_to_the_next_port() -> None:
     assert error.code is ErrorCode.PROBE_UNANSWERED and "3544" in error.detail
     h.advance(0.2)
     assert state(h) is State.CONNECTED
-    assert h.session.status().to_dict()["gateway"] == "198.51.100.2:4500"
+    assert snapshot(h.session.status())["gateway"] == "198.51.100.2:4500"
 
 
 def test_user_echo_replies_are_delivered_not_swallowed() -> None:
@@ -485,7 +487,7 @@ def test_user_echo_replies_are_delivered_not_swallowed() -> None:
     user_reply = echo_reply_to(user_request)
     assert user_reply is not None
     assert h.receive([user_reply]) == [user_reply]
-    assert h.session.status().to_dict()["counters"]["probe_replies"] == 0
+    assert snapshot(h.session.status())["counters"]["probe_replies"] == 0
 
 
 # ----------------------------------------------------------------------------------- inbound checks
@@ -508,7 +510,7 @@ def test_inbound_checks_and_drop_counters() -> None:
     reply = build_keepalive_reply(parse_ipv6(build_keepalive(me.packed)))
     assert h.receive([reply]) == []
     assert h.receive([reply], source=("203.0.113.5", 3544)) == []
-    counters = h.session.status().to_dict()["counters"]
+    counters = snapshot(h.session.status())["counters"]
     assert counters["rx_packets"] == 1 and counters["rx_bytes"] == len(good)
     assert counters["keepalive_replies"] == 1
     assert counters["rx_drop_foreign_source"] == 3
@@ -545,7 +547,7 @@ def test_outbound_checks() -> None:
     assert h.from_tun([data_from(IPv6Address("fe80::2"))]) == []
     assert h.from_tun([data_from(me, dst=IPv6Address("ff02::16"))]) == []
     assert h.from_tun([b"\x60" + bytes(10)]) == []
-    counters = h.session.status().to_dict()["counters"]
+    counters = snapshot(h.session.status())["counters"]
     assert counters["tx_packets"] == 2 and counters["tx_bytes"] == 2944
     assert counters["tx_drop_no_path"] == 1
     assert counters["tx_drop_not_our_source"] == 1
@@ -578,7 +580,7 @@ def test_mtu_lowered_only_on_evidence_and_never_below_1280() -> None:
     h.session.pmtu_evidence(PmtuEvidence(0, "emsgsize"), 4)
     h.drain()
     assert mtu_changes(h) == [1372, 1280]
-    detail = h.session.status().to_dict()["mtu_detail"]
+    detail = snapshot(h.session.status())["mtu_detail"]
     assert detail["configured"] == 1472 and detail["effective"] == 1280
     assert detail["last_evidence"]["source"] == "emsgsize"
     # A new network is a new path: back to the configured MTU.
@@ -695,7 +697,7 @@ def test_status_is_json_and_complete() -> None:
     h.advance(0.2)
     h.session.attach(ATT2, h.now)
     h.drain()
-    status = h.session.status(h.now).to_dict(wall_offset=1_700_000_000.0)
+    status = snapshot(h.session.status(h.now), wall_offset=1_700_000_000.0)
     text = json.dumps(status)
     assert json.loads(text) == status
     for key in ("state", "address", "gateway", "mtu", "keepalive", "attachment", "counters", "regenerations"):
@@ -706,7 +708,7 @@ def test_status_is_json_and_complete() -> None:
     assert regens[0]["time"] >= 1_700_000_000.0
     assert status["attachment"] == {"local_ipv4": "203.0.113.10", "interface": "wlan0", "router": "203.0.113.1"}
     for event in h.events:
-        json.dumps(event.to_dict())
+        json.dumps(wire.event_to_wire(event))
 
 
 def test_counters_event_is_periodic_and_only_on_change() -> None:

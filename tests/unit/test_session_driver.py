@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from m6t.client import driver as driver_module
+from m6t.client.api import wire
 from m6t.client.config import ClientConfig, GatewaySection, RoutesSection, TunnelSection
 from m6t.client.driver import ClientDriver
 from m6t.client.events import ErrorEvent, Event, StateChanged
@@ -261,7 +262,7 @@ def test_start_up_connects_and_carries_packets() -> None:
         inbound = data_to(address)
         channel.on_datagrams([(inbound, (str(GW), 3544))])
         assert tun.written == [inbound]
-        status = driver.status()
+        status = wire.session_to_wire(driver.status())
         json.dumps(status)
         assert status["state"] == "connected" and status["interface"] == "m6t0" and status["wanted"] == "up"
         assert status["counters"]["tx_packets"] == 2 and status["counters"]["rx_packets"] == 1
@@ -288,7 +289,7 @@ def test_up_and_down_are_idempotent() -> None:
         assert len(backend.ops) == ops
         assert backend.installed() == set() and backend.routes() == set()
         assert backend.monitors[0].stopped and backend.channels[-1].closed
-        assert driver.status()["state"] == "disconnected"
+        assert wire.session_to_wire(driver.status())["state"] == "disconnected"
         await driver.up()
         await settle(lambda: driver.session.state is State.CONNECTED)
         assert driver.session.address not in (None, first)
@@ -367,7 +368,7 @@ def test_unresolvable_gateway_name_is_retried_not_fatal(monkeypatch: pytest.Monk
         await settle(lambda: driver.session.state is State.CONNECTED)
         assert attempts == ["gw.example.test"] * 3
         assert [e.code for e in errors] == [ErrorCode.GATEWAY_UNRESOLVABLE]
-        assert driver.status()["gateway"] == "198.51.100.2:3544"
+        assert wire.session_to_wire(driver.status())["gateway"] == "198.51.100.2:3544"
         await driver.close()
 
     run(scenario)
@@ -382,7 +383,7 @@ def test_probe_mtu() -> None:
         await settle(lambda: driver.session.state is State.CONNECTED)
         result = await driver.probe_mtu(per_try=0.1, tries=1, timeout=10.0)
         assert result.ok and result.largest == 1400
-        assert result.to_dict()["mtu"] == 1400
+        assert wire.mtu_probe_to_wire(result)["mtu"] == 1400
         await driver.close()
         unconfigured = connected_driver(FakeBackend(), probe=None)
         await unconfigured.up()

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from m6t.protocol import KEEPALIVE_PEER
 from m6t.protocol.ipv6 import build_ipv6_header
 
-from .test_session_harness import HA, Harness, icmpv6
+from .test_session_harness import HA, Harness, icmpv6, snapshot
 
 SOURCES = st.sampled_from([("198.51.100.2", 3544), ("198.51.100.2", 4500), ("10.0.0.1", 3544), ("", 0)])
 
@@ -49,7 +49,7 @@ def test_arbitrary_datagrams_never_raise(probe: bool, datagrams: list[tuple[byte
         assert packet[24:40] == h.address.packed
     h.session.tick(2.0)
     h.drain()
-    h.session.status(2.0).to_dict()
+    snapshot(h.session.status(2.0))
 
 
 @settings(max_examples=300, deadline=None)

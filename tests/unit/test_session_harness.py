@@ -8,9 +8,12 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from typing import Any
 
+from m6t.client.api import wire
+from m6t.client.driver import DriverStatus
 from m6t.client.effects import Effect, OpenSocket, Send
 from m6t.client.events import Event
 from m6t.client.session import Session, SessionSettings, settings_routes
+from m6t.client.status import Status
 from m6t.client.vocabulary import State
 from m6t.protocol import build_keepalive_reply, is_keepalive_request, parse_ipv6
 from m6t.protocol.icmp import ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST, internet_checksum
@@ -25,6 +28,11 @@ ATT2 = Attachment(IPv4Address("203.0.113.10"), "wlan0", IPv4Address("203.0.113.1
 ROUTES = settings_routes(True, 1029, ())
 
 Responder = Callable[["Harness", bytes], Iterable[bytes]]
+
+
+def snapshot(status: Status, wall_offset: float = 0.0) -> dict[str, Any]:
+    """The session's status as the control API shows it (``Status.session``)."""
+    return wire.session_to_wire(DriverStatus(status, wall_offset, None, False, "test", ()))
 
 
 def icmpv6(src: bytes, dst: bytes, icmp_type: int, ident: int, seq: int, data: bytes = b"") -> bytes:

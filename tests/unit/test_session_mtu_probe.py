@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from m6t.client.api import wire
 from m6t.client.events import MtuProbeDone, MtuProbeResult
 from m6t.client.mtu_probe import MtuSearch
 
@@ -56,7 +57,7 @@ def test_whole_path_answers_at_once() -> None:
     assert result.ok and result.largest == 1472
     assert result.tried == ((1472, True),)
     assert result.duration == pytest.approx(0.05, abs=0.06)
-    assert result.to_dict()["mtu"] == 1472
+    assert wire.mtu_probe_to_wire(result)["mtu"] == 1472
 
 
 def test_binary_search_finds_the_exact_limit() -> None:

@@ -151,7 +151,7 @@ def m6t_tunnel(lab: StandardLab, workdir: Path, spec: str | None) -> Iterator[Tu
         gw = lab.spawn(GW, argv, stdout=log, stderr=log, env=env, cwd=cwd)
         procs.append(gw)
         wait(lambda: has_link(lab, GW, M6T_GW_IF), "the m6t gateway's TUN")
-        argv = [sys.executable, "-m", "m6t.client.service", "--config", str(mn_conf), "--foreground"]
+        argv = [sys.executable, "-m", "m6t.client.helper", "--config", str(mn_conf), "--foreground"]
         argv += ["--socket", str(workdir / "helper.sock"), "--state-dir", str(workdir / "state")]
         mn = lab.spawn(MN, argv, stdout=log, stderr=log, env=env, cwd=cwd)
         procs.append(mn)

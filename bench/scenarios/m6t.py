@@ -27,7 +27,7 @@ MN_IFNAME = "m6t0"
 KEEPALIVE_INTERVAL = 30
 METRICS = "127.0.0.1:9477"
 GATEWAY_MODULE = "m6t.gateway"
-HELPER_MODULES = ("m6t.client.service",)
+HELPER_MODULES = ("m6t.client.helper",)
 START_TIMEOUT = 15.0
 
 GATEWAY_CONFIG = configs.gateway_config(ports=(PORT,), interface=GW_IFNAME, mtu=MTU, metrics=METRICS)
@@ -84,7 +84,7 @@ class M6tScenario(Scenario):
             tl.wait_for(gateway_up, what="m6t-gateway to listen", timeout=START_TIMEOUT, interval=0.1)
             mn_log = logdir / "m6t-helper.log"
             options = ["--config", str(mn_conf), "--foreground"]
-            if helper == "m6t.client.service":
+            if helper == "m6t.client.helper":
                 # Its own socket and state, so that a helper of another run on this machine is left alone.
                 options += ["--socket", str(state / "control.sock"), "--state-dir", str(state / "state")]
             argv = tl.python_argv(helper, *options)

@@ -156,7 +156,7 @@ class DemoLab:
             [
                 sys.executable,
                 "-m",
-                "m6t.client.service",
+                "m6t.client.helper",
                 "--config",
                 str(self.config_path),
                 "--socket",

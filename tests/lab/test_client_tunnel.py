@@ -94,7 +94,7 @@ class Rig:
         path.write_text(config)
         argv = [
             "-m",
-            "m6t.client.service",
+            "m6t.client.helper",
             "--config",
             str(path),
             "--foreground",

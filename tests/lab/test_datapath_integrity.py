@@ -141,7 +141,7 @@ class Tunnel:
         (self.workdir / "client.toml").write_text(CLIENT_CONFIG)
         self.spawn(GW, ["-m", "m6t.gateway", "--config", str(self.workdir / "gateway.toml")], "gateway.log", gateway)
         wait_until(lambda: self.has_link(GW, GW_TUN), what="the gateway's TUN", timeout=15.0, interval=0.1)
-        argv = ["-m", "m6t.client.service", "--config", str(self.workdir / "client.toml"), "--foreground"]
+        argv = ["-m", "m6t.client.helper", "--config", str(self.workdir / "client.toml"), "--foreground"]
         argv += ["--socket", str(self.workdir / "helper.sock"), "--state-dir", str(self.workdir / "state")]
         self.spawn(MN, argv, "client.log", client)
         wait_until(self.reaches_ha, what="the HA through the tunnel", timeout=20.0, interval=0.2)

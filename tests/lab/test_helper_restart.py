@@ -140,7 +140,7 @@ def test_daemon_mode_returns_once_ready_and_reports_bad_config(env: DemoLab) -> 
     argv = [
         sys.executable,
         "-m",
-        "m6t.client.service",
+        "m6t.client.helper",
         "--config",
         str(env.config_path),
         "--socket",

@@ -23,7 +23,7 @@ from m6t.client.api.client import HelperClient, HelperUnavailable, RequestFailed
 from m6t.client.api.schema import ErrorCode, Method
 from m6t.platform.base import ControlAddressInUse
 from m6t.platform.unix_control import bind_unix_socket
-from tests.unit.test_service_fakes import (
+from tests.unit.test_helper_fakes import (
     CONFIG_TEXT,
     NOBODY,
     RunningHelper,

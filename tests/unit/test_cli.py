@@ -16,7 +16,7 @@ import pytest
 from m6t import cli as program
 from m6t.client import cli
 from m6t.client import events as ev
-from tests.unit.test_service_fakes import NOBODY, RunningHelper, helper, is_root, run_as
+from tests.unit.test_helper_fakes import NOBODY, RunningHelper, helper, is_root, run_as
 
 __all__ = ["helper"]
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from m6t.client import cli
-from tests.unit.test_service_fakes import RunningHelper, helper
+from tests.unit.test_helper_fakes import RunningHelper, helper
 
 __all__ = ["helper"]
 

@@ -25,7 +25,7 @@ import pytest
 from m6t.client.api import schema
 from m6t.client.api.host import OsFamily
 from m6t.client.config import DEFAULT_OPERATOR_GROUP
-from m6t.client.service import _parser as helper_parser
+from m6t.client.helper.entry import build_parser as helper_parser
 from m6t.ui.state import helper_start_hint
 
 ROOT = Path(__file__).resolve().parents[2]

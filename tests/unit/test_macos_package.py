@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from m6t.client.api import schema
-from m6t.client.service import _parser as helper_parser
+from m6t.client.helper.entry import build_parser as helper_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 MACOS = ROOT / "installers" / "macos"

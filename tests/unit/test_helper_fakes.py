@@ -20,9 +20,11 @@ from typing import Any, TypeVar
 import pytest
 
 from m6t.client import events as ev
+from m6t.client.api.client import HelperClient, RequestFailed
+from m6t.client.api.schema import Method
 from m6t.client.config import ClientConfig
 from m6t.client.driver import DriverStatus
-from m6t.client.service import HelperOptions, HelperService
+from m6t.client.helper.service import HelperOptions, HelperService
 from m6t.client.status import KeepaliveStatus, Regeneration, Status
 from m6t.client.vocabulary import State
 from m6t.platform.base import (
@@ -340,6 +342,17 @@ class RunningHelper:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()
+
+
+def call(helper: RunningHelper, method: Method, params: dict[str, Any] | None = None) -> Any:
+    with HelperClient(helper.socket_path) as client:
+        return client.call(method, params)
+
+
+def failure(helper: RunningHelper, method: Method, params: dict[str, Any] | None = None) -> RequestFailed:
+    with pytest.raises(RequestFailed) as caught:
+        call(helper, method, params)
+    return caught.value
 
 
 @pytest.fixture

@@ -1,53 +1,35 @@
-"""``m6t-helper``: the privileged service that owns the tunnel, the platform backend and the config.
+"""The helper's life cycle and the control API's requests: what each one does, and what the log says.
 
-Start-up order matters and is fixed:
-
-1. undo what a dead run left behind (the journal), *before anything else* touches the network;
-2. load the configuration (a broken file stops the helper with one clear line);
-3. run the host checks (TUN driver, IPv6, interface name) and keep their findings for ``status``;
-4. start the client driver behind a journaling backend, and the control API socket;
-5. bring the tunnel up if the user last wanted it up (or, on a first run, if ``helper.autoconnect``).
-
-Everything the user can change goes through the control API (:mod:`m6t.client.api.server`).
+:class:`HelperService` starts everything in the fixed order (see :mod:`m6t.client.helper`), owns the
+driver, the backend and the control server, keeps the host's problems for ``status``, and turns the
+driver's events into log lines and API events.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import copy
-import json
 import logging
 import os
-import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from m6t.client import events as ev
 from m6t.client.api import schema, wire
 from m6t.client.api.authorization import is_operator
 from m6t.client.api.schema import Access, ErrorCode, ErrorInfo, EventKind, Method, ParsedRequest, Wanted
 from m6t.client.api.server import ApiError, Connection, ControlServer
-from m6t.client.config import (
-    ClientConfig,
-    ConfigError,
-    client_config_from_dict,
-    client_config_to_dict,
-    dump_client_config,
-    load_client_config,
-    set_client_option,
-)
+from m6t.client.config import ClientConfig, ConfigError, client_config_to_dict
 from m6t.client.diagnostics import build_bundle, save_bundle
 from m6t.client.driver import DriverStatus
-from m6t.client.journal import Journal, JournalingBackend, RecoveryReport, atomic_write, recover
+from m6t.client.helper.persistence import WishFile
+from m6t.client.helper.transaction import ConfigStore
+from m6t.client.journal import Journal, JournalingBackend, RecoveryReport, recover
 from m6t.client.ringlog import RingLog
 from m6t.client.vocabulary import State
-from m6t.configfile import toml_value
 from m6t.platform import control_transport
 from m6t.platform.base import Backend, PeerIdentity, PlatformError
 
@@ -64,8 +46,6 @@ def _version() -> str:
 
 
 HELPER_VERSION = _version()
-STATE_FILE = "state.json"
-API_SOURCE = "<control API>"
 SHUTDOWN_TIMEOUT_S = 10.0
 LOG_LIMIT_MAX = 2000
 
@@ -149,13 +129,6 @@ def describe(event: ev.Event) -> LogLine | None:
     return None
 
 
-def _flatten(config: dict[str, Any]) -> dict[str, Any]:
-    return {f"{section}.{key}": value for section, table in config.items() for key, value in table.items()}
-
-
-# ---------------------------------------------------------------------------------------- the service
-
-
 class HelperService:
     def __init__(
         self,
@@ -169,7 +142,8 @@ class HelperService:
         self._driver_factory = driver_factory
         self.ringlog = RingLog(options.log_capacity)
         self.started_at = time.monotonic()
-        self.config: ClientConfig | None = None
+        self.configs = ConfigStore(options.config_path)
+        self.wish = WishFile(options.state_dir)
         self.backend: JournalingBackend | None = None
         self.driver: Driver | None = None
         self.journal: Journal | None = None
@@ -180,6 +154,10 @@ class HelperService:
         self.wanted: Wanted = "down"
         self._change_lock = asyncio.Lock()
         self._remove_listener: Callable[[], None] | None = None
+
+    @property
+    def config(self) -> ClientConfig | None:
+        return self.configs.current
 
     # -- lifecycle
 
@@ -200,7 +178,7 @@ class HelperService:
             self._log("error", f"could not remove leftover of a previous run: {item}", code=ErrorCode.CLEANUP_FAILED)
 
         try:
-            self.config = load_client_config(self.options.config_path)
+            config = self.configs.load()
         except ConfigError as exc:
             await inner.close()
             raise StartupError(f"invalid configuration:\n{exc}") from None
@@ -208,14 +186,14 @@ class HelperService:
             await inner.close()
             raise StartupError(f"cannot read the configuration {self.options.config_path}: {exc}") from None
 
-        wish = self._load_state()
+        wish = self.wish.load()
         if wish is not None:
             self.wanted = wish
         else:
-            self.wanted = "up" if self.config.helper.autoconnect else "down"
+            self.wanted = "up" if config.helper.autoconnect else "down"
 
         self.run_checks(interface=True)
-        self.driver = self._driver_factory(self.config, self.backend)
+        self.driver = self._driver_factory(config, self.backend)
         self._remove_listener = self.driver.add_listener(self._on_driver_event)
         try:
             await self.driver.start()
@@ -272,30 +250,6 @@ class HelperService:
         if self._remove_listener is not None:
             self._remove_listener()
             self._remove_listener = None
-
-    # -- persistence
-
-    def _state_path(self) -> Path:
-        return self.options.state_dir / STATE_FILE
-
-    def _load_state(self) -> Wanted | None:
-        try:
-            data = json.loads(self._state_path().read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        wanted = data.get("wanted") if isinstance(data, dict) else None
-        if wanted == "up":
-            return "up"
-        if wanted == "down":
-            return "down"
-        return None
-
-    def _save_wanted(self, wanted: Wanted) -> None:
-        data = {"version": 1, "wanted": wanted, "changed": time.time()}
-        try:
-            atomic_write(self._state_path(), json.dumps(data).encode("utf-8"), 0o644)
-        except OSError as exc:
-            raise ApiError.of(ErrorCode.STATE_WRITE_FAILED, detail=str(exc)) from None
 
     # -- checks and problems
 
@@ -429,7 +383,7 @@ class HelperService:
         if method is Method.UP or method is Method.DOWN:
             return await self._up_down("up" if method is Method.UP else "down", connection.access)
         if method is Method.CONFIG_GET:
-            return self._config_get(params)
+            return self.configs.get(params)
         if method is Method.CONFIG_SET:
             return await self._config_set(params)
         if method is Method.LOG:
@@ -444,7 +398,10 @@ class HelperService:
         async with self._change_lock:
             driver = self._require_driver()
             if wanted != self.wanted:
-                self._save_wanted(wanted)
+                try:
+                    self.wish.save(wanted)
+                except OSError as exc:
+                    raise ApiError.of(ErrorCode.STATE_WRITE_FAILED, detail=str(exc)) from None
                 self.wanted = wanted
                 self._log("info", f"tunnel wanted {wanted}", event=EventKind.WANTED.value)
                 self._broadcast(wire.wanted_event(wanted))
@@ -461,117 +418,17 @@ class HelperService:
             raise ApiError.of(ErrorCode.INTERNAL, "The helper is shutting down.")
         return self.driver
 
-    def _config_get(self, params: dict[str, Any]) -> dict[str, Any]:
-        assert self.config is not None
-        data = client_config_to_dict(self.config)
-        result: dict[str, Any] = {
-            "path": str(self.options.config_path),
-            "config": data,
-            "toml": dump_client_config(self.config),
-        }
-        key = params.get("key")
-        if key is not None:
-            if not isinstance(key, str):
-                raise ApiError.of(ErrorCode.BAD_REQUEST, '"key" must be a string like "tunnel.mtu".')
-            flat = _flatten(data)
-            if key not in flat:
-                from m6t.client.config import client_config_keys
-
-                if key in client_config_keys():
-                    value = None  # a known optional setting that is not set
-                else:
-                    raise ApiError.of(
-                        ErrorCode.CONFIG_UNKNOWN_KEY,
-                        f"There is no configuration setting {key!r}.",
-                        problems=[{"key": key, "message": "unknown setting"}],
-                    )
-            else:
-                value = flat[key]
-            result["key"] = key
-            result["value"] = value
-        return result
-
-    def validate_change(self, params: dict[str, Any]) -> ClientConfig:
-        """The configuration ``params`` asks for, validated as a whole, or :class:`ApiError` listing every problem."""
-        assert self.config is not None
-        problems: list[schema.Problem] = []
-        changes = params.get("changes", {})
-        full = params.get("config")
-        if changes is None:
-            changes = {}
-        if not isinstance(changes, dict):
-            raise ApiError.of(ErrorCode.BAD_REQUEST, '"changes" must be an object of "section.key": value.')
-        if full is None and not changes:
-            raise ApiError.of(ErrorCode.BAD_REQUEST, 'config.set needs "changes" or "config".')
-        candidate = self.config
-        if full is not None:
-            if not isinstance(full, dict):
-                raise ApiError.of(ErrorCode.BAD_REQUEST, '"config" must be an object of sections.')
-            try:
-                candidate = client_config_from_dict(copy.deepcopy(full), API_SOURCE)
-            except ConfigError as exc:
-                problems.extend(_problems(exc))
-        for key, value in changes.items():
-            try:
-                raw = value if isinstance(value, str) else ("" if value is None else toml_value(value))
-            except TypeError:
-                problems.append({"key": str(key), "message": f"cannot use a {type(value).__name__} here"})
-                continue
-            try:
-                candidate = set_client_option(candidate, str(key), raw, source=API_SOURCE)
-            except ConfigError as exc:
-                problems.extend(_problems(exc))
-        if problems:
-            raise ApiError.of(ErrorCode.CONFIG_INVALID, problems=problems)
-        return candidate
-
-    async def _config_set(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def _config_set(self, params: dict[str, object]) -> schema.ConfigSetResult:
         async with self._change_lock:
-            assert self.config is not None
-            new = self.validate_change(params)
-            old = self.config
-            old_flat = _flatten(client_config_to_dict(old))
-            new_flat = _flatten(client_config_to_dict(new))
-            changed = sorted(k for k in old_flat.keys() | new_flat.keys() if old_flat.get(k) != new_flat.get(k))
-            if params.get("dry_run") is True:
-                return {"config": client_config_to_dict(new), "changed": changed, "applied": False}
-            if not changed:
-                return {"config": client_config_to_dict(new), "changed": [], "applied": True}
-            path = self.options.config_path
-            old_text = dump_client_config(old)
-            self._write_config(path, dump_client_config(new))
             driver = self._require_driver()
-            try:
-                await driver.apply_config(new)
-            except Exception as exc:
-                # Nothing half-applied: the file and the tunnel go back to what they were.
-                with contextlib.suppress(Exception):
-                    self._write_config(path, old_text)
-                with contextlib.suppress(Exception):
-                    await driver.apply_config(old)
-                hint = exc.hint if isinstance(exc, PlatformError) else None
-                raise ApiError.of(
-                    ErrorCode.PLATFORM_ERROR,
-                    "The new configuration could not be applied; the previous one is back in place.",
-                    hint=hint,
-                    detail=str(exc),
-                ) from None
-            self.config = new
-            self._log("info", f"configuration changed: {', '.join(changed)}", event=EventKind.CONFIG.value)
-            self._broadcast(wire.config_event(changed))
-            return {"config": client_config_to_dict(new), "changed": changed, "applied": True}
+            result = await self.configs.set(params, driver.apply_config)
+            if result["applied"] and result["changed"]:
+                changed = result["changed"]
+                self._log("info", f"configuration changed: {', '.join(changed)}", event=EventKind.CONFIG.value)
+                self._broadcast(wire.config_event(changed))
+            return result
 
-    def _write_config(self, path: Path, text: str) -> None:
-        try:
-            mode = path.stat().st_mode & 0o7777
-        except OSError:
-            mode = 0o644
-        try:
-            atomic_write(path, text.encode("utf-8"), mode)
-        except OSError as exc:
-            raise ApiError.of(ErrorCode.CONFIG_WRITE_FAILED, detail=f"{path}: {exc.strerror or exc}") from None
-
-    def _log_page(self, params: dict[str, Any]) -> dict[str, Any]:
+    def _log_page(self, params: dict[str, object]) -> schema.LogResult:
         limit = params.get("limit", 200)
         since = params.get("since", 0)
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
@@ -581,7 +438,7 @@ class HelperService:
         page = self.ringlog.read(since=since, limit=min(limit, LOG_LIMIT_MAX))
         return {"entries": page.entries, "next": page.next, "dropped": page.dropped}
 
-    async def _diagnostics(self, access: Access) -> dict[str, Any]:
+    async def _diagnostics(self, access: Access) -> schema.DiagnosticsResult:
         status = self.status(access)
         config = client_config_to_dict(self.config) if self.config is not None else None
         entries = self.ringlog.read(limit=500).entries
@@ -621,17 +478,7 @@ class HelperService:
         return wire.mtu_probe_to_wire(result)
 
 
-def _problems(exc: ConfigError) -> list[schema.Problem]:
-    problems: list[schema.Problem] = []
-    for problem in exc.problems:
-        item: schema.Problem = {"key": problem.key, "message": problem.message}
-        if problem.file and problem.file != API_SOURCE:
-            item["file"] = problem.file
-        problems.append(item)
-    return problems
-
-
-def _event_filter(value: Any) -> list[EventKind] | None:
+def _event_filter(value: object) -> list[EventKind] | None:
     if value is None:
         return None
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -646,122 +493,3 @@ def _event_filter(value: Any) -> list[EventKind] | None:
                 f"There is no event {name[:40]!r}; known: {', '.join(k.value for k in EventKind)}.",
             ) from None
     return kinds
-
-
-# ------------------------------------------------------------------------------------------- running
-
-
-async def run_helper(
-    options: HelperOptions,
-    *,
-    backend_factory: BackendFactory = default_backend_factory,
-    driver_factory: DriverFactory = default_driver_factory,
-    ready: Callable[[], None] | None = None,
-    stop: asyncio.Event | None = None,
-) -> None:
-    """Run until SIGTERM/SIGINT (or ``stop`` is set); raises :class:`StartupError` if it cannot start."""
-    service = HelperService(options, backend_factory=backend_factory, driver_factory=driver_factory)
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, stop.set)
-    try:
-        await service.start()
-    except BaseException:
-        await service.stop()
-        raise
-    if ready is not None:
-        ready()
-    try:
-        await stop.wait()
-    finally:
-        await service.stop()
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="m6t-helper", description="The m6t privileged helper: runs the tunnel and serves the control API."
-    )
-    parser.add_argument("--config", required=True, type=Path, help="client configuration file (TOML)")
-    parser.add_argument("--socket", default=schema.DEFAULT_SOCKET_PATH, help="control socket path (%(default)s)")
-    parser.add_argument(
-        "--state-dir", default=Path(schema.DEFAULT_STATE_DIR), type=Path, help="state directory (%(default)s)"
-    )
-    parser.add_argument("--foreground", action="store_true", help="do not detach; log to stderr")
-    parser.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
-    return parser
-
-
-def _daemonize() -> Callable[[str], None] | None:
-    """Detach, returning (in the child) the function that tells the waiting parent how start-up went.
-
-    The parent exits only once the socket listens (or start-up failed, with the reason), so
-    ``m6t-helper && m6t status`` works.  ``None`` where the OS cannot fork: the caller stays in front.
-    """
-    fork = getattr(os, "fork", None)
-    setsid = getattr(os, "setsid", None)
-    if fork is None or setsid is None:
-        return None
-    read_end, write_end = os.pipe()
-    if fork() > 0:
-        os.close(write_end)
-        with os.fdopen(read_end, "rb") as pipe:
-            message = pipe.read().decode("utf-8", "replace")
-        if message.startswith("ok"):
-            os._exit(0)
-        sys.stderr.write(message or "m6t-helper: exited during start-up\n")
-        os._exit(1)
-    os.close(read_end)
-    setsid()
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    os.dup2(devnull, 1)
-    os.close(devnull)
-
-    def report(message: str) -> None:
-        with contextlib.suppress(OSError):
-            os.write(write_end, message.encode("utf-8"))
-            os.close(write_end)
-
-    return report
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    config_path: Path = args.config.absolute()
-    state_dir: Path = args.state_dir.absolute()
-    report: Callable[[str], None] | None = None
-    if not args.foreground:
-        report = _daemonize()
-        if report is not None:
-            state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
-            logfile = os.open(state_dir / "helper.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-            os.dup2(logfile, 2)
-            os.close(logfile)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
-    options = HelperOptions(config_path=config_path, socket_path=args.socket, state_dir=state_dir)
-
-    def ready() -> None:
-        if report is not None:
-            report("ok\n")
-
-    try:
-        asyncio.run(run_helper(options, ready=ready))
-    except StartupError as exc:
-        message = f"m6t-helper: {exc}\n"
-        sys.stderr.write(message)
-        if report is not None:
-            report(message)
-        return 1
-    except KeyboardInterrupt:
-        return 0
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,165 +1,29 @@
-"""The helper service with a fake driver: configuration changes, persistence, the undo journal, checks,
-log, diagnostics and MTU probe."""
+"""The helper service with a fake driver: start-up, persistence, the undo journal, checks, log,
+diagnostics and MTU probe (configuration changes: ``test_helper_transaction``)."""
 
 from __future__ import annotations
 
 import json
 import os
 import stat
+import subprocess
+import sys
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from m6t.client import events as ev
-from m6t.client.api.client import HelperClient, RequestFailed
 from m6t.client.api.schema import ErrorCode, Method
+from m6t.client.helper.persistence import WishFile
+from m6t.client.helper.service import LogLine, StartupError, describe
 from m6t.client.journal import Entry, Journal
-from m6t.client.service import LogLine, StartupError, describe
 from m6t.client.vocabulary import State
 from m6t.platform.base import PlatformError, PlatformErrorCode
 from m6t.protocol.values import Attachment
-from tests.unit.test_service_fakes import FakeBackend, RunningHelper, config_for_this_user, helper
+from tests.unit.test_helper_fakes import FakeBackend, RunningHelper, call, config_for_this_user, failure, helper
 
 __all__ = ["helper"]
-
-
-def call(helper: RunningHelper, method: Method, params: dict[str, Any] | None = None) -> Any:
-    with HelperClient(helper.socket_path) as client:
-        return client.call(method, params)
-
-
-def failure(helper: RunningHelper, method: Method, params: dict[str, Any] | None = None) -> RequestFailed:
-    with pytest.raises(RequestFailed) as caught:
-        call(helper, method, params)
-    return caught.value
-
-
-# ------------------------------------------------------------------------------------------- config
-
-
-def test_config_get_whole_and_key(helper: RunningHelper) -> None:
-    whole = call(helper, Method.CONFIG_GET)
-    assert whole["path"] == str(helper.config_path)
-    assert whole["config"]["tunnel"]["mtu"] == 1472
-    assert "[tunnel]" in whole["toml"]
-    one = call(helper, Method.CONFIG_GET, {"key": "gateway.ports"})
-    assert one["key"] == "gateway.ports" and one["value"] == [3544]
-    unset = call(helper, Method.CONFIG_GET, {"key": "tunnel.probe"})
-    assert unset["value"] is None
-    error = failure(helper, Method.CONFIG_GET, {"key": "tunnel.nope"})
-    assert error.code == ErrorCode.CONFIG_UNKNOWN_KEY and error.problems[0]["key"] == "tunnel.nope"
-
-
-def test_config_set_is_saved_atomically_and_applied(helper: RunningHelper) -> None:
-    helper.config_path.chmod(0o644)
-    result = call(helper, Method.CONFIG_SET, {"changes": {"tunnel.mtu": 1400, "gateway.ports": "3544,4500"}})
-    assert result["applied"] is True
-    assert result["changed"] == ["gateway.ports", "tunnel.mtu"]
-    assert result["config"]["tunnel"]["mtu"] == 1400
-    text = helper.config_path.read_text()
-    assert "mtu = 1400" in text and "ports = [3544, 4500]" in text
-    assert stat.S_IMODE(helper.config_path.stat().st_mode) == 0o644
-    assert not [p for p in helper.config_path.parent.iterdir() if p.name.endswith(".tmp")]
-    assert helper.driver.applied[-1].tunnel.mtu == 1400
-    assert call(helper, Method.STATUS)["mtu"] == 1400
-
-
-def test_config_set_full_replacement_and_dry_run(helper: RunningHelper) -> None:
-    current = call(helper, Method.CONFIG_GET)["config"]
-    current["routes"]["metric"] = 7
-    dry = call(helper, Method.CONFIG_SET, {"config": current, "dry_run": True})
-    assert dry == {"config": current, "changed": ["routes.metric"], "applied": False}
-    assert "metric = 1029" in helper.config_path.read_text()
-    assert call(helper, Method.CONFIG_SET, {"config": current})["applied"] is True
-    assert "metric = 7" in helper.config_path.read_text()
-
-
-INVALID_CHANGES: list[tuple[str, Any]] = [
-    ("tunnel.mtu", 1000),
-    ("tunnel.mtu", 70000),
-    ("tunnel.mtu", "big"),
-    ("tunnel.mtu", True),
-    ("tunnel.prefix", "2001:db8::/64"),
-    ("tunnel.prefix", "not a prefix"),
-    ("tunnel.interface", "this-name-is-far-too-long"),
-    ("tunnel.keepalive_interval", 0),
-    ("tunnel.keepalive_interval", 100000),
-    ("tunnel.probe", "ff02::1"),
-    ("gateway.address", "not a host!"),
-    ("gateway.address", ""),
-    ("gateway.ports", [0]),
-    ("gateway.ports", [3544, 3544]),
-    ("gateway.ports", []),
-    ("gateway.ports", "70000"),
-    ("routes.default", "maybe"),
-    ("routes.metric", 0),
-    ("routes.metric", -5),
-    ("routes.prefixes", ["fd00::1/8", "nonsense"]),
-    ("helper.operator_group", ""),
-    ("helper.operator_group", "a:b"),
-    ("helper.autoconnect", 3),
-    ("tunnel.mtuu", 1400),
-    ("nosection.key", 1),
-    ("mtu", 1400),
-]
-
-
-@pytest.mark.parametrize(("key", "value"), INVALID_CHANGES)
-def test_every_invalid_value_is_rejected_naming_the_key(helper: RunningHelper, key: str, value: Any) -> None:
-    before_file = helper.config_path.read_bytes()
-    before = call(helper, Method.CONFIG_GET)["config"]
-    error = failure(helper, Method.CONFIG_SET, {"changes": {key: value}})
-    assert error.code == ErrorCode.CONFIG_INVALID
-    assert error.problems, error.error
-    assert any(p["key"] == key or p["key"].startswith(key + "[") for p in error.problems), error.problems
-    assert all(p["message"] for p in error.problems)
-    # Nothing written, nothing applied.
-    assert helper.config_path.read_bytes() == before_file
-    assert call(helper, Method.CONFIG_GET)["config"] == before
-    assert helper.driver.applied == []
-
-
-def test_one_bad_key_rejects_the_whole_change(helper: RunningHelper) -> None:
-    error = failure(helper, Method.CONFIG_SET, {"changes": {"tunnel.mtu": 1400, "routes.metric": 0}})
-    assert [p["key"] for p in error.problems] == ["routes.metric"]
-    assert call(helper, Method.CONFIG_GET, {"key": "tunnel.mtu"})["value"] == 1472
-
-
-def test_full_replacement_problems_name_keys(helper: RunningHelper) -> None:
-    error = failure(helper, Method.CONFIG_SET, {"config": {"gateway": {}, "tunnel": {"mtu": 5}}})
-    keys = {p["key"] for p in error.problems}
-    assert {"gateway.address", "tunnel.mtu", "tunnel.prefix"} <= keys
-
-
-@pytest.mark.parametrize(
-    "params",
-    [{}, {"changes": []}, {"changes": None}, {"config": "x"}],
-)
-def test_config_set_malformed_params(helper: RunningHelper, params: dict[str, Any]) -> None:
-    assert failure(helper, Method.CONFIG_SET, params).code == ErrorCode.BAD_REQUEST
-
-
-def test_apply_failure_rolls_back_file_and_config(helper: RunningHelper) -> None:
-    before = helper.config_path.read_bytes()
-    helper.driver.fail_apply = True
-    error = failure(helper, Method.CONFIG_SET, {"changes": {"tunnel.mtu": 1300}})
-    assert error.code == ErrorCode.PLATFORM_ERROR and "previous one is back" in error.message
-    assert helper.config_path.read_bytes() == before
-    assert call(helper, Method.CONFIG_GET, {"key": "tunnel.mtu"})["value"] == 1472
-
-
-def test_unwritable_config_is_reported(helper: RunningHelper, monkeypatch: pytest.MonkeyPatch) -> None:
-    import m6t.client.service as service_module
-
-    def broken(path: Path, data: bytes, mode: int = 0o644) -> None:
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(service_module, "atomic_write", broken)
-    error = failure(helper, Method.CONFIG_SET, {"changes": {"tunnel.mtu": 1300}})
-    assert error.code == ErrorCode.CONFIG_WRITE_FAILED
-    assert helper.driver.applied == []
 
 
 def test_bad_config_file_stops_startup(tmp_path: Path) -> None:
@@ -359,6 +223,23 @@ def test_state_dir_is_created(tmp_path: Path) -> None:
         assert os.stat(tmp_path / "state").st_mode & 0o777 == 0o755
     finally:
         running.close()
+
+
+def test_the_wish_file(tmp_path: Path) -> None:
+    wish = WishFile(tmp_path)
+    assert wish.load() is None
+    wish.save("up")
+    assert wish.load() == "up"
+    for junk in ("{broken", "[]", '{"wanted": "sideways"}', '{"wanted": 1}'):
+        wish.path.write_text(junk)
+        assert wish.load() is None, junk
+
+
+def test_python_m_runs_the_helper() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "m6t.client.helper", "--help"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0 and done.stdout.startswith("usage: m6t-helper"), done.stderr
 
 
 # ------------------------------------------------------------------------------------------ log lines

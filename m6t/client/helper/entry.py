@@ -1,0 +1,136 @@
+"""The ``m6t-helper`` command: arguments, detaching from the terminal, and running until a signal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from m6t.client.api import schema
+from m6t.client.helper.service import (
+    BackendFactory,
+    DriverFactory,
+    HelperOptions,
+    HelperService,
+    StartupError,
+    default_backend_factory,
+    default_driver_factory,
+)
+
+
+async def run_helper(
+    options: HelperOptions,
+    *,
+    backend_factory: BackendFactory = default_backend_factory,
+    driver_factory: DriverFactory = default_driver_factory,
+    ready: Callable[[], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop`` is set); raises :class:`StartupError` if it cannot start."""
+    service = HelperService(options, backend_factory=backend_factory, driver_factory=driver_factory)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, stop.set)
+    try:
+        await service.start()
+    except BaseException:
+        await service.stop()
+        raise
+    if ready is not None:
+        ready()
+    try:
+        await stop.wait()
+    finally:
+        await service.stop()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="m6t-helper", description="The m6t privileged helper: runs the tunnel and serves the control API."
+    )
+    parser.add_argument("--config", required=True, type=Path, help="client configuration file (TOML)")
+    parser.add_argument("--socket", default=schema.DEFAULT_SOCKET_PATH, help="control socket path (%(default)s)")
+    parser.add_argument(
+        "--state-dir", default=Path(schema.DEFAULT_STATE_DIR), type=Path, help="state directory (%(default)s)"
+    )
+    parser.add_argument("--foreground", action="store_true", help="do not detach; log to stderr")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
+    return parser
+
+
+def _daemonize() -> Callable[[str], None] | None:
+    """Detach, returning (in the child) the function that tells the waiting parent how start-up went.
+
+    The parent exits only once the socket listens (or start-up failed, with the reason), so
+    ``m6t-helper && m6t status`` works.  ``None`` where the OS cannot fork: the caller stays in front.
+    """
+    fork = getattr(os, "fork", None)
+    setsid = getattr(os, "setsid", None)
+    if fork is None or setsid is None:
+        return None
+    read_end, write_end = os.pipe()
+    if fork() > 0:
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            message = pipe.read().decode("utf-8", "replace")
+        if message.startswith("ok"):
+            os._exit(0)
+        sys.stderr.write(message or "m6t-helper: exited during start-up\n")
+        os._exit(1)
+    os.close(read_end)
+    setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+
+    def report(message: str) -> None:
+        with contextlib.suppress(OSError):
+            os.write(write_end, message.encode("utf-8"))
+            os.close(write_end)
+
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config_path: Path = args.config.absolute()
+    state_dir: Path = args.state_dir.absolute()
+    report: Callable[[str], None] | None = None
+    if not args.foreground:
+        report = _daemonize()
+        if report is not None:
+            state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+            logfile = os.open(state_dir / "helper.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+            os.dup2(logfile, 2)
+            os.close(logfile)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    options = HelperOptions(config_path=config_path, socket_path=args.socket, state_dir=state_dir)
+
+    def ready() -> None:
+        if report is not None:
+            report("ok\n")
+
+    try:
+        asyncio.run(run_helper(options, ready=ready))
+    except StartupError as exc:
+        message = f"m6t-helper: {exc}\n"
+        sys.stderr.write(message)
+        if report is not None:
+            report(message)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 import pytest
 
 from m6t.client import events as ev
+from m6t.client.api.client import HelperClient
 from m6t.client.api.schema import ErrorCode, Method
 from m6t.client.helper.persistence import WishFile
 from m6t.client.helper.service import LogLine, StartupError, describe
@@ -21,7 +24,17 @@ from m6t.client.journal import Entry, Journal
 from m6t.client.vocabulary import State
 from m6t.platform.base import PlatformError, PlatformErrorCode
 from m6t.protocol.values import Attachment
-from tests.unit.test_helper_fakes import FakeBackend, RunningHelper, call, config_for_this_user, failure, helper
+from tests.unit.test_helper_fakes import (
+    NOBODY,
+    FakeBackend,
+    RunningHelper,
+    call,
+    config_for_this_user,
+    failure,
+    helper,
+    is_root,
+    run_as,
+)
 
 __all__ = ["helper"]
 
@@ -307,3 +320,31 @@ LOG_LINES: list[tuple[ev.Event, LogLine | None]] = [
 def test_log_line_for_each_driver_event(event: ev.Event, line: LogLine | None) -> None:
     """The ring log's sentences, as the helper wrote them before the wire module existed."""
     assert describe(event) == line
+
+
+def test_a_readers_diagnostics_request_writes_nothing(tmp_path: Path) -> None:
+    """Any local user may ask for the bundle, but only an operator's request leaves a copy in the root helper's
+    state directory: a reader gets the bundle over the API and the CLI/tray saves it on the reader's side."""
+    if not is_root():
+        pytest.skip("needs root to fork a child that becomes nobody")
+    world = Path(tempfile.mkdtemp(prefix="m6t-diag-"))
+    world.chmod(0o755)
+    running = RunningHelper(world).start()
+    saved_dir = running.state_dir / "diagnostics"
+
+    def child() -> bytes:
+        with HelperClient(running.socket_path) as client:
+            result = client.call(Method.DIAGNOSTICS, timeout=30.0)
+        return json.dumps({"path": result["path"], "state": result["bundle"]["status"]["state"]}).encode()
+
+    try:
+        for _ in range(3):
+            answer = json.loads(run_as(NOBODY, NOBODY, [], child))
+            assert answer == {"path": None, "state": "disconnected"}
+        assert not saved_dir.exists() or not any(saved_dir.iterdir())
+        # The operator (root, here) still gets a copy kept by the helper.
+        assert Path(call(running, Method.DIAGNOSTICS)["path"]).parent == saved_dir
+        assert len(list(saved_dir.glob("*.json"))) == 1
+    finally:
+        running.close()
+        shutil.rmtree(world, ignore_errors=True)

@@ -459,10 +459,14 @@ class HelperService:
         except Exception as exc:
             raise ApiError.of(ErrorCode.DIAGNOSTICS_FAILED, detail=str(exc)) from None
         saved: str | None = None
-        try:
-            saved = str(await loop.run_in_executor(None, save_bundle, self.options.state_dir / "diagnostics", bundle))
-        except OSError as exc:
-            self._log("warning", f"could not save the diagnostics bundle: {exc}", code=ErrorCode.DIAGNOSTICS_FAILED)
+        if access is Access.OPERATOR:
+            # Only an operator's request leaves a copy behind: a reader's must never make the helper, which
+            # runs as root, write anything (the CLI and the tray save the bundle on the user's side).
+            try:
+                directory = self.options.state_dir / "diagnostics"
+                saved = str(await loop.run_in_executor(None, save_bundle, directory, bundle))
+            except OSError as exc:
+                self._log("warning", f"could not save the diagnostics bundle: {exc}", code=ErrorCode.DIAGNOSTICS_FAILED)
         return {"path": saved, "bundle": bundle}
 
     async def _mtu_probe(self) -> schema.MtuProbeResult:

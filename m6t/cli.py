@@ -19,6 +19,12 @@ def add_lab_commands(commands: _SubParsersAction[argparse.ArgumentParser]) -> No
     lab_sub = lab.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
     p = lab_sub.add_parser("demo", help="build a lab, run the real helper and gateway, narrate a move")
     p.add_argument("--keep", action="store_true", help="leave the lab running at the end")
+    # Checked by the demo, so that building this parser never loads the lab.
+    p.add_argument(
+        "--emulate",
+        metavar="OS",
+        help="windows or darwin: the helper runs that OS's real backend over an emulation carrying real packets",
+    )
     p.set_defaults(local_handler=cmd_lab_demo)
 
 
@@ -26,7 +32,9 @@ def cmd_lab_demo(args: argparse.Namespace, out: client_cli.Output) -> int:
     # Imported here: `m6t status` should not pay for loading the lab.
     from m6t.lab import demo
 
-    return demo.run(keep=args.keep, out=out.out)
+    if args.emulate is None:
+        return demo.run(keep=args.keep, out=out.out)
+    return demo.run(keep=args.keep, out=out.out, emulate=args.emulate)
 
 
 def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:

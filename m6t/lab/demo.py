@@ -69,6 +69,14 @@ def _python_env() -> dict[str, str]:
     return env
 
 
+def helper_command(emulate: str | None = None) -> list[str]:
+    """The interpreter arguments that start the helper in the MN: ``m6t-helper --foreground``, or the
+    emulation runner, which is the same helper over an emulated OS's backend."""
+    if emulate is None:
+        return ["-m", "m6t.client.helper", "--foreground"]
+    return ["-m", "m6t.lab.emulation.run", "--os", emulate]
+
+
 def _tail(path: Path, lines: int = 15) -> str:
     try:
         text = path.read_text(errors="replace").splitlines()
@@ -86,6 +94,8 @@ class DemoLab:
     gateway: subprocess.Popen[str] | None = None
     helper: subprocess.Popen[str] | None = None
     helper_runs: int = 0
+    emulate: str | None = None
+    """An emulated OS (``m6t.lab.emulation.EMULATIONS``) whose backend the helper runs instead of Linux's."""
     _logs: list[Any] = field(default_factory=list)
 
     @property
@@ -153,19 +163,7 @@ class DemoLab:
         log.flush()
         self.helper = self.lab.spawn(
             a.MN,
-            [
-                sys.executable,
-                "-m",
-                "m6t.client.helper",
-                "--config",
-                str(self.config_path),
-                "--socket",
-                self.socket_path,
-                "--state-dir",
-                str(self.state_dir),
-                "--foreground",
-                "--verbose",
-            ],
+            [sys.executable, *helper_command(self.emulate), *self.helper_arguments()],
             stdout=log,
             stderr=log,
             env=_python_env(),
@@ -184,6 +182,17 @@ class DemoLab:
                         f"m6t-helper did not answer within {timeout:g} s:\n{_tail(self.helper_log)}"
                     ) from None
                 time.sleep(0.1)
+
+    def helper_arguments(self) -> list[str]:
+        return [
+            "--config",
+            str(self.config_path),
+            "--socket",
+            self.socket_path,
+            "--state-dir",
+            str(self.state_dir),
+            "--verbose",
+        ]
 
     def stop_helper(self, *, kill: bool = False, timeout: float = 15.0) -> int | None:
         proc, self.helper = self.helper, None
@@ -253,13 +262,15 @@ class DemoLab:
 
 
 @contextlib.contextmanager
-def demo_lab(*, start_helper: bool = True, config: str | None = None) -> Iterator[DemoLab]:
-    """A standard lab with the gateway (and, by default, the helper) running; everything torn down after."""
+def demo_lab(*, start_helper: bool = True, config: str | None = None, emulate: str | None = None) -> Iterator[DemoLab]:
+    """A standard lab with the gateway (and, by default, the helper) running; everything torn down after.
+
+    ``emulate``: the helper runs the backend of that emulated OS (see :mod:`m6t.lab.emulation`)."""
     # Short and world-traversable: a Unix socket path has at most 107 bytes, and the tray runs as a user.
     workdir = Path(tempfile.mkdtemp(prefix="m6t-demo-"))
     workdir.chmod(0o755)
     lab = StandardLab()
-    demo = DemoLab(lab, workdir)
+    demo = DemoLab(lab, workdir, emulate=emulate)
     try:
         lab.start()
         demo.start_gateway()
@@ -462,9 +473,21 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run(*, keep: bool = False, out: TextIO | None = None) -> int:
-    """The demo; 0 on success.  With ``keep``, stays in front with the lab up until Ctrl-C."""
+def run(*, keep: bool = False, out: TextIO | None = None, emulate: str | None = None) -> int:
+    """The demo; 0 on success.  With ``keep``, stays in front with the lab up until Ctrl-C.  With ``emulate``
+    (an OS name), the helper runs that OS's real backend over its emulation (:mod:`m6t.lab.emulation`)."""
     out = out or sys.stdout
+    if emulate is not None:
+        from m6t.lab.emulation import EMULATIONS, KNOWN_OSES
+
+        emulation = EMULATIONS.get(emulate)
+        if emulation is None:
+            if emulate in KNOWN_OSES:
+                out.write(f"m6t lab demo: the emulation of {emulate} is not available yet\n")
+            else:
+                out.write(f"m6t lab demo: cannot emulate {emulate!r} (known: {', '.join(KNOWN_OSES)})\n")
+            return 2
+        out.write(f"m6t lab demo — emulated {emulation.name}: {emulation.summary}\n")
     from m6t.lab.environment import unavailable_reason
     from m6t.lab.registry import cleanup_stale
 
@@ -480,7 +503,7 @@ def run(*, keep: bool = False, out: TextIO | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM gets the same clean teardown as Ctrl-C
     failure: str | None = None
     try:
-        with demo_lab() as env:
+        with demo_lab(emulate=emulate) as env:
             demo = Demo(env, out)
             demo.say.started = say.started
             try:
@@ -528,10 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="m6t lab demo")
-    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="leave the lab running at the end")
+    parser.add_argument("--emulate", metavar="OS", help="windows or darwin: that OS's backend over its emulation")
     args = parser.parse_args(argv)
-    return run(keep=args.keep)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return run(keep=args.keep, emulate=args.emulate)

@@ -6,6 +6,7 @@ only asserted with generous bounds.  Needs root (namespaces, TUN, nftables); ski
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ import pytest
 
 from m6t.gateway.config import StatesSection
 from m6t.lab import GW, GW_WAN, HA, HA_HOST, MN, NAT1, NAT1_WAN, StandardLab, configs, wait_until
+from m6t.lab.demo import helper_command
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(90)]
 
@@ -56,6 +58,8 @@ class Rig:
 
     lab: StandardLab
     workdir: Path
+    emulate: str | None = None
+    """The OS whose backend the helper runs over its emulation (``m6t.lab.emulation``); Linux's when None."""
     gateway: subprocess.Popen[str] | None = None
     client: subprocess.Popen[str] | None = None
     logs: list[IO[str]] = field(default_factory=list)
@@ -93,11 +97,9 @@ class Rig:
         path = self.workdir / "client.toml"
         path.write_text(config)
         argv = [
-            "-m",
-            "m6t.client.helper",
+            *helper_command(self.emulate),
             "--config",
             str(path),
-            "--foreground",
             "--socket",
             str(self.workdir / "helper.sock"),
             "--state-dir",
@@ -161,8 +163,15 @@ class Rig:
 
 @pytest.fixture
 def rig(lab: StandardLab) -> Iterator[Rig]:
+    with running_rig(lab) as rig:
+        yield rig
+
+
+@contextlib.contextmanager
+def running_rig(lab: StandardLab, emulate: str | None = None) -> Iterator[Rig]:
+    """The gateway started in ``lab``; the client (started by the test) and the gateway stopped after."""
     workdir = Path(tempfile.mkdtemp(prefix="m6tclient-"))
-    rig = Rig(lab, workdir)
+    rig = Rig(lab, workdir, emulate)
     try:
         rig.start_gateway()
         yield rig

@@ -26,105 +26,87 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import queue
 import struct
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any
 
+from m6t.lab.emulation.windows_abi import (
+    AF_INET,
+    AF_INET6,
+    DWORD,
+    ERROR_ACCESS_DENIED,
+    ERROR_ALREADY_EXISTS,
+    ERROR_ALREADY_INITIALIZED,
+    ERROR_BUFFER_OVERFLOW,
+    ERROR_FILE_NOT_FOUND,
+    ERROR_HANDLE_EOF,
+    ERROR_INVALID_HANDLE,
+    ERROR_INVALID_PARAMETER,
+    ERROR_NETWORK_UNREACHABLE,
+    ERROR_NO_MORE_ITEMS,
+    ERROR_NOT_ENOUGH_MEMORY,
+    ERROR_NOT_FOUND,
+    ERROR_OBJECT_ALREADY_EXISTS,
+    ERROR_SUCCESS,
+    F_NEXTHOP,
+    FORWARD_SIZE,
+    IF_TYPE_ETHERNET_CSMACD,
+    IF_TYPE_PROP_VIRTUAL,
+    IP_DONTFRAGMENT,
+    IPIF_SIZE,
+    IPPROTO_IP,
+    MIB_ADD_INSTANCE,
+    MIB_DELETE_INSTANCE,
+    SCRIBBLE,
+    SIO_UDP_CONNRESET,
+    SIO_UDP_NETRESET,
+    SOCKADDR_INET_SIZE,
+    UNICAST_SIZE,
+    VP,
+    WINTUN_MAX_RING,
+    WINTUN_MIN_RING,
+    WINTUN_VERSION,
+    WSAEOPNOTSUPP,
+    Dll,
+    Host,
+    IpHelperBase,
+    RouteEntry,
+    UnicastEntry,
+    decode_interface,
+    decode_route,
+    decode_unicast,
+    default_interface_params,
+    export,
+    interface_row,
+    luid_of,
+    pack_sockaddr,
+    ring_bytes,
+    route_row,
+    unicast_row,
+    unpack_sockaddr,
+)
+from m6t.lab.emulation.windows_abi import Kernel32Dll as FakeKernel32
 from m6t.platform.windows.system import WinApi
 
-# Windows constants, restated here on purpose: the fakes must not trust the code under test's values.
-AF_UNSPEC, AF_INET, AF_INET6 = 0, 2, 23
-ERROR_SUCCESS = 0
-ERROR_FILE_NOT_FOUND = 2
-ERROR_ACCESS_DENIED = 5
-ERROR_INVALID_HANDLE = 6
-ERROR_NOT_ENOUGH_MEMORY = 8
-ERROR_HANDLE_EOF = 38
-ERROR_INVALID_PARAMETER = 87
-ERROR_BUFFER_OVERFLOW = 111
-ERROR_MOD_NOT_FOUND = 126
-ERROR_ALREADY_EXISTS = 183
-ERROR_NO_MORE_ITEMS = 259
-ERROR_NOT_FOUND = 1168
-ERROR_NETWORK_UNREACHABLE = 1231
-ERROR_ALREADY_INITIALIZED = 1247
-ERROR_OBJECT_ALREADY_EXISTS = 5010
-WSAEOPNOTSUPP = 10045
-WAIT_OBJECT_0, WAIT_TIMEOUT, WAIT_FAILED, INFINITE = 0, 258, 0xFFFFFFFF, 0xFFFFFFFF
-LOAD_LIBRARY_SEARCH_APPLICATION_DIR = 0x200
-LOAD_LIBRARY_SEARCH_SYSTEM32 = 0x800
-LOAD_LIBRARY_SEARCH_MASK = 0x1F00
-"""Any LOAD_LIBRARY_SEARCH_* flag replaces the standard search order (which includes the current directory)."""
-SIO_UDP_CONNRESET = 0x9800000C
-SIO_UDP_NETRESET = 0x9800000F
-IPPROTO_IP, IP_DONTFRAGMENT = 0, 14
-IF_TYPE_ETHERNET_CSMACD, IF_TYPE_PROP_VIRTUAL = 6, 53
-WINTUN_MIN_RING, WINTUN_MAX_RING = 0x20000, 0x4000000
-WINTUN_VERSION = (0 << 16) | 14
-MIB_ADD_INSTANCE, MIB_DELETE_INSTANCE = 1, 2
-
-# Documented x64 layouts (netioapi.h, ws2ipdef.h).
-SOCKADDR_INET_SIZE = 28
-UNICAST_SIZE = 80
-U_ADDRESS, U_LUID, U_INDEX, U_PREFIX_ORIGIN, U_SUFFIX_ORIGIN = 0, 32, 40, 44, 48
-U_VALID, U_PREFERRED, U_ONLINK, U_SKIP, U_DAD, U_SCOPE, U_CREATED = 52, 56, 60, 61, 64, 68, 72
-FORWARD_SIZE = 104
-F_LUID, F_INDEX, F_DEST, F_DEST_PLEN, F_NEXTHOP, F_SITE_PLEN = 0, 8, 12, 40, 44, 72
-F_VALID, F_PREFERRED, F_METRIC, F_PROTOCOL, F_LOOPBACK, F_AUTOCONF, F_PUBLISH, F_IMMORTAL = (
-    76,
-    80,
-    84,
-    88,
-    92,
-    93,
-    94,
-    95,
-)
-F_AGE, F_ORIGIN = 96, 100
-IPIF_SIZE = 168
-I_FAMILY, I_LUID, I_INDEX, I_ROUTER_DISCOVERY, I_DAD_TRANSMITS = 0, 8, 16, 52, 56
-I_MANAGED, I_OTHER_STATEFUL, I_USE_AUTOMATIC_METRIC = 46, 47, 44
-I_SITE_PLEN, I_METRIC, I_NL_MTU, I_CONNECTED = 144, 148, 152, 156
-
-PREFIX_ORIGIN_UNCHANGED = SUFFIX_ORIGIN_UNCHANGED = 16
-SCRIBBLE = 0xDD
+__all__ = [  # what the tests take from here, defined by the shared ABI module
+    "AF_INET",
+    "IF_TYPE_PROP_VIRTUAL",
+    "IPPROTO_IP",
+    "IP_DONTFRAGMENT",
+    "SIO_UDP_CONNRESET",
+    "SIO_UDP_NETRESET",
+    "RouteEntry",
+    "pack_sockaddr",
+    "unpack_sockaddr",
+]
 
 
-def pack_sockaddr(address: IPv4Address | IPv6Address | None) -> bytes:
-    if address is None:
-        return bytes(SOCKADDR_INET_SIZE)
-    if isinstance(address, IPv4Address):
-        return struct.pack("<HH4s8x", AF_INET, 0, address.packed).ljust(SOCKADDR_INET_SIZE, b"\0")
-    return struct.pack("<HHI16sI", AF_INET6, 0, 0, address.packed, 0)
-
-
-def unpack_sockaddr(raw: bytes) -> tuple[int, IPv4Address | IPv6Address | None]:
-    """(si_family, address): what Windows reads from a SOCKADDR_INET."""
-    (family,) = struct.unpack_from("<H", raw, 0)
-    if family == AF_INET:
-        return family, IPv4Address(raw[4:8])
-    if family == AF_INET6:
-        return family, IPv6Address(raw[8:24])
-    return family, None
-
-
-def luid_of(if_type: int, net_luid_index: int) -> int:
-    """NET_LUID.Info: Reserved:24, NetLuidIndex:24, IfType:16."""
-    return (if_type << 48) | (net_luid_index << 24)
-
-
-@dataclass
-class FakeEvent:
-    manual_reset: bool
-    signaled: bool
-    owner: str = ""
-    """"wintun" for a session's read-wait event, which the application must not close."""
+class FakeDll(Dll):
+    windows: FakeWindows
 
 
 @dataclass
@@ -140,28 +122,6 @@ class FakeInterface:
     max_mtu: int = 1500
     params: dict[int, dict[str, int]] = field(default_factory=dict)
     """Per family: NlMtu, DadTransmits, RouterDiscoveryBehavior, ... as GetIpInterfaceEntry reports them."""
-
-
-@dataclass
-class UnicastEntry:
-    luid: int
-    address: IPv4Address | IPv6Address
-    prefixlen: int
-    prefix_origin: int
-    suffix_origin: int
-    valid: int
-    preferred: int
-    dad_state: int
-    skip_as_source: int
-
-
-@dataclass
-class RouteEntry:
-    luid: int
-    network: IPv4Network | IPv6Network
-    next_hop: IPv4Address | IPv6Address
-    metric: int
-    protocol: int
 
 
 @dataclass
@@ -194,152 +154,6 @@ class FakeAdapter:
     sent_sizes: list[int] = field(default_factory=list)
 
 
-def _ring_bytes(size: int) -> int:
-    # TUN_PACKET: a ULONG size then the data, aligned to 4 in the ring.
-    return (4 + size + 3) & ~3
-
-
-def export(restype: Any, *argtypes: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Marks a method as a DLL export with its C prototype."""
-
-    def mark(method: Callable[..., Any]) -> Callable[..., Any]:
-        method._c_prototype = (restype, argtypes)  # type: ignore[attr-defined]
-        return method
-
-    return mark
-
-
-class FakeDll:
-    """Turns every ``@export`` method into an instance attribute holding a real C function pointer."""
-
-    def __init__(self, windows: FakeWindows) -> None:
-        self.windows = windows
-        for name in dir(type(self)):
-            prototype = getattr(getattr(type(self), name), "_c_prototype", None)
-            if prototype is None:
-                continue
-            restype, argtypes = prototype
-            pointer = ctypes.CFUNCTYPE(restype, *argtypes)(windows.guard(name, getattr(self, name), restype))
-            setattr(self, name, pointer)
-
-
-VP = ctypes.c_void_p
-DWORD = ctypes.c_uint32
-
-
-class FakeKernel32(FakeDll):
-    def __init__(self, windows: FakeWindows) -> None:
-        super().__init__(windows)
-        self.events: dict[int, FakeEvent] = {}
-        self.cond = threading.Condition(windows.lock)
-        self.load_calls: list[tuple[str, int]] = []
-        self.modules: dict[int, str] = {}
-
-    def new_event(self, *, manual_reset: bool, owner: str = "") -> int:
-        with self.cond:
-            handle = self.windows.new_handle()
-            self.events[handle] = FakeEvent(manual_reset, False, owner)
-            return handle
-
-    def signal(self, handle: int) -> None:
-        with self.cond:
-            self.events[handle].signaled = True
-            self.cond.notify_all()
-
-    def open_events(self, owner: str = "") -> int:
-        with self.cond:
-            return sum(1 for event in self.events.values() if event.owner == owner)
-
-    @export(VP, VP, ctypes.c_int32, ctypes.c_int32, VP)
-    def CreateEventW(self, attributes: int | None, manual_reset: int, initial: int, name: int | None) -> int:
-        self.windows.check(attributes is None, "CreateEventW: security attributes are not expected")
-        # A named event is machine-wide: two helpers would share it.
-        self.windows.check(name is None, "CreateEventW: events must be unnamed")
-        handle = self.new_event(manual_reset=bool(manual_reset))
-        if initial:
-            self.signal(handle)
-        return handle
-
-    @export(ctypes.c_int32, VP)
-    def SetEvent(self, handle: int | None) -> int:
-        with self.cond:
-            event = self.events.get(handle or 0)
-            if event is None:
-                self.windows.set_last_error(ERROR_INVALID_HANDLE)
-                return 0
-            event.signaled = True
-            self.cond.notify_all()
-            return 1
-
-    @export(ctypes.c_int32, VP)
-    def ResetEvent(self, handle: int | None) -> int:
-        with self.cond:
-            event = self.events.get(handle or 0)
-            if event is None:
-                self.windows.set_last_error(ERROR_INVALID_HANDLE)
-                return 0
-            event.signaled = False
-            return 1
-
-    @export(ctypes.c_int32, VP)
-    def CloseHandle(self, handle: int | None) -> int:
-        with self.cond:
-            event = self.events.get(handle or 0)
-            if event is None:
-                self.windows.violation(f"CloseHandle({handle}): not an open handle")
-                self.windows.set_last_error(ERROR_INVALID_HANDLE)
-                return 0
-            self.windows.check(event.owner != "wintun", "CloseHandle on Wintun's read-wait event")
-            del self.events[handle or 0]
-            return 1
-
-    @export(DWORD, DWORD, VP, ctypes.c_int32, DWORD)
-    def WaitForMultipleObjects(self, count: int, handles: int | None, wait_all: int, timeout_ms: int) -> int:
-        self.windows.check(not wait_all, "WaitForMultipleObjects: bWaitAll must be FALSE here")
-        if not 0 < count <= 64 or handles is None:
-            self.windows.set_last_error(ERROR_INVALID_PARAMETER)
-            return WAIT_FAILED
-        wanted = [h or 0 for h in (ctypes.c_void_p * count).from_address(handles)]
-        deadline = None if timeout_ms == INFINITE else time.monotonic() + timeout_ms / 1000
-        with self.cond:
-            while True:
-                for index, handle in enumerate(wanted):
-                    event = self.events.get(handle)
-                    if event is None:
-                        self.windows.set_last_error(ERROR_INVALID_HANDLE)
-                        return WAIT_FAILED
-                    if event.signaled:
-                        if not event.manual_reset:
-                            event.signaled = False
-                        return WAIT_OBJECT_0 + index
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return WAIT_TIMEOUT
-                self.cond.wait(remaining)
-
-    @export(VP, VP, VP, DWORD)
-    def LoadLibraryExW(self, name_ptr: int | None, file: int | None, flags: int) -> int:
-        name = ctypes.wstring_at(name_ptr) if name_ptr else ""
-        self.windows.check(file is None, "LoadLibraryExW: hFile must be NULL")
-        with self.windows.lock:
-            self.load_calls.append((name, flags))
-            location = self.windows.wintun_location
-            if name.lower() != "wintun.dll" or location is None:
-                self.windows.set_last_error(ERROR_MOD_NOT_FOUND)
-                return 0
-            searched = {"application_dir"}
-            if flags & LOAD_LIBRARY_SEARCH_MASK == 0:
-                searched.add("current_dir")  # the standard order: what must never be used for us
-            elif flags & LOAD_LIBRARY_SEARCH_APPLICATION_DIR == 0:
-                searched.discard("application_dir")
-            if location not in searched:
-                self.windows.set_last_error(ERROR_MOD_NOT_FOUND)
-                return 0
-            handle = self.windows.new_handle()
-            self.modules[handle] = name
-            return handle
-
-
 class FakeWintun(FakeDll):
     def __init__(self, windows: FakeWindows) -> None:
         super().__init__(windows)
@@ -366,7 +180,7 @@ class FakeWintun(FakeDll):
             session = self.session_of(name)
             taken = 0
             for packet in packets:
-                need = _ring_bytes(len(packet))
+                need = ring_bytes(len(packet))
                 if session.receive_used + need > session.capacity:
                     session.ring_drops += 1
                     continue
@@ -405,7 +219,7 @@ class FakeWintun(FakeDll):
             adapter = self.adapter(name)
             assert adapter is not None
             sent, adapter.sent = adapter.sent, []
-            freed = sum(_ring_bytes(n) for n in adapter.sent_sizes)
+            freed = sum(ring_bytes(n) for n in adapter.sent_sizes)
             adapter.sent_sizes = []
             if adapter.session is not None:
                 adapter.session.send_used -= freed
@@ -581,7 +395,7 @@ class FakeWintun(FakeDll):
             packet = session.receive_ring.pop(0)
             buffer = ctypes.create_string_buffer(packet, len(packet))
             address = ctypes.addressof(buffer)
-            session.outstanding[address] = (buffer, _ring_bytes(len(packet)))
+            session.outstanding[address] = (buffer, ring_bytes(len(packet)))
             if size_ptr is None:
                 windows.violation("WintunReceivePacket: PacketSize is NULL")
                 return 0
@@ -617,7 +431,7 @@ class FakeWintun(FakeDll):
             if not 0 < size <= 0xFFFF:
                 windows.set_last_error(ERROR_INVALID_PARAMETER)
                 return 0
-            need = _ring_bytes(size)
+            need = ring_bytes(size)
             if session.send_used + need > session.capacity:
                 windows.set_last_error(ERROR_BUFFER_OVERFLOW)
                 return 0
@@ -641,97 +455,14 @@ class FakeWintun(FakeDll):
             session.adapter.sent_sizes.append(len(buffer))
 
 
-@dataclass
-class Registration:
-    handle: int
-    kind: str  # "address" or "route"
-    family: int
-    callback: Any
-    queue: queue.Queue[tuple[bytes, int] | None]
-    thread: threading.Thread
-    cancelled: bool = False
-    delivered: int = 0
-    threads_seen: set[int] = field(default_factory=set)
+class FakeIpHelper(IpHelperBase):
+    windows: FakeWindows
 
-
-class FakeIpHelper(FakeDll):
     def __init__(self, windows: FakeWindows) -> None:
         super().__init__(windows)
         self.unicast: dict[tuple[int, IPv4Address | IPv6Address], UnicastEntry] = {}
         self.routes: dict[tuple[int, IPv4Network | IPv6Network, IPv4Address | IPv6Address], RouteEntry] = {}
-        self.registrations: dict[int, Registration] = {}
         self.calls: list[str] = []
-
-    # Notifications ---------------------------------------------------------------------------------------
-
-    def notify(self, kind: str, family: int, row: bytes, notification: int) -> None:
-        with self.windows.lock:
-            targets = [
-                r
-                for r in self.registrations.values()
-                if r.kind == kind and not r.cancelled and r.family in (AF_UNSPEC, family)
-            ]
-        for registration in targets:
-            registration.queue.put((row, notification))
-
-    def _deliver(self, registration: Registration) -> None:
-        prototype = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)
-        callback = prototype(registration.callback)
-        while True:
-            item = registration.queue.get()
-            if item is None:
-                return
-            if registration.cancelled:
-                continue  # queued but not started when cancelled: Windows never delivers it
-            row, notification = item
-            memory = ctypes.create_string_buffer(row, len(row))
-            registration.threads_seen.add(threading.get_ident())
-            callback(None, ctypes.addressof(memory), notification)
-            registration.delivered += 1
-            # Windows frees the row after the callback: a pointer kept beyond it reads garbage.
-            ctypes.memset(memory, SCRIBBLE, len(row))
-
-    def _register(self, kind: str, family: int, callback: int | None, initial: int, handle_ptr: int | None) -> int:
-        windows = self.windows
-        if callback is None or handle_ptr is None or family not in (AF_UNSPEC, AF_INET, AF_INET6):
-            return ERROR_INVALID_PARAMETER
-        windows.check(not initial, f"{kind} notification: the code asks for no initial notification")
-        with windows.lock:
-            handle = windows.new_handle()
-            registration = Registration(handle, kind, family, callback, queue.Queue(), threading.Thread())
-            registration.thread = threading.Thread(
-                target=self._deliver, args=(registration,), name=f"fake-os-{kind}-notify", daemon=True
-            )
-            self.registrations[handle] = registration
-        registration.thread.start()
-        ctypes.memmove(handle_ptr, struct.pack("<Q", handle), 8)
-        return ERROR_SUCCESS
-
-    @export(DWORD, ctypes.c_uint16, VP, VP, ctypes.c_uint8, VP)
-    def NotifyUnicastIpAddressChange(
-        self, family: int, callback: int | None, _context: int | None, initial: int, handle_ptr: int | None
-    ) -> int:
-        return self._register("address", family, callback, initial, handle_ptr)
-
-    @export(DWORD, ctypes.c_uint16, VP, VP, ctypes.c_uint8, VP)
-    def NotifyRouteChange2(
-        self, family: int, callback: int | None, _context: int | None, initial: int, handle_ptr: int | None
-    ) -> int:
-        return self._register("route", family, callback, initial, handle_ptr)
-
-    @export(DWORD, VP)
-    def CancelMibChangeNotify2(self, handle: int | None) -> int:
-        with self.windows.lock:
-            registration = self.registrations.pop(handle or 0, None)
-        if registration is None:
-            return ERROR_INVALID_HANDLE
-        self.windows.check(
-            registration.thread.ident != threading.get_ident(), "CancelMibChangeNotify2 from inside its own callback"
-        )
-        registration.cancelled = True
-        registration.queue.put(None)
-        registration.thread.join()  # documented: returns once a callback in progress has returned
-        return ERROR_SUCCESS
 
     # Names -----------------------------------------------------------------------------------------------
 
@@ -763,32 +494,14 @@ class FakeIpHelper(FakeDll):
 
     # Unicast addresses -----------------------------------------------------------------------------------
 
-    @export(None, VP)
-    def InitializeUnicastIpAddressEntry(self, row: int | None) -> None:
-        if row is None:
-            return
-        raw = bytearray(UNICAST_SIZE)
-        struct.pack_into("<i", raw, U_PREFIX_ORIGIN, PREFIX_ORIGIN_UNCHANGED)
-        struct.pack_into("<i", raw, U_SUFFIX_ORIGIN, SUFFIX_ORIGIN_UNCHANGED)
-        struct.pack_into("<II", raw, U_VALID, 0xFFFFFFFF, 0xFFFFFFFF)
-        raw[U_ONLINK] = 0xFF
-        ctypes.memmove(row, bytes(raw), UNICAST_SIZE)
-
     def _read_unicast(self, row: int) -> tuple[int, UnicastEntry | None]:
-        raw = ctypes.string_at(row, UNICAST_SIZE)
-        family, address = unpack_sockaddr(raw[U_ADDRESS : U_ADDRESS + SOCKADDR_INET_SIZE])
-        (luid,) = struct.unpack_from("<Q", raw, U_LUID)
-        prefix_origin, suffix_origin, valid, preferred = struct.unpack_from("<iiII", raw, U_PREFIX_ORIGIN)
-        prefixlen, skip = raw[U_ONLINK], raw[U_SKIP]
-        (dad,) = struct.unpack_from("<i", raw, U_DAD)
-        if address is None or prefixlen > (32 if family == AF_INET else 128):
+        entry = decode_unicast(ctypes.string_at(row, UNICAST_SIZE))
+        if entry is None:
             return ERROR_INVALID_PARAMETER, None
-        interface = self.windows.interfaces.get(luid)
-        if interface is None or not (interface.ipv6_bound if family == AF_INET6 else interface.ipv4_bound):
+        interface = self.windows.interfaces.get(entry.luid)
+        if interface is None or not (interface.ipv6_bound if entry.address.version == 6 else interface.ipv4_bound):
             return ERROR_NOT_FOUND, None
-        return ERROR_SUCCESS, UnicastEntry(
-            luid, address, prefixlen, prefix_origin, suffix_origin, valid, preferred, dad, skip
-        )
+        return ERROR_SUCCESS, entry
 
     @export(DWORD, VP)
     def CreateUnicastIpAddressEntry(self, row: int | None) -> int:
@@ -834,35 +547,14 @@ class FakeIpHelper(FakeDll):
 
     # Routes ----------------------------------------------------------------------------------------------
 
-    @export(None, VP)
-    def InitializeIpForwardEntry(self, row: int | None) -> None:
-        if row is None:
-            return
-        raw = bytearray(FORWARD_SIZE)
-        struct.pack_into("<II", raw, F_VALID, 0xFFFFFFFF, 0xFFFFFFFF)
-        struct.pack_into("<I", raw, F_METRIC, 0)
-        struct.pack_into("<i", raw, F_PROTOCOL, 3)
-        raw[F_LOOPBACK] = raw[F_AUTOCONF] = raw[F_IMMORTAL] = 1
-        ctypes.memmove(row, bytes(raw), FORWARD_SIZE)
-
     def _read_route(self, row: int) -> tuple[int, RouteEntry | None]:
-        raw = ctypes.string_at(row, FORWARD_SIZE)
-        (luid,) = struct.unpack_from("<Q", raw, F_LUID)
-        family, prefix = unpack_sockaddr(raw[F_DEST : F_DEST + SOCKADDR_INET_SIZE])
-        prefixlen = raw[F_DEST_PLEN]
-        hop_family, next_hop = unpack_sockaddr(raw[F_NEXTHOP : F_NEXTHOP + SOCKADDR_INET_SIZE])
-        (metric,) = struct.unpack_from("<I", raw, F_METRIC)
-        (protocol,) = struct.unpack_from("<i", raw, F_PROTOCOL)
-        if prefix is None or next_hop is None or hop_family != family:
+        entry = decode_route(ctypes.string_at(row, FORWARD_SIZE))
+        if entry is None:
             return ERROR_INVALID_PARAMETER, None
-        try:
-            net = ip_network((prefix, prefixlen))
-        except ValueError:
-            return ERROR_INVALID_PARAMETER, None  # host bits set, or prefix length out of range
-        interface = self.windows.interfaces.get(luid)
-        if interface is None or not (interface.ipv6_bound if family == AF_INET6 else interface.ipv4_bound):
+        interface = self.windows.interfaces.get(entry.luid)
+        if interface is None or not (interface.ipv6_bound if entry.network.version == 6 else interface.ipv4_bound):
             return ERROR_NOT_FOUND, None
-        return ERROR_SUCCESS, RouteEntry(luid, net, next_hop, metric, protocol)
+        return ERROR_SUCCESS, entry
 
     @export(DWORD, VP)
     def CreateIpForwardEntry2(self, row: int | None) -> int:
@@ -908,14 +600,8 @@ class FakeIpHelper(FakeDll):
         return ERROR_SUCCESS
 
     def route_row(self, entry: RouteEntry) -> bytes:
-        raw = bytearray(FORWARD_SIZE)
         interface = self.windows.interfaces.get(entry.luid)
-        struct.pack_into("<QI", raw, F_LUID, entry.luid, interface.index if interface else 0)
-        raw[F_DEST : F_DEST + SOCKADDR_INET_SIZE] = pack_sockaddr(entry.network.network_address)
-        raw[F_DEST_PLEN] = entry.network.prefixlen
-        raw[F_NEXTHOP : F_NEXTHOP + SOCKADDR_INET_SIZE] = pack_sockaddr(entry.next_hop)
-        struct.pack_into("<IIIi", raw, F_VALID, 0xFFFFFFFF, 0xFFFFFFFF, entry.metric, entry.protocol)
-        return bytes(raw)
+        return route_row(entry, interface.index if interface else 0)
 
     @export(DWORD, VP, DWORD, VP, VP, DWORD, VP, VP)
     def GetBestRoute2(
@@ -961,34 +647,15 @@ class FakeIpHelper(FakeDll):
 
     # Interfaces ------------------------------------------------------------------------------------------
 
-    @export(None, VP)
-    def InitializeIpInterfaceEntry(self, row: int | None) -> None:
-        if row is None:
-            return
-        raw = bytearray(IPIF_SIZE)
-        struct.pack_into("<i", raw, I_ROUTER_DISCOVERY, -1)  # RouterDiscoveryUnchanged
-        ctypes.memmove(row, bytes(raw), IPIF_SIZE)
-
     def interface_row(self, interface: FakeInterface, family: int) -> bytes:
-        params = interface.params[family]
-        raw = bytearray(IPIF_SIZE)
-        struct.pack_into("<H", raw, I_FAMILY, family)
-        struct.pack_into("<QI", raw, I_LUID, interface.luid, interface.index)
-        raw[I_USE_AUTOMATIC_METRIC] = 1
-        raw[I_MANAGED] = params["ManagedAddressConfigurationSupported"]
-        raw[I_OTHER_STATEFUL] = params["OtherStatefulConfigurationSupported"]
-        struct.pack_into("<iI", raw, I_ROUTER_DISCOVERY, params["RouterDiscoveryBehavior"], params["DadTransmits"])
-        struct.pack_into("<III", raw, I_SITE_PLEN, params["SitePrefixLength"], interface.metric, params["NlMtu"])
-        raw[I_CONNECTED] = 1
-        return bytes(raw)
+        return interface_row(family, interface.luid, interface.index, interface.metric, interface.params[family])
 
     @export(DWORD, VP)
     def GetIpInterfaceEntry(self, row: int | None) -> int:
         if row is None:
             return ERROR_INVALID_PARAMETER
-        raw = ctypes.string_at(row, IPIF_SIZE)
-        (family,) = struct.unpack_from("<H", raw, I_FAMILY)
-        (luid,) = struct.unpack_from("<Q", raw, I_LUID)
+        wanted = decode_interface(ctypes.string_at(row, IPIF_SIZE))
+        family, luid = wanted.family, wanted.luid
         if family not in (AF_INET, AF_INET6):
             return ERROR_INVALID_PARAMETER
         with self.windows.lock:
@@ -1007,29 +674,16 @@ class FakeIpHelper(FakeDll):
             return ERROR_INVALID_PARAMETER
         if not windows.admin:
             return ERROR_ACCESS_DENIED
-        raw = ctypes.string_at(row, IPIF_SIZE)
-        (family,) = struct.unpack_from("<H", raw, I_FAMILY)
-        (luid,) = struct.unpack_from("<Q", raw, I_LUID)
-        (router_discovery, dad) = struct.unpack_from("<iI", raw, I_ROUTER_DISCOVERY)
-        (site_plen, _metric, mtu) = struct.unpack_from("<III", raw, I_SITE_PLEN)
+        wanted = decode_interface(ctypes.string_at(row, IPIF_SIZE))
         with windows.lock:
             self.calls.append("set_interface")
-            interface = windows.interfaces.get(luid)
-            if interface is None or family not in interface.params:
+            interface = windows.interfaces.get(wanted.luid)
+            if interface is None or wanted.family not in interface.params:
                 return ERROR_NOT_FOUND
-            if family == AF_INET and site_plen != 0:
-                return ERROR_INVALID_PARAMETER  # documented quirk of SetIpInterfaceEntry
-            if not (1280 if family == AF_INET6 else 576) <= mtu <= interface.max_mtu:
-                return ERROR_INVALID_PARAMETER
-            if router_discovery not in (-1, 0, 1, 2):
-                return ERROR_INVALID_PARAMETER
-            params = interface.params[family]
-            params["NlMtu"] = mtu
-            params["DadTransmits"] = dad
-            if router_discovery != -1:
-                params["RouterDiscoveryBehavior"] = router_discovery
-            params["ManagedAddressConfigurationSupported"] = raw[I_MANAGED]
-            params["OtherStatefulConfigurationSupported"] = raw[I_OTHER_STATEFUL]
+            code = wanted.invalid(interface.max_mtu)
+            if code:
+                return code
+            wanted.apply(interface.params[wanted.family])
         return ERROR_SUCCESS
 
 
@@ -1083,17 +737,12 @@ class FakeShell32(FakeDll):
         return 1 if self.windows.admin else 0
 
 
-class FakeWindows:
+class FakeWindows(Host):
     """One fake host: its DLLs share its state (interfaces, handles, last errors)."""
 
     def __init__(self) -> None:
-        self.lock = threading.RLock()
-        self.violations: list[str] = []
-        self._last_error = threading.local()
-        self._next_handle = 0x1000
+        super().__init__()
         self.admin = True
-        self.wintun_location: str | None = "application_dir"
-        """Where wintun.dll sits: "application_dir", "current_dir" (planted), or None (missing)."""
         self.ipv6_on_new_adapters = True
         self.registry: dict[tuple[str, str], int] = {}
         self.interfaces: dict[int, FakeInterface] = {}
@@ -1128,42 +777,6 @@ class FakeWindows:
     def _registry_dword(self, path: str, name: str) -> int | None:
         return self.registry.get((path, name))
 
-    # Per-thread last error, as GetLastError ------------------------------------------------------------
-
-    def set_last_error(self, code: int) -> None:
-        self._last_error.code = code
-
-    def get_last_error(self) -> int:
-        return int(getattr(self._last_error, "code", 0))
-
-    # Handles and contract checks ---------------------------------------------------------------------------
-
-    def new_handle(self) -> int:
-        with self.lock:
-            self._next_handle += 4
-            return self._next_handle
-
-    def violation(self, message: str) -> None:
-        with self.lock:
-            self.violations.append(message)
-
-    def check(self, condition: bool, message: str) -> None:
-        if not condition:
-            self.violation(message)
-
-    def guard(self, name: str, function: Callable[..., Any], restype: Any) -> Callable[..., Any]:
-        """An exception must not unwind through C: record it as a violation and return a failure."""
-        failure: Any = None if restype is None else 0
-
-        def call(*args: Any) -> Any:
-            try:
-                return function(*args)
-            except Exception as exc:
-                self.violation(f"{name} raised {type(exc).__name__}: {exc}")
-                return failure
-
-        return call
-
     # The host's network, as tests shape it -----------------------------------------------------------------
 
     def add_interface(
@@ -1174,14 +787,9 @@ class FakeWindows:
             index = self._net_luid_index
             interface = FakeInterface(luid_of(if_type, index), index + 10, alias, if_type, max_mtu=max_mtu)
             for family in (AF_INET, AF_INET6):
-                interface.params[family] = {
-                    "NlMtu": min(max_mtu, 1500) if if_type != IF_TYPE_PROP_VIRTUAL else max_mtu,
-                    "DadTransmits": 1,
-                    "RouterDiscoveryBehavior": 2 if family == AF_INET else 1,
-                    "ManagedAddressConfigurationSupported": 0,
-                    "OtherStatefulConfigurationSupported": 1,
-                    "SitePrefixLength": 32 if family == AF_INET else 64,
-                }
+                interface.params[family] = default_interface_params(
+                    family, min(max_mtu, 1500) if if_type != IF_TYPE_PROP_VIRTUAL else max_mtu
+                )
             self.interfaces[interface.luid] = interface
             return interface
 
@@ -1211,11 +819,7 @@ class FakeWindows:
             self.iphlpapi.notify("route", family, row, MIB_DELETE_INSTANCE)
 
     def _unicast_row(self, luid: int, address: IPv4Address, prefixlen: int) -> bytes:
-        raw = bytearray(UNICAST_SIZE)
-        raw[U_ADDRESS : U_ADDRESS + SOCKADDR_INET_SIZE] = pack_sockaddr(address)
-        struct.pack_into("<Q", raw, U_LUID, luid)
-        raw[U_ONLINK] = prefixlen
-        return bytes(raw)
+        return unicast_row(luid, address, prefixlen)
 
     def _interface(self, alias: str) -> FakeInterface:
         interface = self.interface_by_alias(alias)

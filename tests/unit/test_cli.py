@@ -268,6 +268,20 @@ def test_the_program_adds_the_lab_demo(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "lab" in cli.build_parser([program.add_lab_commands]).format_help()
 
 
+def test_the_lab_demo_passes_the_emulated_os_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    from m6t.lab import demo
+
+    calls: list[str | None] = []
+
+    def fake_run(*, keep: bool, out: object, emulate: str | None = None) -> int:
+        calls.append(emulate)
+        return 0
+
+    monkeypatch.setattr(demo, "run", fake_run)
+    assert program.main(["lab", "demo", "--emulate", "windows"], stdout=io.StringIO(), stderr=io.StringIO()) == 0
+    assert calls == ["windows"]
+
+
 def test_the_client_alone_has_no_lab(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["lab", "demo"], stdout=io.StringIO(), stderr=io.StringIO()) == cli.EXIT_USAGE
     assert "invalid choice: 'lab'" in capsys.readouterr().err

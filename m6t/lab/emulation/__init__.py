@@ -1,0 +1,45 @@
+"""Emulated operating systems for the lab: the real Windows/macOS backends over an emulation of their OS
+calls that carries real packets through a Linux TUN in the mobile node's namespace.
+
+The registry maps an OS name to how the runner (:mod:`m6t.lab.emulation.run`) builds the emulated backend
+inside that namespace.  Entries name a module and a function so that nothing is imported (pyroute2,
+ctypes callbacks, ...) before an emulation is actually chosen.  Nothing under ``m6t.platform`` or
+``m6t.client`` imports this package: the backends' code paths are the shipped ones, only the OS-call layer
+they are constructed over differs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from m6t.platform.base import Backend
+
+KNOWN_OSES = ("windows", "darwin")
+"""What ``m6t lab demo --emulate`` accepts; an OS without a registry entry is reported as not available."""
+
+
+@dataclass(frozen=True)
+class Emulation:
+    name: str
+    summary: str
+    """One line for people: which backend runs over what."""
+    factory: str
+    """``"module:function"``: a function with no arguments returning the backend over the emulation."""
+
+    def backend_factory(self) -> Callable[[], Backend]:
+        module, _, function = self.factory.partition(":")
+        built: Callable[[], Backend] = getattr(importlib.import_module(module), function)
+        return built
+
+
+EMULATIONS: dict[str, Emulation] = {
+    "windows": Emulation(
+        "Windows",
+        "the real Windows backend over an emulation of Wintun and IP Helper carrying real packets through a Linux TUN",
+        "m6t.lab.emulation.windows:emulated_backend",
+    ),
+}

@@ -20,6 +20,10 @@ How faithful, and why it matters:
 * Misuse of the API (releasing a packet twice, closing Wintun's read event, closing an adapter with a
   session still running, waiting for all handles, ...) is recorded in ``FakeWindows.violations``: tests
   assert it stays empty.
+
+The ABI both these fakes and the lab's emulated Windows speak (constants, documented layouts, the export
+machinery, kernel32's events, IP Helper's row initializers and notifications) lives in
+:mod:`m6t.lab.emulation.windows_abi`; what stays here is the in-memory host the unit tests shape.
 """
 
 from __future__ import annotations

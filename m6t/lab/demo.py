@@ -478,14 +478,11 @@ def run(*, keep: bool = False, out: TextIO | None = None, emulate: str | None = 
     (an OS name), the helper runs that OS's real backend over its emulation (:mod:`m6t.lab.emulation`)."""
     out = out or sys.stdout
     if emulate is not None:
-        from m6t.lab.emulation import EMULATIONS, KNOWN_OSES
+        from m6t.lab.emulation import EMULATIONS
 
         emulation = EMULATIONS.get(emulate)
         if emulation is None:
-            if emulate in KNOWN_OSES:
-                out.write(f"m6t lab demo: the emulation of {emulate} is not available yet\n")
-            else:
-                out.write(f"m6t lab demo: cannot emulate {emulate!r} (known: {', '.join(KNOWN_OSES)})\n")
+            out.write(f"m6t lab demo: cannot emulate {emulate!r} (known: {', '.join(EMULATIONS)})\n")
             return 2
         out.write(f"m6t lab demo — emulated {emulation.name}: {emulation.summary}\n")
     from m6t.lab.environment import unavailable_reason

@@ -60,6 +60,8 @@ class Rig:
     workdir: Path
     emulate: str | None = None
     """The OS whose backend the helper runs over its emulation (``m6t.lab.emulation``); Linux's when None."""
+    tun: str = TUN
+    """The name the client's tunnel interface gets (macOS names its utun itself: utun0 in the lab)."""
     gateway: subprocess.Popen[str] | None = None
     client: subprocess.Popen[str] | None = None
     logs: list[IO[str]] = field(default_factory=list)
@@ -126,7 +128,7 @@ class Rig:
         return "\n".join(parts)
 
     def tunnel_addresses(self) -> list[IPv6Address]:
-        out = self.lab.run(MN, "ip", "-j", "-6", "addr", "show", "dev", TUN, check=False).stdout
+        out = self.lab.run(MN, "ip", "-j", "-6", "addr", "show", "dev", self.tun, check=False).stdout
         found = []
         for link in json.loads(out or "[]"):
             for info in link.get("addr_info", []):
@@ -168,10 +170,10 @@ def rig(lab: StandardLab) -> Iterator[Rig]:
 
 
 @contextlib.contextmanager
-def running_rig(lab: StandardLab, emulate: str | None = None) -> Iterator[Rig]:
+def running_rig(lab: StandardLab, emulate: str | None = None, tun: str = TUN) -> Iterator[Rig]:
     """The gateway started in ``lab``; the client (started by the test) and the gateway stopped after."""
     workdir = Path(tempfile.mkdtemp(prefix="m6tclient-"))
-    rig = Rig(lab, workdir, emulate)
+    rig = Rig(lab, workdir, emulate, tun=tun)
     try:
         rig.start_gateway()
         yield rig

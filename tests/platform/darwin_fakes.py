@@ -2,9 +2,10 @@
 
 It is faithful where a mistake in the backend could hide:
 
-* every structure the backend sends is decoded with this module's *own* layouts, declared with ctypes from
-  the C headers (natural alignment computed by ctypes, not copied from the backend's ``struct`` formats), so
-  a packing mistake fails a test instead of cancelling out;
+* every structure the backend sends is decoded with layouts of its own (:mod:`m6t.lab.emulation.darwin_abi`,
+  shared with the lab's emulated macOS), declared with ctypes from the C headers (natural alignment computed
+  by ctypes, not copied from the backend's ``struct`` formats), so a packing mistake fails a test instead of
+  cancelling out;
 * ``ioctl`` checks the request number and that the buffer is exactly ``IOCPARM_LEN(request)`` bytes, and
   applies the kernel's validation (in6_update_ifa's prefix-length rule, NODAD, lifetimes, MTU bounds...);
 * the routing socket parses rt_msghdr + ROUNDUP32-padded sockaddrs as ``rt_xaddrs`` does, keeps a routing
@@ -32,234 +33,90 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network, ip_address
 
-# The ABI numbers, written out again on purpose (sys/socket.h, net/route.h, net/if.h, sys/ioccom.h,
-# netinet6/in6_var.h, sys/kern_control.h, net/if_utun.h, netinet/in.h).
-AF_INET, AF_ROUTE, AF_LINK, AF_INET6, AF_SYSTEM = 2, 17, 18, 30, 32
-SOCK_DGRAM, SOCK_RAW = 2, 3
-SYSPROTO_CONTROL = 2
-SOL_SOCKET, SO_RCVBUF = 0xFFFF, 0x1002
-IPPROTO_IP, IP_DONTFRAG = 0, 28
-UTUN_OPT_IFNAME = 2
-IFT_ETHER, IFT_LOOP, IFT_OTHER = 0x6, 0x18, 0x1
-IFF_UP, IFF_BROADCAST, IFF_LOOPBACK, IFF_POINTOPOINT, IFF_RUNNING, IFF_MULTICAST = 0x1, 0x2, 0x8, 0x10, 0x40, 0x8000
-IFF_CANTCHANGE = IFF_BROADCAST | IFF_POINTOPOINT | IFF_RUNNING | IFF_MULTICAST | IFF_LOOPBACK
-IN6_IFF_NODAD = 0x20
-IF_MINMTU, IF_MAXMTU = 72, 65535
+from m6t.lab.emulation.darwin_abi import (
+    AF_INET,
+    AF_INET6,
+    AF_LINK,
+    AF_ROUTE,
+    AF_SYSTEM,
+    CTLIOCGINFO,
+    IF_MAXMTU,
+    IF_MINMTU,
+    IFF_BROADCAST,
+    IFF_CANTCHANGE,
+    IFF_LOOPBACK,
+    IFF_MULTICAST,
+    IFF_POINTOPOINT,
+    IFF_RUNNING,
+    IFF_UP,
+    IFT_ETHER,
+    IFT_LOOP,
+    IFT_OTHER,
+    IOCPARM_MASK,
+    IP_DONTFRAG,
+    IPPROTO_IP,
+    RTA_IFA,
+    RTA_IFP,
+    RTAX_BRD,
+    RTAX_DST,
+    RTAX_GATEWAY,
+    RTAX_IFA,
+    RTAX_IFP,
+    RTAX_NETMASK,
+    RTF_DONE,
+    RTF_GATEWAY,
+    RTF_HOST,
+    RTF_IFSCOPE,
+    RTF_STATIC,
+    RTF_UP,
+    RTM_ADD,
+    RTM_CHANGE,
+    RTM_DELADDR,
+    RTM_DELETE,
+    RTM_GET,
+    RTM_IFINFO,
+    RTM_NEWADDR,
+    RTM_VERSION,
+    SIOCAIFADDR_IN6,
+    SIOCDIFADDR_IN6,
+    SIOCGIFFLAGS,
+    SIOCGIFMTU,
+    SIOCSIFFLAGS,
+    SIOCSIFMTU,
+    SO_RCVBUF,
+    SOCK_DGRAM,
+    SOCK_RAW,
+    SOL_SOCKET,
+    SYSPROTO_CONTROL,
+    UTUN_CONTROL_NAME,
+    UTUN_CTL_ID,
+    UTUN_OPT_IFNAME,
+    CtlInfo,
+    IfaMsghdr,
+    IfMsghdr,
+    Ifreq,
+    In6Aliasreq,
+    In6Ifreq,
+    RtMsghdr,
+    SockaddrDl,
+    SockaddrIn6,
+    assemble,
+    cstr,
+    ip_network_of,
+    kernel_mask,
+    link_sockaddr,
+    oserror,
+    prefixlen_of,
+    sockaddr,
+    sockaddr_ip,
+    xaddrs,
+)
 
-RTM_VERSION = 5
-RTM_ADD, RTM_DELETE, RTM_CHANGE, RTM_GET = 1, 2, 3, 4
-RTM_NEWADDR, RTM_DELADDR, RTM_IFINFO = 0xC, 0xD, 0xE
-RTF_UP, RTF_GATEWAY, RTF_HOST, RTF_DONE, RTF_LLINFO, RTF_STATIC = 0x1, 0x2, 0x4, 0x40, 0x400, 0x800
-RTF_IFSCOPE = 0x1000000
-RTA_DST, RTA_GATEWAY, RTA_NETMASK, RTA_IFP, RTA_IFA, RTA_BRD = 0x1, 0x2, 0x4, 0x10, 0x20, 0x80
-RTAX_DST, RTAX_GATEWAY, RTAX_NETMASK, RTAX_IFP, RTAX_IFA, RTAX_BRD, RTAX_MAX = 0, 1, 2, 4, 5, 7, 8
-
-UTUN_CONTROL_NAME = b"com.apple.net.utun_control"
-UTUN_CTL_ID = 0x7A3
-"""Whatever id the kernel assigned the utun control at boot: any value, learned through CTLIOCGINFO."""
 CONFIGD_PID = 77
 """The rtm_pid stamped on table changes made by "someone else" (configd, route(8))."""
-
-IOC_IN, IOC_OUT, IOCPARM_MASK = 0x80000000, 0x40000000, 0x1FFF
 HOST_AF_UNIX = 1
 """The fake's own sockets are AF_UNIX datagram pairs on the host running the tests (1 on Linux and macOS; the
 socket module's name for it is missing from typeshed's Windows view)."""
-
-
-def _ioc(direction: int, group: str, number: int, kind: type[ctypes.Structure]) -> int:
-    return direction | ((ctypes.sizeof(kind) & IOCPARM_MASK) << 16) | (ord(group) << 8) | number
-
-
-# C layouts ------------------------------------------------------------------------------------------
-
-
-class SockaddrIn(ctypes.Structure):
-    _fields_ = [
-        ("sin_len", ctypes.c_uint8),
-        ("sin_family", ctypes.c_uint8),
-        ("sin_port", ctypes.c_uint16),
-        ("sin_addr", ctypes.c_uint8 * 4),
-        ("sin_zero", ctypes.c_char * 8),
-    ]
-
-
-class SockaddrIn6(ctypes.Structure):
-    _fields_ = [
-        ("sin6_len", ctypes.c_uint8),
-        ("sin6_family", ctypes.c_uint8),
-        ("sin6_port", ctypes.c_uint16),
-        ("sin6_flowinfo", ctypes.c_uint32),
-        ("sin6_addr", ctypes.c_uint8 * 16),
-        ("sin6_scope_id", ctypes.c_uint32),
-    ]
-
-
-class SockaddrDl(ctypes.Structure):
-    _fields_ = [
-        ("sdl_len", ctypes.c_uint8),
-        ("sdl_family", ctypes.c_uint8),
-        ("sdl_index", ctypes.c_ushort),
-        ("sdl_type", ctypes.c_uint8),
-        ("sdl_nlen", ctypes.c_uint8),
-        ("sdl_alen", ctypes.c_uint8),
-        ("sdl_slen", ctypes.c_uint8),
-        ("sdl_data", ctypes.c_char * 12),
-    ]
-
-
-class Sockaddr(ctypes.Structure):
-    _fields_ = [("sa_len", ctypes.c_uint8), ("sa_family", ctypes.c_uint8), ("sa_data", ctypes.c_char * 14)]
-
-
-class In6Addrlifetime(ctypes.Structure):
-    _fields_ = [
-        ("ia6t_expire", ctypes.c_long),  # time_t: 8 bytes on LP64
-        ("ia6t_preferred", ctypes.c_long),
-        ("ia6t_vltime", ctypes.c_uint32),
-        ("ia6t_pltime", ctypes.c_uint32),
-    ]
-
-
-class In6Aliasreq(ctypes.Structure):
-    _fields_ = [
-        ("ifra_name", ctypes.c_char * 16),
-        ("ifra_addr", SockaddrIn6),
-        ("ifra_dstaddr", SockaddrIn6),
-        ("ifra_prefixmask", SockaddrIn6),
-        ("ifra_flags", ctypes.c_int),
-        ("ifra_lifetime", In6Addrlifetime),
-    ]
-
-
-class Icmp6Ifstat(ctypes.Structure):
-    _fields_ = [(f"ifs6_counter{i}", ctypes.c_uint64) for i in range(34)]
-
-
-class In6Ifstat(ctypes.Structure):
-    _fields_ = [(f"ifs6_counter{i}", ctypes.c_uint64) for i in range(28)]
-
-
-class In6IfreqUnion(ctypes.Union):
-    _fields_ = [
-        ("ifru_addr", SockaddrIn6),
-        ("ifru_dstaddr", SockaddrIn6),
-        ("ifru_flags", ctypes.c_int),
-        ("ifru_flags6", ctypes.c_int),
-        ("ifru_metric", ctypes.c_int),
-        ("ifru_intval", ctypes.c_int),
-        ("ifru_data", ctypes.c_void_p),
-        ("ifru_lifetime", In6Addrlifetime),
-        ("ifru_stat", In6Ifstat),
-        ("ifru_icmp6stat", Icmp6Ifstat),
-        ("ifru_scope_id", ctypes.c_uint32 * 16),
-    ]
-
-
-class In6Ifreq(ctypes.Structure):
-    _fields_ = [("ifr_name", ctypes.c_char * 16), ("ifr_ifru", In6IfreqUnion)]
-
-
-class IfreqUnion(ctypes.Union):
-    _fields_ = [
-        ("ifru_addr", Sockaddr),
-        ("ifru_flags", ctypes.c_short),
-        ("ifru_metric", ctypes.c_int),
-        ("ifru_mtu", ctypes.c_int),
-        ("ifru_phys", ctypes.c_int),
-        ("ifru_media", ctypes.c_int),
-        ("ifru_intval", ctypes.c_int),
-        ("ifru_data", ctypes.c_void_p),
-        ("ifru_cap", ctypes.c_int * 2),
-    ]
-
-
-class Ifreq(ctypes.Structure):
-    _fields_ = [("ifr_name", ctypes.c_char * 16), ("ifr_ifru", IfreqUnion)]
-
-
-class CtlInfo(ctypes.Structure):
-    _fields_ = [("ctl_id", ctypes.c_uint32), ("ctl_name", ctypes.c_char * 96)]
-
-
-class RtMetrics(ctypes.Structure):
-    _fields_ = [
-        ("rmx_locks", ctypes.c_uint32),
-        ("rmx_mtu", ctypes.c_uint32),
-        ("rmx_hopcount", ctypes.c_uint32),
-        ("rmx_expire", ctypes.c_int32),
-        ("rmx_recvpipe", ctypes.c_uint32),
-        ("rmx_sendpipe", ctypes.c_uint32),
-        ("rmx_ssthresh", ctypes.c_uint32),
-        ("rmx_rtt", ctypes.c_uint32),
-        ("rmx_rttvar", ctypes.c_uint32),
-        ("rmx_pksent", ctypes.c_uint32),
-        ("rmx_state", ctypes.c_uint32),
-        ("rmx_filler", ctypes.c_uint32 * 3),
-    ]
-
-
-class RtMsghdr(ctypes.Structure):
-    _fields_ = [
-        ("rtm_msglen", ctypes.c_ushort),
-        ("rtm_version", ctypes.c_uint8),
-        ("rtm_type", ctypes.c_uint8),
-        ("rtm_index", ctypes.c_ushort),
-        ("rtm_flags", ctypes.c_int),
-        ("rtm_addrs", ctypes.c_int),
-        ("rtm_pid", ctypes.c_int32),
-        ("rtm_seq", ctypes.c_int),
-        ("rtm_errno", ctypes.c_int),
-        ("rtm_use", ctypes.c_int),
-        ("rtm_inits", ctypes.c_uint32),
-        ("rtm_rmx", RtMetrics),
-    ]
-
-
-class IfaMsghdr(ctypes.Structure):
-    _fields_ = [
-        ("ifam_msglen", ctypes.c_ushort),
-        ("ifam_version", ctypes.c_uint8),
-        ("ifam_type", ctypes.c_uint8),
-        ("ifam_addrs", ctypes.c_int),
-        ("ifam_flags", ctypes.c_int),
-        ("ifam_index", ctypes.c_ushort),
-        ("ifam_metric", ctypes.c_int),
-    ]
-
-
-class Timeval32(ctypes.Structure):
-    _fields_ = [("tv_sec", ctypes.c_int32), ("tv_usec", ctypes.c_int32)]
-
-
-class IfData(ctypes.Structure):
-    _fields_ = [
-        *[(n, ctypes.c_uint8) for n in ("type", "typelen", "physical", "addrlen", "hdrlen", "rq", "xq", "u1")],
-        *[(n, ctypes.c_uint32) for n in ("mtu", "metric", "baudrate")],
-        *[(f"counter{i}", ctypes.c_uint32) for i in range(13)],
-        ("ifi_lastchange", Timeval32),
-        *[(n, ctypes.c_uint32) for n in ("unused2", "hwassist", "reserved1", "reserved2")],
-    ]
-
-
-class IfMsghdr(ctypes.Structure):
-    _fields_ = [
-        ("ifm_msglen", ctypes.c_ushort),
-        ("ifm_version", ctypes.c_uint8),
-        ("ifm_type", ctypes.c_uint8),
-        ("ifm_addrs", ctypes.c_int),
-        ("ifm_flags", ctypes.c_int),
-        ("ifm_index", ctypes.c_ushort),
-        ("ifm_data", IfData),
-    ]
-
-
-CTLIOCGINFO = _ioc(IOC_IN | IOC_OUT, "N", 3, CtlInfo)
-SIOCAIFADDR_IN6 = _ioc(IOC_IN, "i", 26, In6Aliasreq)
-SIOCDIFADDR_IN6 = _ioc(IOC_IN, "i", 25, In6Ifreq)
-SIOCSIFFLAGS = _ioc(IOC_IN, "i", 16, Ifreq)
-SIOCGIFFLAGS = _ioc(IOC_IN | IOC_OUT, "i", 17, Ifreq)
-SIOCSIFMTU = _ioc(IOC_IN, "i", 52, Ifreq)
-SIOCGIFMTU = _ioc(IOC_IN | IOC_OUT, "i", 51, Ifreq)
 
 
 class FakeKernelViolation(AssertionError):
@@ -309,27 +166,6 @@ class FakeSocket:
     kernel: socket.socket
     ctl_id: int | None = None
     utun: FakeInterface | None = None
-
-
-def _sa_round(length: int) -> int:
-    return (length + 3) & ~3 if length > 0 else 4
-
-
-def _cstr(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode()
-
-
-def _oserror(code: int) -> OSError:
-    return OSError(code, os.strerror(code))
-
-
-def prefixlen_of(mask: bytes, size: int) -> int | None:
-    """A contiguous mask's length, ``None`` if it is not contiguous (in6_mask2len's -1)."""
-    bits = int.from_bytes(mask[:size].ljust(size, b"\0"), "big")
-    total = size * 8
-    length = total - (~bits & ((1 << total) - 1)).bit_length()
-    expected = ((1 << length) - 1) << (total - length) if length else 0
-    return length if bits == expected else None
 
 
 class FakeDarwinKernel:
@@ -416,7 +252,7 @@ class FakeDarwinKernel:
             scope=scope,
         )
         if self._find_exact(net, scope, host=False) is not None:
-            raise _oserror(errno.EEXIST)
+            raise oserror(errno.EEXIST)
         self.routes.append(route)
         self._broadcast(self.route_message(RTM_ADD, route, seq=1, pid=CONFIGD_PID, index=scope))
         return route
@@ -424,7 +260,7 @@ class FakeDarwinKernel:
     def delete_route(self, network: str, *, scope: int = 0) -> None:
         route = self._find_exact(ip_network_of(network), scope, host=False)
         if route is None:
-            raise _oserror(errno.ESRCH)
+            raise oserror(errno.ESRCH)
         self.routes.remove(route)
         self._broadcast(self.route_message(RTM_DELETE, route, seq=2, pid=CONFIGD_PID, index=scope))
 
@@ -454,11 +290,11 @@ class FakeDarwinKernel:
             label = "route"
         elif (family, kind, proto) == (AF_INET6, SOCK_DGRAM, 0):
             if not self.sysctls:
-                raise _oserror(errno.EAFNOSUPPORT)
+                raise oserror(errno.EAFNOSUPPORT)
             label = "inet6"
         else:
             # Linux's numbers (AF_INET6 = 10, AF_ROUTE = 16...) land here: macOS would not understand them.
-            raise _oserror(errno.EAFNOSUPPORT)
+            raise oserror(errno.EAFNOSUPPORT)
         user, kernel = socket.socketpair(HOST_AF_UNIX, socket.SOCK_DGRAM)
         kernel.setblocking(False)
         fake = FakeSocket(kind=label, user=user, kernel=kernel)
@@ -476,7 +312,7 @@ class FakeDarwinKernel:
     def close(self, fd: int) -> None:
         fake = self.sockets.pop(fd, None)
         if fake is None:
-            raise _oserror(errno.EBADF)
+            raise oserror(errno.EBADF)
         fake.user.close()
         fake.kernel.close()
         if fake.utun is not None and fake.utun.index in self.interfaces:
@@ -500,12 +336,12 @@ class FakeDarwinKernel:
         if request == CTLIOCGINFO and fake.kind == "control":
             info = CtlInfo.from_buffer_copy(arg)
             if not self.utun_control or info.ctl_name != UTUN_CONTROL_NAME:
-                raise _oserror(errno.ENOENT)
+                raise oserror(errno.ENOENT)
             info.ctl_id = UTUN_CTL_ID
             fake.ctl_id = UTUN_CTL_ID
             return bytes(info)
         if fake.kind != "inet6":
-            raise _oserror(errno.ENOTTY)
+            raise oserror(errno.ENOTTY)
         handlers = {
             SIOCAIFADDR_IN6: self._aifaddr_in6,
             SIOCDIFADDR_IN6: self._difaddr_in6,
@@ -516,50 +352,50 @@ class FakeDarwinKernel:
         }
         handler = handlers.get(request)
         if handler is None:
-            raise _oserror(errno.ENOTTY)
+            raise oserror(errno.ENOTTY)
         return handler(request, arg)
 
     def _named(self, raw: bytes) -> FakeInterface:
         try:
-            return self.interface(_cstr(raw))
+            return self.interface(cstr(raw))
         except KeyError:
-            raise _oserror(errno.ENXIO) from None
+            raise oserror(errno.ENXIO) from None
 
     def _privileged(self) -> None:
         if self.euid != 0:
-            raise _oserror(errno.EPERM)
+            raise oserror(errno.EPERM)
 
     def _aifaddr_in6(self, request: int, arg: bytes) -> bytes:
         ifra = In6Aliasreq.from_buffer_copy(arg)
         self._privileged()
         interface = self._named(ifra.ifra_name)
         if ifra.ifra_addr.sin6_family != AF_INET6 or ifra.ifra_addr.sin6_len != ctypes.sizeof(SockaddrIn6):
-            raise _oserror(errno.EAFNOSUPPORT)
+            raise oserror(errno.EAFNOSUPPORT)
         address = IPv6Address(bytes(ifra.ifra_addr.sin6_addr))
         existing = interface.ipv6.get(address)
         mask = ifra.ifra_prefixmask
         # in6_update_ifa (netinet6/in6.c): a new address needs a mask; a mask must be contiguous and non-zero.
         if existing is None and mask.sin6_len == 0:
-            raise _oserror(errno.EINVAL)
+            raise oserror(errno.EINVAL)
         if mask.sin6_len:
             if mask.sin6_len != ctypes.sizeof(SockaddrIn6):
-                raise _oserror(errno.EINVAL)
+                raise oserror(errno.EINVAL)
             plen = prefixlen_of(bytes(mask.sin6_addr), 16)
             if not plen:
-                raise _oserror(errno.EINVAL)
+                raise oserror(errno.EINVAL)
         else:
             assert existing is not None
             plen = existing.prefixlen
         if ifra.ifra_dstaddr.sin6_family == AF_INET6 and (not interface.flags & IFF_POINTOPOINT or plen != 128):
-            raise _oserror(errno.EINVAL)
+            raise oserror(errno.EINVAL)
         lifetime = ifra.ifra_lifetime
         if lifetime.ia6t_pltime > lifetime.ia6t_vltime:
-            raise _oserror(errno.EINVAL)
+            raise oserror(errno.EINVAL)
         if lifetime.ia6t_vltime == 0 and existing is None:
             return arg
         if existing is not None and mask.sin6_len and existing.prefixlen != plen:
             # "the prefix length of an existing address should not be changed"
-            raise _oserror(errno.EINVAL)
+            raise oserror(errno.EINVAL)
         interface.ipv6[address] = In6Address(plen, ifra.ifra_flags, lifetime.ia6t_vltime, lifetime.ia6t_pltime)
         self._broadcast(self.addr_message(RTM_NEWADDR, interface, IPv6Interface((address, plen))))
         return arg
@@ -570,11 +406,11 @@ class FakeDarwinKernel:
         interface = self._named(ifr.ifr_name)
         sa = ifr.ifr_ifru.ifru_addr
         if sa.sin6_family != AF_INET6:
-            raise _oserror(errno.EADDRNOTAVAIL)
+            raise oserror(errno.EADDRNOTAVAIL)
         address = IPv6Address(bytes(sa.sin6_addr))
         entry = interface.ipv6.pop(address, None)
         if entry is None:
-            raise _oserror(errno.EADDRNOTAVAIL)
+            raise oserror(errno.EADDRNOTAVAIL)
         self._broadcast(self.addr_message(RTM_DELADDR, interface, IPv6Interface((address, entry.prefixlen))))
         return arg
 
@@ -585,7 +421,7 @@ class FakeDarwinKernel:
         if request == SIOCSIFMTU:
             mtu = ifr.ifr_ifru.ifru_mtu
             if not IF_MINMTU <= mtu <= IF_MAXMTU:
-                raise _oserror(errno.EINVAL)
+                raise oserror(errno.EINVAL)
             interface.mtu = mtu
         else:
             wanted = ifr.ifr_ifru.ifru_flags & 0xFFFF
@@ -607,9 +443,9 @@ class FakeDarwinKernel:
     def connect_control(self, fd: int, ctl_id: int, unit: int) -> None:
         fake = self._socket(fd, "control")
         if fake.utun is not None:
-            raise _oserror(errno.EISCONN)
+            raise oserror(errno.EISCONN)
         if ctl_id != UTUN_CTL_ID or not self.utun_control:
-            raise _oserror(errno.ENOENT)
+            raise oserror(errno.ENOENT)
         self._privileged()  # the utun control is registered CTL_FLAG_PRIVILEGED
         names = {interface.name for interface in self.interfaces.values()}
         if unit == 0:
@@ -617,7 +453,7 @@ class FakeDarwinKernel:
         else:
             number = unit - 1
             if f"utun{number}" in names:
-                raise _oserror(errno.EBUSY)
+                raise oserror(errno.EBUSY)
         fake.utun = self.add_interface(
             f"utun{number}", kind=IFT_OTHER, flags=IFF_UP | IFF_POINTOPOINT | IFF_RUNNING | IFF_MULTICAST
         )
@@ -626,17 +462,17 @@ class FakeDarwinKernel:
         fake = self._socket(fd)
         if fake.kind == "control" and level == SYSPROTO_CONTROL and option == UTUN_OPT_IFNAME:
             if fake.utun is None:
-                raise _oserror(errno.ENOTCONN)
+                raise oserror(errno.ENOTCONN)
             name = fake.utun.name.encode() + b"\0"
             if size < len(name):
-                raise _oserror(errno.EMSGSIZE)
+                raise oserror(errno.EMSGSIZE)
             return name
-        raise _oserror(errno.ENOPROTOOPT)
+        raise oserror(errno.ENOPROTOOPT)
 
     def setsockopt(self, fd: int, level: int, option: int, value: int) -> None:
         # The UDP channel's socket is a real one the fake did not create: options are recorded for any fd.
         if (level, option) not in ((IPPROTO_IP, IP_DONTFRAG), (SOL_SOCKET, SO_RCVBUF)):
-            raise _oserror(errno.ENOPROTOOPT)
+            raise oserror(errno.ENOPROTOOPT)
         self.sockopts[(fd, level, option)] = value
 
     # -- Syscalls: data
@@ -654,12 +490,12 @@ class FakeDarwinKernel:
     def writev(self, fd: int, buffers: Sequence[bytes]) -> int:
         fake = self._socket(fd, "control")
         if fake.utun is None:
-            raise _oserror(errno.ENOTCONN)
+            raise oserror(errno.ENOTCONN)
         if self.utun_write_error is not None:
-            raise _oserror(self.utun_write_error)
+            raise oserror(self.utun_write_error)
         datagram = b"".join(bytes(b) for b in buffers)
         if len(datagram) < 4:
-            raise _oserror(errno.EINVAL)
+            raise oserror(errno.EINVAL)
         (family,) = struct.unpack("!I", datagram[:4])
         fake.utun.injected.append((family, datagram[4:]))
         return len(datagram)
@@ -670,7 +506,7 @@ class FakeDarwinKernel:
         try:
             return self.sysctls[name]
         except KeyError:
-            raise _oserror(errno.ENOENT) from None
+            raise oserror(errno.ENOENT) from None
 
     def geteuid(self) -> int:
         return self.euid
@@ -687,16 +523,16 @@ class FakeDarwinKernel:
     def if_indextoname(self, index: int) -> str:
         interface = self.interfaces.get(index)
         if interface is None:
-            raise _oserror(errno.ENXIO)
+            raise oserror(errno.ENXIO)
         return interface.name
 
     def source_address_toward(self, address: str, port: int) -> str:
         route = self._best_match(IPv4Address(address), 0)
         if route is None:
-            raise _oserror(errno.ENETUNREACH)
+            raise oserror(errno.ENETUNREACH)
         local = self._ifa(route)
         if not isinstance(local, IPv4Address):
-            raise _oserror(errno.EADDRNOTAVAIL)
+            raise oserror(errno.EADDRNOTAVAIL)
         return str(local)
 
     def interface_with_address(self, address: str) -> str | None:
@@ -711,16 +547,16 @@ class FakeDarwinKernel:
     def _route_output(self, fake: FakeSocket, data: bytes) -> int:
         # bsd/net/rtsock.c route_output: length and version first (nothing is echoed for those).
         if len(data) < ctypes.sizeof(RtMsghdr) or struct.unpack_from("=H", data)[0] != len(data):
-            raise _oserror(errno.EINVAL)
+            raise oserror(errno.EINVAL)
         rtm = RtMsghdr.from_buffer_copy(data)
         if rtm.rtm_version != RTM_VERSION:
-            raise _oserror(errno.EPROTONOSUPPORT)
+            raise oserror(errno.EPROTONOSUPPORT)
         rtm.rtm_pid = self.pid
         error = 0
         reply: bytes | None = None
         try:
             if rtm.rtm_type != RTM_GET and self.euid != 0:
-                raise _oserror(errno.EPERM)
+                raise oserror(errno.EPERM)
             sockaddrs = xaddrs(data, ctypes.sizeof(RtMsghdr), rtm.rtm_addrs)
             reply = self._route_request(rtm, sockaddrs)
         except OSError as exc:
@@ -735,27 +571,27 @@ class FakeDarwinKernel:
         # The message goes to every routing socket, the sender's included (SO_USELOOPBACK), before write returns.
         self._broadcast(reply)
         if error:
-            raise _oserror(error)
+            raise oserror(error)
         return len(data)
 
     def _route_request(self, rtm: RtMsghdr, sockaddrs: dict[int, bytes]) -> bytes | None:
         dst_sa = sockaddrs.get(RTAX_DST)
         if dst_sa is None or len(dst_sa) < 2:
-            raise _oserror(errno.EINVAL)
+            raise oserror(errno.EINVAL)
         family = dst_sa[1]
         if family == AF_INET6 and len(dst_sa) < ctypes.sizeof(SockaddrIn6):
-            raise _oserror(errno.EINVAL)
+            raise oserror(errno.EINVAL)
         gateway_sa = sockaddrs.get(RTAX_GATEWAY)
         if gateway_sa is not None and gateway_sa[1:2] == bytes([AF_INET6]) and len(gateway_sa) < 28:
-            raise _oserror(errno.EINVAL)
+            raise oserror(errno.EINVAL)
         scope = 0
         if rtm.rtm_flags & RTF_IFSCOPE:
             if family not in (AF_INET, AF_INET6):
-                raise _oserror(errno.EINVAL)
+                raise oserror(errno.EINVAL)
             scope = rtm.rtm_index
         destination = sockaddr_ip(dst_sa)
         if destination is None:
-            raise _oserror(errno.EAFNOSUPPORT)
+            raise oserror(errno.EAFNOSUPPORT)
         mask_sa = sockaddrs.get(RTAX_NETMASK)
         size = 4 if family == AF_INET else 16
         # rtrequest: RTF_HOST drops the netmask; a route entered without one is a host entry.
@@ -764,7 +600,7 @@ class FakeDarwinKernel:
         if mask_sa is not None:
             found = prefixlen_of(mask_sa[(4 if family == AF_INET else 8) :], size)
             if found is None:
-                raise _oserror(errno.EINVAL)
+                raise oserror(errno.EINVAL)
             prefixlen = found
         if host and rtm.rtm_type in (RTM_ADD, RTM_DELETE):
             prefixlen = size * 8
@@ -772,10 +608,10 @@ class FakeDarwinKernel:
         kind = rtm.rtm_type
         if kind == RTM_ADD:
             if gateway_sa is None:
-                raise _oserror(errno.EINVAL)
+                raise oserror(errno.EINVAL)
             ifindex, gateway = self._resolve_gateway(gateway_sa, scope)
             if self._find_exact(network, scope, host=host) is not None:
-                raise _oserror(errno.EEXIST)
+                raise oserror(errno.EEXIST)
             flags = rtm.rtm_flags & ~RTF_DONE
             flags = flags | RTF_GATEWAY if gateway is not None else flags & ~RTF_GATEWAY
             route = FakeRoute(network, ifindex, gateway, flags, scope=scope, host=host)
@@ -784,7 +620,7 @@ class FakeDarwinKernel:
         if kind == RTM_DELETE:
             doomed = self._find_exact(network, scope, host=host)
             if doomed is None:
-                raise _oserror(errno.ESRCH)
+                raise oserror(errno.ESRCH)
             self.routes.remove(doomed)
             return None
         if kind in (RTM_GET, RTM_CHANGE):
@@ -794,7 +630,7 @@ class FakeDarwinKernel:
                 # rn_lookup without a mask is rn_match: the best match, a covering route included.
                 found_route = self._best_match(destination, scope)
             if found_route is None:
-                raise _oserror(errno.ESRCH)
+                raise oserror(errno.ESRCH)
             if kind == RTM_CHANGE:
                 if gateway_sa is not None:
                     ifindex, gateway = self._resolve_gateway(gateway_sa, scope)
@@ -806,23 +642,23 @@ class FakeDarwinKernel:
                 return None
             want_interface = bool(rtm.rtm_addrs & (RTA_IFP | RTA_IFA))
             return self._get_reply(rtm, found_route, want_interface)
-        raise _oserror(errno.EOPNOTSUPP)
+        raise oserror(errno.EOPNOTSUPP)
 
     def _resolve_gateway(self, sa: bytes, scope: int) -> tuple[int, IPv4Address | IPv6Address | None]:
         if len(sa) >= 2 and sa[1] == AF_LINK:
             sdl = SockaddrDl.from_buffer_copy(sa.ljust(ctypes.sizeof(SockaddrDl), b"\0"))
             if sdl.sdl_index not in self.interfaces:
-                raise _oserror(errno.ENETUNREACH)
+                raise oserror(errno.ENETUNREACH)
             return int(sdl.sdl_index), None
         gateway = sockaddr_ip(sa)
         if gateway is None:
-            raise _oserror(errno.EINVAL)
+            raise oserror(errno.EINVAL)
         for interface in self.interfaces.values():
             if scope and interface.index != scope:
                 continue
             if isinstance(gateway, IPv4Address) and any(gateway in entry.network for entry in interface.ipv4):
                 return interface.index, gateway
-        raise _oserror(errno.ENETUNREACH)
+        raise oserror(errno.ENETUNREACH)
 
     def _find_exact(self, network: IPv4Network | IPv6Network, scope: int, *, host: bool) -> FakeRoute | None:
         for route in self.routes:
@@ -905,85 +741,3 @@ class FakeDarwinKernel:
             except (BlockingIOError, ConnectionError):
                 # A full receive buffer: raw_input drops the message, silently, as the kernel does.
                 self.broadcast_drops += 1
-
-
-def ip_network_of(text: str, *, strict: bool = True) -> IPv4Network | IPv6Network:
-    return IPv6Network(text, strict=strict) if ":" in text else IPv4Network(text, strict=strict)
-
-
-def sockaddr(address: IPv4Address | IPv6Address) -> bytes:
-    if isinstance(address, IPv4Address):
-        sin = SockaddrIn(sin_len=ctypes.sizeof(SockaddrIn), sin_family=AF_INET)
-        sin.sin_addr[:] = list(address.packed)
-        return bytes(sin)
-    sin6 = SockaddrIn6(sin6_len=ctypes.sizeof(SockaddrIn6), sin6_family=AF_INET6)
-    sin6.sin6_addr[:] = list(address.packed)
-    return bytes(sin6)
-
-
-def link_sockaddr(interface: FakeInterface) -> bytes:
-    """The interface's link-level sockaddr_dl as the kernel reports it (name, and a scrubbed MAC for Ethernet)."""
-    name = interface.name.encode()
-    alen = 6 if interface.kind == IFT_ETHER else 0
-    length = max(ctypes.sizeof(SockaddrDl), 8 + len(name) + alen)
-    header = struct.pack("=BBHBBBB", length, AF_LINK, interface.index, interface.kind, len(name), alen, 0)
-    return (header + name).ljust(length, b"\0")
-
-
-def kernel_mask(network: IPv4Network | IPv6Network) -> bytes:
-    """A netmask as the radix tree keeps it: family byte 0, trimmed after the last non-zero byte."""
-    mask = network.netmask.packed
-    offset = 4 if network.version == 4 else 8
-    raw = bytearray(offset) + bytearray(mask)
-    while len(raw) > offset and raw[-1] == 0:
-        raw.pop()
-    if len(raw) == offset:
-        return b""
-    raw[0] = len(raw)
-    return bytes(raw)
-
-
-def assemble(header: ctypes.Structure, sockaddrs: dict[int, bytes]) -> bytes:
-    """rt_msg2: the header, then each sockaddr padded with ROUNDUP32 (an empty one takes 4 zero bytes)."""
-    body = bytearray()
-    addrs = 0
-    for rtax in range(RTAX_MAX):
-        sa = sockaddrs.get(rtax)
-        if sa is None:
-            continue
-        addrs |= 1 << rtax
-        body += sa.ljust(_sa_round(len(sa)), b"\0")
-    raw = bytearray(bytes(header))
-    struct.pack_into("=H", raw, 0, len(raw) + len(body))
-    struct.pack_into("=i", raw, 4 if not isinstance(header, RtMsghdr) else RtMsghdr.rtm_addrs.offset, addrs)
-    return bytes(raw) + bytes(body)
-
-
-def xaddrs(data: bytes, offset: int, addrs: int) -> dict[int, bytes]:
-    """rt_xaddrs: sockaddrs in RTAX order, ROUNDUP32; an sa_len of 0 ends the list (for compatibility)."""
-    found: dict[int, bytes] = {}
-    for rtax in range(RTAX_MAX):
-        if offset >= len(data):
-            break
-        if not addrs & (1 << rtax):
-            continue
-        length = data[offset]
-        if offset + length > len(data):
-            raise _oserror(errno.EINVAL)
-        if length == 0:
-            break
-        if length < 2:
-            raise _oserror(errno.EINVAL)
-        found[rtax] = data[offset : offset + length]
-        offset += _sa_round(length)
-    return found
-
-
-def sockaddr_ip(sa: bytes) -> IPv4Address | IPv6Address | None:
-    if len(sa) >= 8 and sa[1] == AF_INET:
-        sin = SockaddrIn.from_buffer_copy(sa.ljust(ctypes.sizeof(SockaddrIn), b"\0"))
-        return IPv4Address(bytes(sin.sin_addr))
-    if len(sa) >= 24 and sa[1] == AF_INET6:
-        sin6 = SockaddrIn6.from_buffer_copy(sa.ljust(ctypes.sizeof(SockaddrIn6), b"\0"))
-        return IPv6Address(bytes(sin6.sin6_addr))
-    return None

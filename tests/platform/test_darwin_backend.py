@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from ipaddress import IPv6Address, IPv6Network
 
+from m6t.lab.emulation.darwin_abi import AF_INET6, RTF_STATIC, RTF_UP
 from m6t.platform.base import Backend, PlatformErrorCode
 from m6t.platform.darwin.backend import DarwinBackend
 from m6t.protocol.values import Route
-from tests.platform.darwin_fakes import AF_INET6, RTF_STATIC, RTF_UP, FakeDarwinKernel
+from tests.platform.darwin_fakes import FakeDarwinKernel
 
 ADDRESS = IPv6Address("fd6d:3674:a1b2:0:1:a1b2:c3d4:e5f6")
 

@@ -7,10 +7,11 @@ from ipaddress import IPv6Address
 
 import pytest
 
+from m6t.lab.emulation.darwin_abi import IFF_UP, IN6_IFF_NODAD
 from m6t.platform.base import PlatformError, PlatformErrorCode
 from m6t.platform.darwin.backend import DarwinBackend
 from m6t.platform.darwin.ifconfig_ioctl import SIOCAIFADDR_IN6, SIOCDIFADDR_IN6
-from tests.platform.darwin_fakes import IFF_UP, IN6_IFF_NODAD, FakeDarwinKernel
+from tests.platform.darwin_fakes import FakeDarwinKernel
 
 ADDRESS = IPv6Address("fd6d:3674:a1b2:0:1:a1b2:c3d4:e5f6")
 OTHER = IPv6Address("fd6d:3674:a1b2:0:1:1111:2222:3333")

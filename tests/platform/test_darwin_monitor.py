@@ -7,20 +7,12 @@ import asyncio
 import time
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
+from m6t.lab.emulation.darwin_abi import RTF_LLINFO, RTM_ADD, IfaMsghdr, RtMsghdr, assemble, sockaddr
 from m6t.platform.darwin.backend import DarwinBackend
 from m6t.platform.darwin.monitor import DarwinConnectivityMonitor, concerns_ipv4
 from m6t.platform.darwin.routing import parse_message
 from m6t.protocol.values import Attachment, Route
-from tests.platform.darwin_fakes import (
-    RTF_LLINFO,
-    RTM_ADD,
-    FakeDarwinKernel,
-    FakeRoute,
-    IfaMsghdr,
-    RtMsghdr,
-    assemble,
-    sockaddr,
-)
+from tests.platform.darwin_fakes import FakeDarwinKernel, FakeRoute
 from tests.platform.tracked import Tracked
 
 GATEWAY = IPv4Address("198.51.100.2")

@@ -7,21 +7,12 @@ from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
 import pytest
 
+from m6t.lab.emulation.darwin_abi import RTF_GATEWAY, RTF_IFSCOPE, RTF_STATIC, RTF_UP, RTM_ADD, RTM_CHANGE, RTM_GET
 from m6t.platform.base import PlatformError, PlatformErrorCode
 from m6t.platform.darwin import routing
 from m6t.platform.darwin.backend import DarwinBackend
 from m6t.protocol.values import Route
-from tests.platform.darwin_fakes import (
-    RTF_GATEWAY,
-    RTF_IFSCOPE,
-    RTF_STATIC,
-    RTF_UP,
-    RTM_ADD,
-    RTM_CHANGE,
-    RTM_GET,
-    FakeDarwinKernel,
-    FakeRoute,
-)
+from tests.platform.darwin_fakes import FakeDarwinKernel, FakeRoute
 
 DEFAULT = Route(IPv6Network("::/0"), 1029)
 HA_LINK = Route(IPv6Network("fd00:ab::/64"), 1029)

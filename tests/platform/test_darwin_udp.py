@@ -9,10 +9,11 @@ from ipaddress import IPv4Address
 
 import pytest
 
+from m6t.lab.emulation.darwin_abi import IP_DONTFRAG, IPPROTO_IP
 from m6t.platform.darwin.backend import DarwinBackend
 from m6t.platform.darwin.udp import DarwinUdpChannel
 from m6t.protocol.values import PmtuEvidence
-from tests.platform.darwin_fakes import IP_DONTFRAG, IPPROTO_IP, FakeDarwinKernel
+from tests.platform.darwin_fakes import FakeDarwinKernel
 
 LOOPBACK = IPv4Address("127.0.0.1")
 

@@ -8,10 +8,11 @@ from collections.abc import Sequence
 
 import pytest
 
+from m6t.lab.emulation.darwin_abi import AF_INET, AF_INET6
 from m6t.platform.base import PlatformError, PlatformErrorCode
 from m6t.platform.darwin.backend import DarwinBackend
 from m6t.platform.darwin.utun import DarwinUtun, requested_unit
-from tests.platform.darwin_fakes import AF_INET, AF_INET6, FakeDarwinKernel
+from tests.platform.darwin_fakes import FakeDarwinKernel
 
 PACKET = bytes.fromhex("6000000000083b40") + bytes(range(32)) + b"payload!"
 """An IPv6 header (next header 59, hop limit 64) with 8 bytes of payload."""

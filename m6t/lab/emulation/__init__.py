@@ -18,9 +18,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from m6t.platform.base import Backend
 
-KNOWN_OSES = ("windows", "darwin")
-"""What ``m6t lab demo --emulate`` accepts; an OS without a registry entry is reported as not available."""
-
 
 @dataclass(frozen=True)
 class Emulation:
@@ -41,5 +38,11 @@ EMULATIONS: dict[str, Emulation] = {
         "Windows",
         "the real Windows backend over an emulation of Wintun and IP Helper carrying real packets through a Linux TUN",
         "m6t.lab.emulation.windows:emulated_backend",
+    ),
+    "darwin": Emulation(
+        "macOS",
+        "the real macOS backend over an emulation of utun, interface ioctls and PF_ROUTE carrying real packets"
+        " through a Linux TUN",
+        "m6t.lab.emulation.darwin:emulated_backend",
     ),
 }

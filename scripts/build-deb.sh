@@ -278,6 +278,7 @@ install -D -m 0644 "$root/installers/linux/m6t-helper.service" "$stage/lib/syste
 install -D -m 0644 "$root/installers/linux/m6t-tray.desktop" "$stage/usr/share/applications/m6t-tray.desktop"
 install -D -m 0644 "$root/installers/linux/m6t-tray-autostart.desktop" "$stage/etc/xdg/autostart/m6t-tray.desktop"
 install -D -m 0644 "$root/installers/linux/client.example.toml" "$stage/usr/share/m6t/client.example.toml"
+install -D -m 0644 "$root/installers/linux/org.m6t.policy" "$stage/usr/share/polkit-1/actions/org.m6t.policy"
 for png in "$root"/assets/png/m6t-*.png; do
   size=${png##*/m6t-}
   size=${size%.png}

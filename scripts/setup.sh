@@ -12,6 +12,8 @@ apt_packages=(
   # the Windows installer's compile check (makensis, 7zz to look inside it); shell and workflow lint
   nsis 7zip shellcheck
   xvfb xauth trayer x11-utils
+  # the polkit authorization tests start a private bus and the real polkitd on it
+  dbus-daemon polkitd
   # Qt's xcb/offscreen platform plugins load these at run time
   libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3 libglib2.0-0
   libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-xinerama0 libxcb-randr0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from m6t.platform.base import Backend, ControlTransport, PlatformError
+from m6t.platform.base import Backend, ControlTransport, DesktopAuthority, PlatformError
 
 
 def default_backend() -> Backend:
@@ -48,3 +48,17 @@ def default_control_address() -> str:
     from m6t.platform.unix_control import DEFAULT_SOCKET_PATH
 
     return DEFAULT_SOCKET_PATH
+
+
+# --------------------------------------------------------------------------- the desktop's authority
+
+
+def desktop_authority() -> DesktopAuthority | None:
+    """Who besides the client's own policy decides what a local user may do: polkit on Linux; ``None``
+    (root/Administrators and the operator group alone) elsewhere.  Whether polkit actually runs is found
+    out when it is asked."""
+    if sys.platform == "linux":
+        from m6t.platform.linux.polkit import PolkitAuthority
+
+        return PolkitAuthority()
+    return None

@@ -222,6 +222,9 @@ class PeerIdentity(ABC):
     """The peer process, when the OS says (logs; with ``uid`` and its start time, polkit's subject)."""
     uid: int | None
     """The POSIX user id; ``None`` where accounts are not numbers (Windows names them by SID)."""
+    start_time: int | None = None
+    """When ``pid`` started, in the OS's own unit (Linux: clock ticks since boot, ``/proc/PID/stat`` field 22),
+    read at connect time: with it a desktop authority tells the peer from a later process given the same pid."""
 
     @property
     @abstractmethod
@@ -294,3 +297,45 @@ class ControlTransport(ABC):
     @abstractmethod
     async def open_connection(self, address: str, *, limit: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """Connect on the running loop; ``limit`` bounds a line.  Raises like :meth:`connect`."""
+
+
+# --------------------------------------------------------------------------- the desktop's authority
+#
+# Who else may decide what a local user may do: polkit on Linux desktops.  Chosen once per OS by
+# :func:`m6t.platform.desktop_authority` (``None``: this OS has none, the client's own policy decides alone).
+# It answers questions about one peer and one action; which action a request needs and what to tell the user
+# is the client's policy (:mod:`m6t.client.api.authorization`).
+
+
+class AuthorityAnswer(StrEnum):
+    YES = "yes"
+    """Authorized now."""
+    CHALLENGE = "auth"
+    """Authorized once someone authenticates (an administrator's password through the desktop's agent)."""
+    NO = "no"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorityVerdict:
+    answer: AuthorityAnswer
+    dismissed: bool = False
+    """The user closed the authentication dialog instead of answering it."""
+
+
+class AuthorityUnavailable(PlatformError):
+    """The authority is not on this host now (no system bus, nobody owns its name, our actions unknown to it)."""
+
+
+class DesktopAuthority(ABC):
+    name: str
+    """What to call it in messages (``"polkit"``)."""
+
+    @abstractmethod
+    async def check(self, peer: PeerIdentity, action: str, *, interactive: bool, timeout: float) -> AuthorityVerdict:
+        """May ``peer`` do ``action``?  ``interactive`` lets the authority ask the user to authenticate (the
+        call then waits for them).  Raises :class:`AuthorityUnavailable` when there is nobody to ask,
+        :class:`TimeoutError` when no answer came within ``timeout`` seconds (the question is withdrawn), and
+        :class:`PlatformError` when the authority failed to answer (a peer it cannot identify included)."""
+
+    @abstractmethod
+    async def close(self) -> None: ...

@@ -60,6 +60,7 @@ class UnixPeer(PeerIdentity):
     gid: int
     groups: frozenset[int] | None
     """Supplementary groups of the peer process at connect time, ``None`` when the OS does not say."""
+    start_time: int | None = None
 
     @property
     def is_superuser(self) -> bool:
@@ -73,6 +74,19 @@ class UnixPeer(PeerIdentity):
             return False
         groups = self.groups if self.groups is not None else user_groups(self.uid, self.gid)
         return self.gid == wanted or wanted in groups
+
+
+def process_start_time(pid: int) -> int | None:
+    """When ``pid`` started (``/proc/PID/stat`` field 22, clock ticks since boot), ``None`` once it is gone.
+
+    The command name (field 2) may hold spaces and parentheses, so the fields are counted after its last ``)``.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            raw = stat.read()
+        return int(raw[raw.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _linux(sock: socket.socket) -> UnixPeer | None:
@@ -90,7 +104,9 @@ def _linux(sock: socket.socket) -> UnixPeer | None:
         groups = frozenset(struct.unpack(f"{count}I", raw[: 4 * count]))
     except (OSError, struct.error):
         groups = None
-    return UnixPeer(pid=pid if pid > 0 else None, uid=uid, gid=gid, groups=groups)
+    known_pid = pid if pid > 0 else None
+    start_time = process_start_time(known_pid) if known_pid is not None else None
+    return UnixPeer(pid=known_pid, uid=uid, gid=gid, groups=groups, start_time=start_time)
 
 
 _SOL_LOCAL = 0

@@ -74,6 +74,15 @@ class Access(StrEnum):
     READ_ONLY = "read-only"
 
 
+class Permission(StrEnum):
+    """What a user may do without trying (:class:`Permissions`), as the helper's policy answers it."""
+
+    YES = "yes"
+    AUTH = "auth"
+    """Once an administrator's password is given (the desktop's polkit agent asks for it)."""
+    NO = "no"
+
+
 # ---------------------------------------------------------------------------------------------- events
 
 
@@ -215,6 +224,15 @@ class HelperInfo(TypedDict):
     socket_path: str
 
 
+class Permissions(TypedDict):
+    """Per group of changes, a :class:`Permission` value (tolerate others), asked without prompting anyone."""
+
+    connect: str
+    """``up``, ``down``, ``mtu.probe`` (polkit action ``org.m6t.connect``)."""
+    configure: str
+    """``config.set`` (polkit action ``org.m6t.configure``)."""
+
+
 class Status(TypedDict):
     """The reply to ``status``; also embedded in the ``subscribe``/``up``/``down`` replies."""
 
@@ -240,6 +258,8 @@ class Status(TypedDict):
     access: str
     """This connection's :class:`Access`."""
     helper: HelperInfo
+    permissions: NotRequired[Permissions]
+    """What this connection's user may change, asked along with the status (absent from older helpers)."""
     detail: NotRequired[str]
     """The session's words for the state (``"confirmed"``, ``"no IPv4 route to the gateway"``...)."""
     since: NotRequired[float | None]
@@ -365,6 +385,8 @@ class Hello(TypedDict):
     uid: int | None
     methods: list[str]
     events: list[str]
+    permissions: NotRequired[Permissions]
+    """What this user may change, asked at connect time (absent from older helpers: read ``access``)."""
 
 
 class Request(TypedDict):
@@ -413,8 +435,8 @@ def error_info(
     return info
 
 
-def hello(access: Access, uid: int | None, server: str) -> Hello:
-    return {
+def hello(access: Access, uid: int | None, server: str, permissions: Permissions | None = None) -> Hello:
+    message: Hello = {
         "type": "hello",
         "version": PROTOCOL_VERSION,
         "server": server,
@@ -423,6 +445,13 @@ def hello(access: Access, uid: int | None, server: str) -> Hello:
         "methods": [m.value for m in Method],
         "events": [e.value for e in EventKind],
     }
+    if permissions is not None:
+        message["permissions"] = permissions
+    return message
+
+
+def permissions(connect: Permission, configure: Permission) -> Permissions:
+    return {"connect": connect.value, "configure": configure.value}
 
 
 def ok_reply(request_id: int | str | None, result: Any) -> Reply:

@@ -23,7 +23,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from m6t.client.api import schema
@@ -65,6 +65,10 @@ class Handler(Protocol):
 
 
 AccessPolicy = Callable[[PeerIdentity | None], Access]
+Authorize = Callable[[PeerIdentity | None, Method], Awaitable[ErrorInfo | None]]
+"""Asked before a change a read-only connection requests: ``None`` lets it through, else the refusal to send
+(it may wait for the user to authenticate: only this connection waits)."""
+PermissionsOf = Callable[[PeerIdentity | None], Awaitable[schema.Permissions]]
 
 
 class Connection:
@@ -225,8 +229,10 @@ class Connection:
             self._reply_error(exc.request_id, exc.error)
             return
         if request.method in schema.OPERATOR_METHODS and self.access is not Access.OPERATOR:
-            self._reply_error(request.id, self.server.forbidden(request.method))
-            return
+            refusal = await self.server.authorize(self.peer, request.method)
+            if refusal is not None:
+                self._reply_error(request.id, refusal)
+                return
         try:
             result = await self.server.handler.handle(self, request)
         except ApiError as exc:
@@ -275,6 +281,8 @@ class ControlServer:
         *,
         server_name: str = "m6t-helper",
         forbidden_message: Callable[[Method], ErrorInfo] | None = None,
+        authorize: Authorize | None = None,
+        permissions: PermissionsOf | None = None,
         max_events_queued: int = DEFAULT_MAX_EVENTS_QUEUED,
         stall_timeout: float = DEFAULT_STALL_TIMEOUT_S,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
@@ -287,6 +295,8 @@ class ControlServer:
         self.stall_timeout = stall_timeout
         self.max_connections = max_connections
         self._forbidden_message = forbidden_message
+        self._authorize = authorize
+        self._permissions = permissions
         self.connections: set[Connection] = set()
         self.events_dropped = 0
         self._seq = 0
@@ -301,6 +311,12 @@ class ControlServer:
         if self._forbidden_message is not None:
             return self._forbidden_message(method)
         return schema.error_info(ErrorCode.FORBIDDEN)
+
+    async def authorize(self, peer: PeerIdentity | None, method: Method) -> ErrorInfo | None:
+        """For a read-only connection's change: ``None`` to go ahead, else the refusal."""
+        if self._authorize is not None:
+            return await self._authorize(peer, method)
+        return self.forbidden(method)
 
     async def start(self) -> None:
         """Serve on the listener; raises what its ``start`` raises (the address is in use, ...)."""
@@ -332,13 +348,21 @@ class ControlServer:
             await asyncio.gather(writer_task, return_exceptions=True)
             return
         self.connections.add(connection)
-        uid = None if peer is None else peer.uid
-        connection.send(schema.hello(access, uid, self.server_name))
-        writer_task = asyncio.ensure_future(connection._write_loop())
-        self._tasks.add(writer_task)
         current = asyncio.current_task()
         if current is not None:
             self._tasks.add(current)
+        uid = None if peer is None else peer.uid
+        try:
+            permissions = await self._permissions(peer) if self._permissions is not None else None
+        except BaseException:
+            self.connections.discard(connection)
+            connection.close(abort=True)
+            if current is not None:
+                self._tasks.discard(current)
+            raise
+        connection.send(schema.hello(access, uid, self.server_name, permissions))
+        writer_task = asyncio.ensure_future(connection._write_loop())
+        self._tasks.add(writer_task)
         try:
             await connection._read_loop()
         finally:

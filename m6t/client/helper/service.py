@@ -19,7 +19,7 @@ from typing import Protocol
 
 from m6t.client import events as ev
 from m6t.client.api import schema, wire
-from m6t.client.api.authorization import is_operator
+from m6t.client.api.authorization import Authorizer, group_refusal, is_operator
 from m6t.client.api.schema import Access, ErrorCode, ErrorInfo, EventKind, Method, ParsedRequest, Wanted
 from m6t.client.api.server import ApiError, Connection, ControlServer
 from m6t.client.config import ClientConfig, ConfigError, client_config_to_dict
@@ -30,8 +30,8 @@ from m6t.client.helper.transaction import ConfigStore
 from m6t.client.journal import Journal, JournalingBackend, RecoveryReport, recover
 from m6t.client.ringlog import RingLog
 from m6t.client.vocabulary import State
-from m6t.platform import control_transport
-from m6t.platform.base import Backend, PeerIdentity, PlatformError
+from m6t.platform import control_transport, desktop_authority
+from m6t.platform.base import Backend, DesktopAuthority, PeerIdentity, PlatformError
 
 log = logging.getLogger("m6t.helper")
 
@@ -65,6 +65,7 @@ class Driver(Protocol):
 
 DriverFactory = Callable[[ClientConfig, Backend], Driver]
 BackendFactory = Callable[[], Backend]
+AuthorityFactory = Callable[[], DesktopAuthority | None]
 
 
 def default_driver_factory(config: ClientConfig, backend: Backend) -> Driver:
@@ -136,8 +137,10 @@ class HelperService:
         *,
         backend_factory: BackendFactory = default_backend_factory,
         driver_factory: DriverFactory = default_driver_factory,
+        authority_factory: AuthorityFactory = desktop_authority,
     ) -> None:
         self.options = options
+        self.authorizer = Authorizer(authority_factory(), lambda: self.operator_group)
         self._backend_factory = backend_factory
         self._driver_factory = driver_factory
         self.ringlog = RingLog(options.log_capacity)
@@ -213,6 +216,8 @@ class HelperService:
                 self.access_for,
                 server_name=f"m6t-helper {HELPER_VERSION}",
                 forbidden_message=self.forbidden,
+                authorize=self.authorizer.authorize,
+                permissions=self.authorizer.permissions,
                 max_events_queued=self.options.max_events_queued,
                 stall_timeout=self.options.stall_timeout,
             )
@@ -235,6 +240,9 @@ class HelperService:
         await self._close_driver()
         if self.server is not None:
             await self.server.close()
+        if self.authorizer.authority is not None:
+            with contextlib.suppress(Exception):
+                await self.authorizer.authority.close()
 
     async def _close_driver(self) -> None:
         """The driver's close removes what it installed and closes the backend; without a driver, close it here."""
@@ -301,19 +309,7 @@ class HelperService:
         return Access.OPERATOR if is_operator(peer, self.operator_group) else Access.READ_ONLY
 
     def forbidden(self, method: Method) -> ErrorInfo:
-        group = self.operator_group
-        actions = {
-            Method.UP: "bring the tunnel up",
-            Method.DOWN: "bring the tunnel down",
-            Method.CONFIG_SET: "change the configuration",
-            Method.MTU_PROBE: "run an MTU probe",
-        }
-        return schema.error_info(
-            ErrorCode.FORBIDDEN,
-            f"Only root and members of the group '{group}' may {actions.get(method, 'do that')}; "
-            "you can still read the status.",
-            hint=f"ask an administrator to run: usermod -aG {group} $USER, then log in again",
-        )
+        return group_refusal(method, self.operator_group)
 
     # -- log and events
 
@@ -343,7 +339,7 @@ class HelperService:
 
     # -- status
 
-    def status(self, access: Access) -> schema.Status:
+    def status(self, access: Access, permissions: schema.Permissions | None = None) -> schema.Status:
         snapshot: DriverStatus | None = None
         if self.driver is not None:
             try:
@@ -363,6 +359,7 @@ class HelperService:
                 "config_path": str(self.options.config_path),
                 "socket_path": self.options.socket_path,
             },
+            permissions=permissions,
         )
 
     # -- requests
@@ -371,12 +368,13 @@ class HelperService:
         params = request.params
         method = request.method
         if method is Method.STATUS:
-            return self.status(connection.access)
+            return self.status(connection.access, await self.authorizer.permissions(connection.peer))
         if method is Method.SUBSCRIBE:
             kinds = _event_filter(params.get("events"))
+            permissions = await self.authorizer.permissions(connection.peer)
             # No await between these two lines: the snapshot and the start of the stream are atomic.
             connection.subscribe(kinds)
-            return {"status": self.status(connection.access)}
+            return {"status": self.status(connection.access, permissions)}
         if method is Method.UNSUBSCRIBE:
             connection.unsubscribe()
             return {}

@@ -52,3 +52,33 @@ def test_without_the_sockets_answer_the_account_database_decides() -> None:
     uid = pwd.getpwnam(member).pw_uid
     assert UnixPeer(pid=None, uid=uid, gid=NOBODY, groups=None).in_group(group.gr_name)
     assert not UnixPeer(pid=None, uid=uid, gid=NOBODY, groups=frozenset()).in_group(group.gr_name)
+
+
+def _start_time_field() -> int:
+    with open(f"/proc/{os.getpid()}/stat") as stat:
+        raw = stat.read()
+    return int(raw[raw.rindex(")") + 2 :].split()[19])
+
+
+def test_the_start_time_is_the_one_proc_gives_and_comes_with_the_credentials() -> None:
+    expected = _start_time_field()
+    assert peercred.process_start_time(os.getpid()) == expected
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with a, b:
+        creds = peercred.peer_credentials(a)
+    assert creds is not None and creds.start_time == expected
+    assert peercred.process_start_time(2**22 + 1) is None, "no such pid (above pid_max's ceiling)"
+
+
+def test_a_command_name_with_spaces_and_parentheses_does_not_shift_the_fields() -> None:
+    # prctl(PR_SET_NAME) through /proc/self/comm: the name is field 2, between the first "(" and the last ")".
+    with open("/proc/self/comm", "rb") as comm:
+        saved = comm.read().rstrip(b"\n")
+    expected = _start_time_field()
+    try:
+        with open("/proc/self/comm", "wb") as comm:
+            comm.write(b"a) (b c) d")
+        assert peercred.process_start_time(os.getpid()) == expected
+    finally:
+        with open("/proc/self/comm", "wb") as comm:
+            comm.write(saved)

@@ -30,6 +30,7 @@ from m6t.client.vocabulary import State
 from m6t.platform.base import (
     Backend,
     ConnectivityMonitor,
+    DesktopAuthority,
     PacketsCallback,
     PlatformError,
     TunDevice,
@@ -281,8 +282,17 @@ class FakeDriver:
 class RunningHelper:
     """A :class:`HelperService` on its own thread and event loop."""
 
-    def __init__(self, tmp: Path, *, backend: FakeBackend | None = None, **option_overrides: Any) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        backend: FakeBackend | None = None,
+        authority: DesktopAuthority | None = None,
+        **option_overrides: Any,
+    ) -> None:
         self.tmp = tmp
+        self.authority = authority
+        """The desktop authority the helper asks (``None``: none, whatever runs on this machine's system bus)."""
         self.config_path = tmp / "client.toml"
         if not self.config_path.exists():
             self.config_path.write_text(config_for_this_user())
@@ -326,7 +336,12 @@ class RunningHelper:
     def start(self) -> RunningHelper:
         if not self.thread.is_alive():
             self.thread.start()
-        service = HelperService(self.options, backend_factory=lambda: self.backend, driver_factory=self._driver)
+        service = HelperService(
+            self.options,
+            backend_factory=lambda: self.backend,
+            driver_factory=self._driver,
+            authority_factory=lambda: self.authority,
+        )
         self.service = service
         self.run(service.start)
         return self

@@ -16,7 +16,7 @@ from typing import Any, Final, cast
 from PySide6.QtCore import QObject, Signal
 
 from m6t.client.api import schema
-from m6t.client.api.schema import Access, EventKind, Method, TunnelState
+from m6t.client.api.schema import Access, ErrorCode, EventKind, Method, Permission, TunnelState
 from m6t.ui.connection import HelperConnection, Outcome
 from m6t.ui.state import TooltipFacts, TrayState, tray_state
 
@@ -27,6 +27,10 @@ HISTORY_S: Final = 300.0
 RX_BYTES: Final = "rx_bytes"
 TX_BYTES: Final = "tx_bytes"
 
+CONNECT: Final = "connect"
+"""The permission ``up``, ``down`` and the MTU probe need (``Status.permissions``)."""
+CONFIGURE: Final = "configure"
+"""The permission a configuration change needs."""
 CONNECTED_STATES: Final = frozenset({TunnelState.CONNECTED, TunnelState.DEGRADED})
 
 
@@ -82,6 +86,8 @@ class TunnelModel(QObject):
         self.reachable = False
         self.offline_reason: str | None = None
         self.access: str = Access.READ_ONLY.value
+        self.permissions: dict[str, str] | None = None
+        """The helper's ``permissions`` (``None``: an older helper, ``access`` says it all)."""
         self.server: str | None = None
         self.status: schema.Status | None = None
         self.config: dict[str, Any] | None = None
@@ -103,6 +109,29 @@ class TunnelModel(QObject):
     @property
     def read_only(self) -> bool:
         return self.access != Access.OPERATOR.value
+
+    def permission(self, action: str) -> str:
+        """``yes``, ``auth`` (an administrator's password first) or ``no`` for ``connect`` / ``configure``."""
+        if self.permissions is None:
+            return Permission.NO.value if self.read_only else Permission.YES.value
+        answer = self.permissions.get(action, Permission.NO.value)
+        return answer if answer in (Permission.YES.value, Permission.AUTH.value) else Permission.NO.value
+
+    def refusal(self, action: str) -> str | None:
+        """Why this user may not ``action`` (``connect`` / ``configure``) from here, ``None`` when they may try."""
+        answer = self.permission(action)
+        if answer == Permission.YES.value or (answer == Permission.AUTH.value and action == CONFIGURE):
+            return None
+        reason = f"Read-only: {ErrorCode.FORBIDDEN.sentence}"
+        if self.permissions is None:
+            return reason
+        polkit_action = f"org.m6t.{action}"
+        if answer == Permission.AUTH.value:
+            return (
+                f"{reason} Connecting needs an administrator's password outside the active desktop session; "
+                f"an administrator can allow {polkit_action} for you."
+            )
+        return f"{reason} An administrator can allow {polkit_action} for you (polkit) or add you to the operator group."
 
     @property
     def state(self) -> str:
@@ -183,6 +212,7 @@ class TunnelModel(QObject):
 
     def _on_online(self, hello: dict[str, Any]) -> None:
         self.access = str(hello.get("access", Access.READ_ONLY.value))
+        self.permissions = _permissions(hello.get("permissions"))
         self.server = str(hello.get("server", ""))
         self.offline_reason = None
 
@@ -213,6 +243,8 @@ class TunnelModel(QObject):
         previous = self.status["state"] if self.status else None
         self.status = status
         self.access = status.get("access", self.access)
+        if "permissions" in status:
+            self.permissions = _permissions(status.get("permissions"))
         now = self._now()
         age = status.get("keepalive", {}).get("age_s")
         self.keepalive_reply_at = None if age is None else now - age
@@ -311,3 +343,9 @@ class TunnelModel(QObject):
             self.rtt.popleft()
         while self.rates and self.rates[0].time < horizon:
             self.rates.popleft()
+
+
+def _permissions(value: object) -> dict[str, str] | None:
+    if not isinstance(value, Mapping):
+        return None
+    return {str(key): str(answer) for key, answer in value.items()}

@@ -41,7 +41,7 @@ from PySide6.QtWidgets import (
 
 from m6t.client.api import config_rules as rules
 from m6t.client.api import schema
-from m6t.client.api.schema import ErrorCode, Method
+from m6t.client.api.schema import ErrorCode, Method, Permission
 from m6t.protocol import (
     DEFAULT_MTU,
     KEEPALIVE_INTERVAL_S,
@@ -55,12 +55,13 @@ from m6t.ui import validation
 from m6t.ui.autostart import Autostart
 from m6t.ui.connection import Outcome
 from m6t.ui.icons import app_icon
-from m6t.ui.model import TunnelModel
+from m6t.ui.model import CONFIGURE, TunnelModel
 from m6t.ui.preferences import NOTIFY_LABELS, NotifyLevel, Preferences
 from m6t.ui.validation import FieldError, TunnelForm
 from m6t.ui.widgets import banner_label, error_label
 
 DRY_RUN_DELAY_MS: Final = 400
+PASSWORD_NOTE: Final = "Saving asks for an administrator's password (your desktop's polkit agent shows the dialog)."
 """Wait for a pause in typing before asking the helper, so it validates once per thought, not per key."""
 
 # Keys the dialog edits; a helper problem about any other key is shown above the fields.
@@ -420,7 +421,8 @@ class SettingsDialog(QDialog):
 
     def _dry_run(self) -> None:
         config = self._merged()
-        if config is None or not self.can_change_helper():
+        # Where a change needs the password, checking one as it is typed would ask for it at every pause.
+        if config is None or not self.can_change_helper() or self.needs_password():
             return
         generation = self._generation
 
@@ -453,8 +455,9 @@ class SettingsDialog(QDialog):
         if not self.model.reachable:
             why = self.model.offline_reason or ""
             return f"The helper is not reachable, so its settings cannot be changed now. {why}".strip()
-        if self.model.read_only:
-            return f"Read-only: {ErrorCode.FORBIDDEN.sentence}"
+        refusal = self.model.refusal(CONFIGURE)
+        if refusal is not None:
+            return refusal
         if self._loaded is None:
             return "Reading the configuration from the helper\u2026"
         return None
@@ -464,16 +467,23 @@ class SettingsDialog(QDialog):
         for group in self.helper_groups:
             group.setEnabled(reason is None)
             group.setToolTip(reason or "")
-        self.banner.setText(reason or "")
-        self.banner.setVisible(reason is not None)
+        note = reason or (PASSWORD_NOTE if self.needs_password() else None)
+        self.banner.setText(note or "")
+        self.banner.setVisible(note is not None)
         if self._loaded is None and self.model.config is not None:
             self.load()
         self._refresh_buttons()
 
+    def needs_password(self) -> bool:
+        """Saving lets polkit's agent ask for an administrator's password (the helper waits for it)."""
+        return self.model.permission(CONFIGURE) == Permission.AUTH.value
+
     def _refresh_buttons(self) -> None:
         ok = not self._local_errors or not self.can_change_helper()
+        asks = self.needs_password() and self.can_change_helper()
         for which in (QDialogButtonBox.StandardButton.Ok, QDialogButtonBox.StandardButton.Apply):
             self.buttons.button(which).setEnabled(ok)
+            self.buttons.button(which).setToolTip(PASSWORD_NOTE if asks else "")
 
     # ---------------------------------------------------------------------------------------- actions
 
@@ -500,7 +510,9 @@ class SettingsDialog(QDialog):
             return
         self._generation += 1
         self._dry_run_timer.stop()
-        self.status_line.setText("Applying\u2026")
+        self.status_line.setText(
+            "Waiting for an administrator's password\u2026" if self.needs_password() else "Applying\u2026"
+        )
         for which in (QDialogButtonBox.StandardButton.Ok, QDialogButtonBox.StandardButton.Apply):
             self.buttons.button(which).setEnabled(False)
 

@@ -33,7 +33,7 @@ from m6t.ui import dialogs
 from m6t.ui.charts import LiveChart
 from m6t.ui.connection import Outcome
 from m6t.ui.icons import app_icon, state_icon
-from m6t.ui.model import TunnelModel, is_drop_counter
+from m6t.ui.model import CONNECT, TunnelModel, is_drop_counter
 from m6t.ui.state import (
     TRAY_LABELS,
     format_clock,
@@ -339,9 +339,7 @@ class StatusWindow(QMainWindow):
         """Why change controls are disabled right now, or ``None`` when they are enabled."""
         if not self.model.reachable:
             return self.model.offline_reason or "The m6t helper is not reachable."
-        if self.model.read_only:
-            return f"Read-only: {schema.ErrorCode.FORBIDDEN.sentence}"
-        return None
+        return self.model.refusal(CONNECT)
 
     def _refresh_fields(self, status: schema.Status, now: float) -> None:
         model = self.model

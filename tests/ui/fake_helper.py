@@ -103,6 +103,9 @@ class FakeHelper(QObject):
         self.forced_errors: dict[Method, schema.ErrorInfo] = {}
         self.requests: list[schema.ParsedRequest] = []
         self.hello_version = schema.PROTOCOL_VERSION
+        self.permissions: schema.Permissions | None = None
+        """Sent in hello and status when set; a read-only client may then do what they say ``yes``/``auth`` to
+        (as if polkit answered, and for ``auth`` the password was given)."""
         self._server: QLocalServer | None = None
         self._clients: dict[QLocalSocket, bytes] = {}
         self._subscribed: set[QLocalSocket] = set()
@@ -170,7 +173,7 @@ class FakeHelper(QObject):
             # socket's destructor released it, and dying there would delete the socket a second time.
             client.readyRead.connect(self._on_ready_read)
             client.disconnected.connect(self._on_disconnected)
-            greeting = dict(schema.hello(self.access, 1000, "m6t-helper (fake)"))
+            greeting = dict(schema.hello(self.access, 1000, "m6t-helper (fake)", self.permissions))
             greeting["version"] = self.hello_version
             client.write(schema.encode(greeting))
             client.flush()
@@ -212,7 +215,7 @@ class FakeHelper(QObject):
         method = request.method
         if method in self.forced_errors:
             raise schema.ProtocolError(self.forced_errors[method], request.id)
-        if method in schema.OPERATOR_METHODS and self.access is not Access.OPERATOR:
+        if method in schema.OPERATOR_METHODS and self.access is not Access.OPERATOR and not self._permitted(method):
             raise schema.ProtocolError(schema.error_info(ErrorCode.FORBIDDEN), request.id)
         status = self._status_for_client()
         if method is Method.STATUS:
@@ -246,9 +249,17 @@ class FakeHelper(QObject):
             return {"mtu": 1452, "previous": self.status["mtu"]}
         raise AssertionError(f"unhandled {method}")
 
+    def _permitted(self, method: Method) -> bool:
+        if self.permissions is None:
+            return False
+        answer = self.permissions["configure" if method is Method.CONFIG_SET else "connect"]
+        return answer in ("yes", "auth")
+
     def _status_for_client(self) -> schema.Status:
         status = copy.deepcopy(self.status)
         status["access"] = self.access.value
+        if self.permissions is not None:
+            status["permissions"] = self.permissions
         return status
 
     def _config_set(self, request: schema.ParsedRequest) -> Any:

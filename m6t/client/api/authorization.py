@@ -29,6 +29,8 @@ INTERACTIVE_TIMEOUT_S: Final = 60.0
 """How long a configuration change waits for the user to answer the desktop's password dialog."""
 QUICK_TIMEOUT_S: Final = 5.0
 """How long a question nobody is asked to answer may take."""
+PERMISSIONS_TIMEOUT_S: Final = 2.0
+"""For the ``permissions`` of ``hello``: well within the clients' wait for the hello line."""
 
 
 class Action(StrEnum):
@@ -100,7 +102,7 @@ class Authorizer:
 
     async def _permission(self, peer: PeerIdentity, action: Action) -> Permission:
         try:
-            verdict = await self._ask(peer, action, interactive=False, timeout=QUICK_TIMEOUT_S)
+            verdict = await self._ask(peer, action, interactive=False, timeout=PERMISSIONS_TIMEOUT_S)
         except (TimeoutError, PlatformError):
             return Permission.NO
         return Permission.NO if verdict is None else _PERMISSION[verdict.answer]

@@ -182,31 +182,8 @@ def status_to_wire(
     problems: list[schema.ErrorInfo],
     access: Access,
     helper: schema.HelperInfo,
-    permissions: schema.Permissions | None = None,
 ) -> schema.Status:
     """The ``status`` reply from the driver's snapshot (``None``: no driver) and what the helper adds."""
-    status = _status_to_wire(
-        snapshot,
-        wanted=wanted,
-        configured_interface=configured_interface,
-        problems=problems,
-        access=access,
-        helper=helper,
-    )
-    if permissions is not None:
-        status["permissions"] = permissions
-    return status
-
-
-def _status_to_wire(
-    snapshot: DriverStatus | None,
-    *,
-    wanted: Wanted,
-    configured_interface: str | None,
-    problems: list[schema.ErrorInfo],
-    access: Access,
-    helper: schema.HelperInfo,
-) -> schema.Status:
     if snapshot is None:
         return {
             "state": schema.TunnelState.DISCONNECTED.value,

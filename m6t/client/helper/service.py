@@ -346,7 +346,7 @@ class HelperService:
                 snapshot = self.driver.status()
             except Exception:
                 log.exception("driver status failed")
-        return wire.status_to_wire(
+        status = wire.status_to_wire(
             snapshot,
             wanted=self.wanted,
             configured_interface=self.config.tunnel.interface if self.config is not None else None,
@@ -359,8 +359,10 @@ class HelperService:
                 "config_path": str(self.options.config_path),
                 "socket_path": self.options.socket_path,
             },
-            permissions=permissions,
         )
+        if permissions is not None:
+            status["permissions"] = permissions
+        return status
 
     # -- requests
 

@@ -100,14 +100,14 @@ def test_packets_from_the_stack_signal_the_event_and_eof_comes_before_queued_pac
             first = ctypes.string_at(packet, size.value)
             wintun.release_receive_packet(session, packet)
         deadline = time.monotonic() + 2
-        while not host.wintun.sessions[session].to_app and time.monotonic() < deadline:
+        while not host.wintun.sessions[session].to_app.queued and time.monotonic() < deadline:
             time.sleep(0.01)
         ip("link", "del", NAME)  # the adapter is removed under the application
         while not host.wintun.sessions[session].terminating and time.monotonic() < deadline + 2:
             time.sleep(0.01)
         assert not wintun.receive_packet(session, ctypes.byref(size))
         eof = wintun.last_error()
-        queued = len(host.wintun.sessions[session].to_app)
+        queued = len(host.wintun.sessions[session].to_app.queued)
         wintun.end_session(session)
         wintun.close_adapter(adapter)
         host.close()

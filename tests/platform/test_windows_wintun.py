@@ -207,7 +207,7 @@ def test_packets_arrive_on_the_loop_in_order_and_in_batches(fake: FakeWindows) -
     assert max(collector.batches) > 1
     assert max(collector.batches) <= MAX_BATCH
     session = fake.wintun.session_of(NAME)
-    assert session.outstanding == {} and session.receive_used == 0  # every packet released
+    assert session.receive.outstanding == {} and session.receive.used == 0  # every packet released
     assert tun.received == len(sent)
     tun.close()
 
@@ -240,7 +240,7 @@ def test_a_busy_loop_leaves_packets_in_the_ring_not_in_memory(fake: FakeWindows)
         for start in range(0, len(sent), MAX_BATCH):
             fake.wintun.inject(NAME, sent[start : start + MAX_BATCH])
         time.sleep(0.3)  # the loop is busy elsewhere: nothing it was handed gets delivered meanwhile
-        left_in_ring = len(fake.wintun.session_of(NAME).receive_ring)
+        left_in_ring = len(fake.wintun.session_of(NAME).receive.queued)
         await asyncio.wait_for(collector.done.wait(), 10)
         tun.stop_reading()
         return left_in_ring, collector
@@ -292,20 +292,32 @@ def test_stop_is_prompt(fake: FakeWindows) -> None:
     tun.close()
 
 
-def test_adapter_going_away_ends_reading_quietly(fake: FakeWindows) -> None:
+def test_adapter_going_away_ends_reading_quietly(fake: FakeWindows, caplog: pytest.LogCaptureFixture) -> None:
     tun = open_tun(fake)
 
     async def main() -> list[bytes]:
         collector = Collector(1)
         tun.start_reading(asyncio.get_running_loop(), collector)
+        reader = tun._reader
+        assert reader is not None
         fake.wintun.inject(NAME, [packet(7)])
-        fake.wintun.terminate(NAME)
-        await asyncio.wait_for(collector.done.wait(), 5)
+        await asyncio.wait_for(collector.done.wait(), 5)  # read while the adapter was up: delivered
+        with fake.lock:  # the adapter goes away with a packet still queued toward us
+            fake.wintun.inject(NAME, [packet(8)])
+            fake.wintun.terminate(NAME)
+        await asyncio.to_thread(reader.thread.join, 5)
+        assert not reader.thread.is_alive()  # ERROR_HANDLE_EOF ended reading
         await asyncio.sleep(0.05)
         return collector.packets
 
-    assert asyncio.run(main()) == [packet(7)]
-    tun.write(packet(8))
+    with caplog.at_level(logging.INFO, logger="m6t.platform.windows.wintun"):
+        delivered = asyncio.run(main())
+    # As Wintun's session.c does: EOF first, so the queued packet is lost, not delivered after the end.
+    assert delivered == [packet(7)]
+    assert len(fake.wintun.session_of(NAME).receive.queued) == 1
+    assert any("going away" in r.getMessage() for r in caplog.records)
+    assert [r for r in caplog.records if r.levelno > logging.INFO] == []  # quietly: no warning, no traceback
+    tun.write(packet(9))
     assert tun.write_errors == 1
     tun.close()
 

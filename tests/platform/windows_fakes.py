@@ -22,8 +22,9 @@ How faithful, and why it matters:
   assert it stays empty.
 
 The ABI both these fakes and the lab's emulated Windows speak (constants, documented layouts, the export
-machinery, kernel32's events, IP Helper's row initializers and notifications) lives in
-:mod:`m6t.lab.emulation.windows_abi`; what stays here is the in-memory host the unit tests shape.
+machinery, kernel32's events, IP Helper's row initializers and notifications, Wintun's ring toward the
+application) lives in :mod:`m6t.lab.emulation.windows_abi`; what stays here is the in-memory host the unit
+tests shape.
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ from m6t.lab.emulation.windows_abi import (
     ERROR_INVALID_HANDLE,
     ERROR_INVALID_PARAMETER,
     ERROR_NETWORK_UNREACHABLE,
-    ERROR_NO_MORE_ITEMS,
     ERROR_NOT_ENOUGH_MEMORY,
     ERROR_NOT_FOUND,
     ERROR_OBJECT_ALREADY_EXISTS,
@@ -69,6 +69,7 @@ from m6t.lab.emulation.windows_abi import (
     SIO_UDP_CONNRESET,
     SIO_UDP_NETRESET,
     SOCKADDR_INET_SIZE,
+    TUN_ALIGNMENT,
     UNICAST_SIZE,
     VP,
     WINTUN_MAX_RING,
@@ -78,6 +79,7 @@ from m6t.lab.emulation.windows_abi import (
     Dll,
     Host,
     IpHelperBase,
+    ReceiveRing,
     RouteEntry,
     UnicastEntry,
     decode_interface,
@@ -134,16 +136,13 @@ class FakeSession:
     adapter: FakeAdapter
     capacity: int
     read_event: int
-    receive_ring: list[bytes] = field(default_factory=list)
-    receive_used: int = 0
-    outstanding: dict[int, tuple[Any, int]] = field(default_factory=dict)
-    """Packets handed out by WintunReceivePacket and not released: address → (buffer, ring bytes)."""
+    receive: ReceiveRing
+    """Toward the application: the emulated Wintun's ring, so packets are served in Wintun's order."""
     allocated: dict[int, Any] = field(default_factory=dict)
     send_used: int = 0
     ended: bool = False
     terminating: bool = False
     """The adapter is going away (device removed): receive and allocate answer ERROR_HANDLE_EOF."""
-    ring_drops: int = 0
 
 
 @dataclass
@@ -182,15 +181,7 @@ class FakeWintun(FakeDll):
         """The OS routes ``packets`` into the adapter; returns how many the ring took (the rest drop)."""
         with self.windows.lock:
             session = self.session_of(name)
-            taken = 0
-            for packet in packets:
-                need = ring_bytes(len(packet))
-                if session.receive_used + need > session.capacity:
-                    session.ring_drops += 1
-                    continue
-                session.receive_ring.append(packet)
-                session.receive_used += need
-                taken += 1
+            taken = sum(session.receive.put(packet) for packet in packets)
             if taken:
                 self.windows.kernel32.signal(session.read_event)
             return taken
@@ -205,13 +196,15 @@ class FakeWintun(FakeDll):
             adapter = FakeAdapter(name, "Foreign", guid or uuid.uuid4(), interface.luid)
             if with_session:
                 read_event = windows.kernel32.new_event(manual_reset=False, owner="foreign")
-                adapter.session = FakeSession(windows.new_handle(), adapter, WINTUN_MIN_RING, read_event)
+                ring = ReceiveRing(WINTUN_MIN_RING)
+                adapter.session = FakeSession(windows.new_handle(), adapter, WINTUN_MIN_RING, read_event, ring)
             self.adapters[name.casefold()] = adapter
             self.ever_loaded = True
             return adapter
 
     def terminate(self, name: str) -> None:
-        """The adapter is being removed under the application (device disabled, driver update)."""
+        """The adapter is being removed under the application (device disabled, driver update): from now on
+        Wintun answers ERROR_HANDLE_EOF, and what is still queued toward the application is lost."""
         with self.windows.lock:
             session = self.session_of(name)
             session.terminating = True
@@ -357,7 +350,7 @@ class FakeWintun(FakeDll):
                 return 0
             session_handle = windows.new_handle()
             read_event = windows.kernel32.new_event(manual_reset=False, owner="wintun")
-            session = FakeSession(session_handle, adapter, capacity, read_event)
+            session = FakeSession(session_handle, adapter, capacity, read_event, ReceiveRing(capacity))
             self.sessions[session_handle] = session
             adapter.session = session
             return session_handle
@@ -370,9 +363,7 @@ class FakeWintun(FakeDll):
                 return
             session.ended = True
             self.windows.kernel32.events.pop(session.read_event, None)
-            for address, (buffer, _) in session.outstanding.items():
-                ctypes.memset(address, SCRIBBLE, len(buffer))
-            session.outstanding.clear()
+            session.receive.end()
 
     @export(VP, VP)
     def WintunGetReadWaitEvent(self, handle: int | None) -> int:
@@ -393,33 +384,14 @@ class FakeWintun(FakeDll):
                 windows.violation("WintunReceivePacket after WintunEndSession")
                 windows.set_last_error(ERROR_HANDLE_EOF)
                 return 0
-            if not session.receive_ring:
-                windows.set_last_error(ERROR_HANDLE_EOF if session.terminating else ERROR_NO_MORE_ITEMS)
-                return 0
-            packet = session.receive_ring.pop(0)
-            buffer = ctypes.create_string_buffer(packet, len(packet))
-            address = ctypes.addressof(buffer)
-            session.outstanding[address] = (buffer, ring_bytes(len(packet)))
-            if size_ptr is None:
-                windows.violation("WintunReceivePacket: PacketSize is NULL")
-                return 0
-            ctypes.memmove(size_ptr, struct.pack("<I", len(packet)), 4)
-            return address
+            return session.receive.receive(windows, size_ptr, terminating=session.terminating)
 
     @export(None, VP, VP)
     def WintunReleaseReceivePacket(self, handle: int | None, packet: int | None) -> None:
         with self.windows.lock:
             session = self._session(handle, "WintunReleaseReceivePacket")
-            if session is None:
-                return
-            entry = session.outstanding.pop(packet or 0, None)
-            if entry is None:
-                self.windows.violation(f"WintunReleaseReceivePacket: {packet} was not received (or twice)")
-                return
-            buffer, ring = entry
-            session.receive_used -= ring
-            # The slot goes back to the driver: whoever still reads it now reads garbage.
-            ctypes.memset(ctypes.addressof(buffer), SCRIBBLE, len(buffer))
+            if session is not None:
+                session.receive.release(self.windows, packet)
 
     @export(VP, VP, DWORD)
     def WintunAllocateSendPacket(self, handle: int | None, size: int) -> int:
@@ -436,7 +408,7 @@ class FakeWintun(FakeDll):
                 windows.set_last_error(ERROR_INVALID_PARAMETER)
                 return 0
             need = ring_bytes(size)
-            if session.send_used + need > session.capacity:
+            if need > session.capacity - session.send_used - TUN_ALIGNMENT:  # one alignment unit stays free
                 windows.set_last_error(ERROR_BUFFER_OVERFLOW)
                 return 0
             session.send_used += need

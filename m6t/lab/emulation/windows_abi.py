@@ -27,6 +27,7 @@ import queue
 import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
@@ -122,9 +123,79 @@ def luid_index(luid: int) -> int:
     return (luid >> 24) & 0xFFFFFF
 
 
+TUN_ALIGNMENT = 4
+
+
 def ring_bytes(size: int) -> int:
     """A packet's room in a Wintun ring: TUN_PACKET (a ULONG size, then the data), aligned to 4."""
     return (4 + size + 3) & ~3
+
+
+@dataclass
+class ReceiveRing:
+    """A Wintun session's ring toward the application, served as ``api/session.c`` serves it; the lab's
+    emulated Wintun and the unit tests' fake both read packets through this one.
+
+    * The driver puts a packet in only where it fits: ``TUN_ALIGN(sizeof(TUN_PACKET) + size)`` bytes, with
+      one alignment unit kept free (``TUN_RING_WRAP(Head - Tail - TUN_ALIGNMENT, Capacity)``); a packet
+      that does not fit is dropped.
+    * ``WintunReceivePacket`` checks the ring's state before looking for packets: once the adapter is
+      terminating it answers ERROR_HANDLE_EOF, even with packets still queued (they are lost); an empty
+      ring answers ERROR_NO_MORE_ITEMS.
+    * A packet handed out keeps its room until ``WintunReleaseReceivePacket``; then the slot is the
+      driver's again (scribbled here, so that reading a released packet shows).
+    """
+
+    capacity: int
+    queued: deque[bytes] = field(default_factory=deque)
+    used: int = 0
+    outstanding: dict[int, tuple[Any, int]] = field(default_factory=dict)
+    """Packets handed out and not released: address → (buffer, ring bytes)."""
+    drops: int = 0
+
+    def put(self, packet: bytes) -> bool:
+        """The driver's side: queues ``packet`` if the ring has room for it; drops it otherwise."""
+        need = ring_bytes(len(packet))
+        if need > self.capacity - self.used - TUN_ALIGNMENT:
+            self.drops += 1
+            return False
+        self.queued.append(packet)
+        self.used += need
+        return True
+
+    def receive(self, windows: Host, size_ptr: int | None, *, terminating: bool) -> int:
+        """``WintunReceivePacket`` on a running session: the packet's address, or NULL and the last error."""
+        if terminating:
+            windows.set_last_error(ERROR_HANDLE_EOF)
+            return 0
+        if not self.queued:
+            windows.set_last_error(ERROR_NO_MORE_ITEMS)
+            return 0
+        if size_ptr is None:
+            windows.violation("WintunReceivePacket: PacketSize is NULL")
+            return 0
+        packet = self.queued.popleft()
+        buffer = ctypes.create_string_buffer(packet, len(packet))
+        address = ctypes.addressof(buffer)
+        self.outstanding[address] = (buffer, ring_bytes(len(packet)))
+        ctypes.memmove(size_ptr, struct.pack("<I", len(packet)), 4)
+        return address
+
+    def release(self, windows: Host, packet: int | None) -> None:
+        """``WintunReleaseReceivePacket`` on a running session."""
+        entry = self.outstanding.pop(packet or 0, None)
+        if entry is None:
+            windows.violation(f"WintunReleaseReceivePacket: {packet} was not received (or twice)")
+            return
+        buffer, ring = entry
+        self.used -= ring
+        ctypes.memset(ctypes.addressof(buffer), SCRIBBLE, len(buffer))
+
+    def end(self) -> None:
+        """``WintunEndSession``: packets still held are freed with the ring."""
+        for address, (buffer, _) in self.outstanding.items():
+            ctypes.memset(address, SCRIBBLE, len(buffer))
+        self.outstanding.clear()
 
 
 def family_of(address: IPv4Address | IPv6Address) -> int:

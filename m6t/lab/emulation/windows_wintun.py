@@ -56,9 +56,9 @@ from m6t.lab.emulation.windows_abi import (
     ERROR_HANDLE_EOF,
     ERROR_INVALID_HANDLE,
     ERROR_INVALID_PARAMETER,
-    ERROR_NO_MORE_ITEMS,
     IF_TYPE_PROP_VIRTUAL,
     SCRIBBLE,
+    TUN_ALIGNMENT,
     VP,
     WINTUN_MAX_RING,
     WINTUN_MIN_RING,
@@ -66,6 +66,7 @@ from m6t.lab.emulation.windows_abi import (
     Dll,
     Host,
     Kernel32Dll,
+    ReceiveRing,
     export,
     luid_of,
     ring_bytes,
@@ -75,7 +76,6 @@ from m6t.platform.base import PlatformError
 
 log = logging.getLogger(__name__)
 
-TUN_ALIGNMENT = 4
 LINUX_IFNAMSIZ = 16
 MAX_PACKET = 0xFFFF
 
@@ -86,16 +86,12 @@ class Session:
     adapter: Adapter
     capacity: int
     read_event: int
-    to_app: deque[bytes] = field(default_factory=deque)
-    to_app_used: int = 0
-    outstanding: dict[int, tuple[Any, int]] = field(default_factory=dict)
-    """Packets handed out by WintunReceivePacket and not released: address → (buffer, ring bytes)."""
+    to_app: ReceiveRing
     to_stack: deque[list[Any]] = field(default_factory=deque)
     """Allocated packets in allocation order: [buffer, sent]."""
     to_stack_used: int = 0
     ended: bool = False
     terminating: bool = False
-    ring_drops: int = 0
     stop_r: int = -1
     stop_w: int = -1
     pump: threading.Thread | None = None
@@ -246,7 +242,7 @@ class WintunDll(Dll):
                 return 0
             _drain(adapter.fd)  # what the stack sent while no session ran was dropped by the driver
             read_event = self.kernel32.new_event(manual_reset=False, owner="wintun")
-            session = Session(windows.new_handle(), adapter, capacity, read_event)
+            session = Session(windows.new_handle(), adapter, capacity, read_event, ReceiveRing(capacity))
             session.stop_r, session.stop_w = os.pipe()
             session.pump = threading.Thread(target=self._pump, args=(session,), name="wintun-driver", daemon=True)
             self.sessions[session.handle] = session
@@ -263,9 +259,7 @@ class WintunDll(Dll):
                 return
             session.ended = True
             self.kernel32.events.pop(session.read_event, None)
-            for address, (buffer, _) in session.outstanding.items():
-                ctypes.memset(address, SCRIBBLE, len(buffer))
-            session.outstanding.clear()
+            session.to_app.end()
         os.write(session.stop_w, b"\0")
         if session.pump is not None and session.pump is not threading.current_thread():
             session.pump.join(5.0)
@@ -304,16 +298,10 @@ class WintunDll(Dll):
                         session.terminating = True
                         self.kernel32.signal(session.read_event)
                     return
-                need = ring_bytes(len(packet))
                 with self.windows.lock:
                     if session.ended:
                         return
-                    if need > session.room(session.to_app_used):
-                        session.ring_drops += 1
-                        continue
-                    session.to_app.append(packet)
-                    session.to_app_used += need
-                    arrived += 1
+                    arrived += session.to_app.put(packet)
             if arrived:
                 self.kernel32.signal(session.read_event)
 
@@ -330,35 +318,14 @@ class WintunDll(Dll):
                 windows.violation("WintunReceivePacket after WintunEndSession")
                 windows.set_last_error(ERROR_HANDLE_EOF)
                 return 0
-            if session.terminating:  # checked first, as session.c does: queued packets are lost
-                windows.set_last_error(ERROR_HANDLE_EOF)
-                return 0
-            if not session.to_app:
-                windows.set_last_error(ERROR_NO_MORE_ITEMS)
-                return 0
-            if size_ptr is None:
-                windows.violation("WintunReceivePacket: PacketSize is NULL")
-                return 0
-            packet = session.to_app.popleft()
-            buffer = ctypes.create_string_buffer(packet, len(packet))
-            address = ctypes.addressof(buffer)
-            session.outstanding[address] = (buffer, ring_bytes(len(packet)))
-            ctypes.memmove(size_ptr, struct.pack("<I", len(packet)), 4)
-            return address
+            return session.to_app.receive(windows, size_ptr, terminating=session.terminating)
 
     @export(None, VP, VP)
     def WintunReleaseReceivePacket(self, handle: int | None, packet: int | None) -> None:
         with self.windows.lock:
             session = self._session(handle, "WintunReleaseReceivePacket")
-            if session is None:
-                return
-            entry = session.outstanding.pop(packet or 0, None)
-            if entry is None:
-                self.windows.violation(f"WintunReleaseReceivePacket: {packet} was not received (or twice)")
-                return
-            buffer, ring = entry
-            session.to_app_used -= ring
-            ctypes.memset(ctypes.addressof(buffer), SCRIBBLE, len(buffer))
+            if session is not None:
+                session.to_app.release(self.windows, packet)
 
     @export(VP, VP, DWORD)
     def WintunAllocateSendPacket(self, handle: int | None, size: int) -> int:

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from m6t.platform.base import PlatformError, PlatformErrorCode
+from m6t.platform.windows import wintun as wintun_module
 from m6t.platform.windows.backend import WindowsBackend
 from m6t.platform.windows.system import Kernel32
 from m6t.platform.windows.wintun import (
@@ -277,18 +278,32 @@ def test_stop_reading_stops_delivery_and_reading_can_restart(fake: FakeWindows) 
     tun.close()
 
 
-def test_stop_is_prompt(fake: FakeWindows) -> None:
+def test_stop_ends_the_reader_wait_at_once(fake: FakeWindows, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The reader's wait made a minute long: only the stop event can end it in time.  (A timing with a
+    # margin of 50 ms over the real 250 ms wait let a stop that waits the timeout out pass on a loaded machine.)
+    monkeypatch.setattr(wintun_module, "WAIT_MS", 60_000)
     tun = open_tun(fake)
+    waiting = threading.Event()
+    wait_any = tun._kernel32.wait_any
 
-    async def main() -> float:
+    def wait_noted(handles: Sequence[int], timeout_ms: int) -> int:
+        waiting.set()
+        return wait_any(handles, timeout_ms)
+
+    monkeypatch.setattr(tun._kernel32, "wait_any", wait_noted)
+
+    async def main() -> tuple[float, threading.Thread]:
         tun.start_reading(asyncio.get_running_loop(), lambda batch: None)
-        await asyncio.sleep(0.05)
+        reader = tun._reader
+        assert reader is not None
+        assert await asyncio.to_thread(waiting.wait, 5)  # the reader blocks in its wait for packets
         started = time.monotonic()
         tun.stop_reading()
-        return time.monotonic() - started
+        return time.monotonic() - started, reader.thread
 
-    # The stop event ends the wait at once, well before the wait timeout (250 ms).
-    assert asyncio.run(main()) < 0.2
+    took, thread = asyncio.run(main())
+    assert not thread.is_alive()
+    assert took < 2.0, f"stop_reading took {took:.2f} s: it waited for the reader's wait to time out"
     tun.close()
 
 

@@ -37,14 +37,22 @@ def control_transport() -> ControlTransport:
         from m6t.platform.unix_control import UnixSocketTransport
 
         return UnixSocketTransport()
+    if sys.platform == "win32":
+        from m6t.platform.windows.control import NamedPipeTransport
+
+        return NamedPipeTransport()
     raise PlatformError(
         f"m6t has no control channel for {sys.platform} in this release",
-        hint="the helper's control API runs on Linux and macOS",
+        hint="the helper's control API runs on Linux, macOS and Windows",
     )
 
 
 def default_control_address() -> str:
     """Where the helper listens unless told otherwise (the installers pass the same)."""
+    if sys.platform == "win32":
+        from m6t.platform.windows.control import DEFAULT_PIPE_NAME
+
+        return DEFAULT_PIPE_NAME
     from m6t.platform.unix_control import DEFAULT_SOCKET_PATH
 
     return DEFAULT_SOCKET_PATH

@@ -171,7 +171,7 @@ Section "m6t" SecMain
 
   ; The service, created or updated in place (deleting and re-creating fails while any program,
   ; services.msc included, holds a handle to it).
-  StrCpy $1 'binPath= "\"$INSTDIR\m6t-helper.exe\" --config \"$DataDir\client.toml\" --state-dir \"$DataDir\state\" --foreground" start= auto DisplayName= "${SERVICE_DISPLAY}"'
+  StrCpy $1 'binPath= "\"$INSTDIR\m6t-helper.exe\" --config \"$DataDir\client.toml\" --state-dir \"$DataDir\state\" --service" start= auto DisplayName= "${SERVICE_DISPLAY}"'
   nsExec::ExecToLog 'sc.exe query ${SERVICE}'
   Pop $0
   ${If} $0 == 0

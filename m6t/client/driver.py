@@ -254,6 +254,11 @@ class ClientDriver:
                 self._start_gateway_task()
         await self._os_queue.join()
 
+    def resumed(self) -> None:
+        """The service manager announced a resume from sleep (Windows' SCM): check the binding now."""
+        self._tracker.resumed(time.monotonic())
+        self._run_tracker()
+
     def status(self) -> DriverStatus:
         """The session's status plus the driver's own: interface, wanted, backend, problems."""
         mono = time.monotonic()

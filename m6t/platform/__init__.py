@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import sys
 
-from m6t.platform.base import Backend, ControlTransport, DesktopAuthority, PlatformError
+from m6t.platform.base import (
+    Backend,
+    ControlTransport,
+    DesktopAuthority,
+    DirectServiceHost,
+    PlatformError,
+    ServiceHost,
+)
 
 
 def default_backend() -> Backend:
@@ -70,3 +77,18 @@ def desktop_authority() -> DesktopAuthority | None:
 
         return PolkitAuthority()
     return None
+
+
+def service_host(*, service_manager: bool) -> ServiceHost:
+    """How the helper's process runs: under Windows' Service Control Manager (``service_manager``, the
+    installer's ``--service``), or directly (a console, systemd, launchd)."""
+    if not service_manager:
+        return DirectServiceHost()
+    if sys.platform == "win32":
+        from m6t.platform.windows.service import WindowsServiceHost, native_service_api
+
+        return WindowsServiceHost(native_service_api())
+    raise PlatformError(
+        "--service is for Windows' Service Control Manager",
+        hint="systemd and launchd run m6t-helper --foreground",
+    )

@@ -339,3 +339,35 @@ class DesktopAuthority(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- the service manager
+#
+# How the helper's process lives under the OS's service manager.  systemd and launchd only start a process
+# and signal it (SIGTERM), so there the helper runs its coroutine directly; Windows' Service Control Manager
+# takes the main thread for its dispatcher, wants the service's state reported as it changes, and sends
+# stop, shutdown and power events to a handler (m6t.platform.windows.service).  Chosen by
+# :func:`m6t.platform.service_host`.
+
+ServiceReady = Callable[[], None]
+"""Called by the service's coroutine, on the loop, once its control channel listens."""
+ServiceMain = Callable[[ServiceReady, asyncio.Event], Awaitable[int]]
+"""The service's coroutine: runs until the event is set (the manager's stop) and returns its exit status
+(0, or the code of the start-up failure, which the manager records)."""
+
+
+class ServiceHost(ABC):
+    @abstractmethod
+    def run(self, main: ServiceMain, on_resume: Callable[[], None]) -> int:
+        """Run ``main`` on an asyncio loop to its end and return its exit status.  ``on_resume`` runs on that
+        loop whenever the service manager announces that the system resumed from sleep."""
+
+
+class DirectServiceHost(ServiceHost):
+    """A console run, systemd or launchd: the coroutine on the main thread, stopped by its own signals."""
+
+    def run(self, main: ServiceMain, on_resume: Callable[[], None]) -> int:
+        async def body() -> int:
+            return await main(lambda: None, asyncio.Event())
+
+        return asyncio.run(body())

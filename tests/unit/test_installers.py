@@ -275,7 +275,9 @@ def test_windows_service_command_line_is_accepted_by_the_helper() -> None:
     argv = shlex.split(command.replace("\\", "/"))
     assert argv[0] == "$INSTDIR/m6t-helper.exe"
     options = helper_args(argv[1:])
-    assert options["foreground"] is True
+    # Under the Service Control Manager: the dispatcher, the status and the controls (m6t.platform.windows.service).
+    assert options["service"] is True
+    assert options["foreground"] is False
     assert str(options["config"]).endswith("client.toml")
 
 

@@ -1,4 +1,5 @@
-"""The ``m6t-helper`` command: arguments, detaching from the terminal, and running until a signal."""
+"""The ``m6t-helper`` command: arguments, detaching from the terminal, and running until a signal or the
+service manager's stop (:func:`m6t.platform.service_host`: Windows' SCM with ``--service``)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from m6t.client.api import schema
+from m6t.client.config import ClientConfig
 from m6t.client.helper.service import (
     BackendFactory,
+    Driver,
     DriverFactory,
     HelperOptions,
     HelperService,
@@ -22,6 +26,18 @@ from m6t.client.helper.service import (
     default_backend_factory,
     default_driver_factory,
 )
+from m6t.platform import service_host
+from m6t.platform.base import Backend, PlatformError, ServiceHost
+
+EXIT_STARTUP_FAILED = 1
+"""The exit status of a start-up failure (the SCM's service-specific exit code on Windows)."""
+
+
+@runtime_checkable
+class Resumable(Protocol):
+    """A driver told at once when the service manager announces a resume from sleep (ClientDriver is)."""
+
+    def resumed(self) -> None: ...
 
 
 async def run_helper(
@@ -62,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir", default=Path(schema.DEFAULT_STATE_DIR), type=Path, help="state directory (%(default)s)"
     )
     parser.add_argument("--foreground", action="store_true", help="do not detach; log to stderr")
+    parser.add_argument(
+        "--service",
+        action="store_true",
+        help="run as the Windows service (the installer's command line); log to the state directory",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
     return parser
 
@@ -100,37 +121,83 @@ def _daemonize() -> Callable[[str], None] | None:
     return report
 
 
+def serve(
+    options: HelperOptions,
+    host: ServiceHost,
+    *,
+    backend_factory: BackendFactory = default_backend_factory,
+    driver_factory: DriverFactory = default_driver_factory,
+    report: Callable[[str], None] | None = None,
+) -> int:
+    """Run the helper under ``host`` until it is stopped; its exit status.  ``report`` tells a waiting parent
+    (the detached daemon's) how start-up went."""
+    drivers: list[Driver] = []
+
+    def keep_driver(config: ClientConfig, backend: Backend) -> Driver:
+        driver = driver_factory(config, backend)
+        drivers.append(driver)
+        return driver
+
+    def on_resume() -> None:
+        if drivers and isinstance(drivers[-1], Resumable):
+            drivers[-1].resumed()
+
+    async def body(ready: Callable[[], None], stop: asyncio.Event) -> int:
+        def started() -> None:
+            ready()
+            if report is not None:
+                report("ok\n")
+
+        try:
+            await run_helper(
+                options, backend_factory=backend_factory, driver_factory=keep_driver, ready=started, stop=stop
+            )
+        except StartupError as exc:
+            message = f"m6t-helper: {exc}\n"
+            logging.getLogger("m6t.helper").error("%s", exc)
+            if sys.stderr is not None and not sys.stderr.closed:
+                sys.stderr.write(message)
+            if report is not None:
+                report(message)
+            return EXIT_STARTUP_FAILED
+        return 0
+
+    return host.run(body, on_resume)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config_path: Path = args.config.absolute()
     state_dir: Path = args.state_dir.absolute()
     report: Callable[[str], None] | None = None
-    if not args.foreground:
+    log_file: Path | None = None
+    if args.service:
+        # The SCM gives a service no console: the log goes where the diagnostics look for it.
+        state_dir.mkdir(parents=True, exist_ok=True)
+        log_file = state_dir / "helper.log"
+    elif not args.foreground:
         report = _daemonize()
         if report is not None:
             state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
             logfile = os.open(state_dir / "helper.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
             os.dup2(logfile, 2)
             os.close(logfile)
+    handler = logging.StreamHandler(sys.stderr) if log_file is None else logging.FileHandler(log_file, encoding="utf-8")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        stream=sys.stderr,
+        handlers=[handler],
     )
     options = HelperOptions(config_path=config_path, socket_path=args.socket, state_dir=state_dir)
-
-    def ready() -> None:
-        if report is not None:
-            report("ok\n")
-
     try:
-        asyncio.run(run_helper(options, ready=ready))
-    except StartupError as exc:
-        message = f"m6t-helper: {exc}\n"
-        sys.stderr.write(message)
+        return serve(options, service_host(service_manager=args.service), report=report)
+    except PlatformError as exc:
+        hint = f" ({exc.hint})" if exc.hint else ""
+        message = f"m6t-helper: {exc}{hint}\n"
+        if sys.stderr is not None:
+            sys.stderr.write(message)
         if report is not None:
             report(message)
-        return 1
+        return EXIT_STARTUP_FAILED
     except KeyboardInterrupt:
         return 0
-    return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -92,22 +93,58 @@ class XdgAutostart:
 
 
 class LaunchAgentAutostart:
-    """macOS: a per-user launchd agent in ``~/Library/LaunchAgents`` that runs once at login."""
+    """macOS: the tray's launchd agent, as the pkg installed it or, without the pkg, one of the user's own.
+
+    The pkg installs ``/Library/LaunchAgents/org.m6t.tray.plist`` for every user; a user cannot (and must
+    not) remove it, and a per-user plist of the same label does not override it (launchd would hold two jobs
+    of one label).  What launchd offers each user instead is an override of that job in the user's own login
+    domain, ``launchctl disable|enable gui/<uid>/org.m6t.tray``.  launchctl(1): "gui/<uid>/[service-name]
+    Another form of the login specifier ... this specifier targets the domain based on which user it is
+    associated with"; "disable service-target: Disables the specified service in the specified domain. Once
+    a service is disabled, it cannot be loaded in the specified domain until it is once again enabled. This
+    state persists across boots of the device."  So the checkbox writes that override when the system agent
+    is there, takes effect at the next login, and leaves a running tray alone.  ``launchctl print-disabled
+    gui/<uid>`` reads it back (``"label" => disabled`` on current macOS, ``=> true`` on older ones).
+    launchd has no other interface for these overrides (SMAppService only serves agents inside the app's
+    own bundle), hence the one command run here, with a fixed argument vector and no shell.
+
+    Without the pkg's agent (a tray installed otherwise), the user's own plist in ``~/Library/LaunchAgents``
+    does the job, as before.
+    """
 
     LABEL: Final = "org.m6t.tray"
+    SYSTEM_AGENTS: Final = Path("/Library/LaunchAgents")
 
-    def __init__(self, directory: Path, command: Sequence[str]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        command: Sequence[str],
+        *,
+        system_directory: Path = SYSTEM_AGENTS,
+        uid: int | None = None,
+        launchctl: str | None = None,
+    ) -> None:
         self.path = directory / f"{self.LABEL}.plist"
+        self.system_agent = system_directory / f"{self.LABEL}.plist"
         self.command = list(command)
+        self.uid = uid if uid is not None else _uid()
+        self.launchctl = launchctl or shutil.which("launchctl") or "/bin/launchctl"
 
     @property
     def supported(self) -> bool:
         return True
 
     def is_enabled(self) -> bool:
+        if self.system_agent.is_file():
+            return not self._disabled_in_login_domain()
         return self.path.is_file()
 
     def set_enabled(self, enabled: bool) -> None:
+        if self.system_agent.is_file():
+            # A per-user plist of the same label (an older tray wrote one) would fight the system's agent.
+            self.path.unlink(missing_ok=True)
+            self._launchctl("enable" if enabled else "disable", f"gui/{self.uid}/{self.LABEL}")
+            return
         if not enabled:
             self.path.unlink(missing_ok=True)
             return
@@ -123,6 +160,32 @@ class LaunchAgentAutostart:
             "</dict>\n</plist>\n",
             encoding="utf-8",
         )
+
+    def _disabled_in_login_domain(self) -> bool:
+        try:
+            output = self._launchctl("print-disabled", f"gui/{self.uid}")
+        except OSError:
+            return False  # launchd cannot say: the installed agent's own default (it runs at login) holds
+        for line in output.splitlines():
+            label, arrow, state = line.strip().partition("=>")
+            if arrow and label.strip().strip('"') == self.LABEL:
+                return state.strip().rstrip(",") in ("disabled", "true")
+        return False
+
+    def _launchctl(self, *arguments: str) -> str:
+        try:
+            done = subprocess.run([self.launchctl, *arguments], capture_output=True, text=True, timeout=10, check=False)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise OSError(f"launchctl {arguments[0]}: {exc}") from exc
+        if done.returncode != 0:
+            detail = done.stderr.strip() or f"exit status {done.returncode}"
+            raise OSError(f"launchctl {' '.join(arguments)}: {detail}")
+        return done.stdout
+
+
+def _uid() -> int:
+    getuid: Callable[[], int] | None = getattr(os, "getuid", None)
+    return getuid() if getuid is not None else -1
 
 
 class RunKeyAutostart:

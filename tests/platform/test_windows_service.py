@@ -208,3 +208,8 @@ def test_a_console_run_with_service_is_told_to_use_foreground(tmp_path: Path) ->
         host.run(main, lambda: None)
     assert caught.value.hint is not None and "--foreground" in caught.value.hint
     assert scm.statuses == []
+
+
+def test_service_elsewhere_than_windows_says_what_to_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert entry.main(["--config", str(tmp_path / "client.toml"), "--service"]) == entry.EXIT_STARTUP_FAILED
+    assert "--service is for Windows' Service Control Manager (systemd and launchd run" in capsys.readouterr().err

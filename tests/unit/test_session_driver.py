@@ -468,6 +468,23 @@ def test_clock_jump_checks_the_binding_at_once(monkeypatch: pytest.MonkeyPatch) 
     run(scenario)
 
 
+def test_a_resume_from_the_service_manager_checks_the_binding_at_once() -> None:
+    """Windows' SCM POWEREVENT reaches the driver as resumed(): a keepalive goes out now, not at its interval."""
+
+    async def scenario() -> None:
+        backend = FakeBackend()
+        driver = connected_driver(backend, keepalive_interval=30.0)
+        await driver.up()
+        await settle(lambda: driver.session.state is State.CONNECTED)
+        channel = backend.channels[-1]
+        assert not any(is_keepalive_request(d) for d in channel.sent)
+        driver.resumed()
+        await settle(lambda: any(is_keepalive_request(d) for d in channel.sent))
+        await driver.close()
+
+    run(scenario)
+
+
 def test_tun_open_failure_raises_with_an_event() -> None:
     class NoTun(FakeBackend):
         def open_tun(self, name: str) -> FakeTun:

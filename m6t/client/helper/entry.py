@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TextIO, runtime_checkable
 
 from m6t.client.api import schema
 from m6t.client.config import ClientConfig
@@ -154,8 +154,7 @@ def serve(
             )
         except StartupError as exc:
             message = f"m6t-helper: {exc}\n"
-            logging.getLogger("m6t.helper").error("%s", exc)
-            if sys.stderr is not None and not sys.stderr.closed:
+            if sys.stderr is not None:
                 sys.stderr.write(message)
             if report is not None:
                 report(message)
@@ -170,11 +169,16 @@ def main(argv: list[str] | None = None) -> int:
     config_path: Path = args.config.absolute()
     state_dir: Path = args.state_dir.absolute()
     report: Callable[[str], None] | None = None
-    log_file: Path | None = None
+    console = sys.stderr
+    try:
+        host = service_host(service_manager=args.service)
+    except PlatformError as exc:
+        return _fail(exc, console, report)
     if args.service:
-        # The SCM gives a service no console: the log goes where the diagnostics look for it.
+        # The SCM gives a service no console: stderr (the log, a start-up failure, a traceback ctypes prints
+        # from a callback) goes where the diagnostics look for it.
         state_dir.mkdir(parents=True, exist_ok=True)
-        log_file = state_dir / "helper.log"
+        sys.stderr = open(state_dir / "helper.log", "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - for the run
     elif not args.foreground:
         report = _daemonize()
         if report is not None:
@@ -182,22 +186,28 @@ def main(argv: list[str] | None = None) -> int:
             logfile = os.open(state_dir / "helper.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
             os.dup2(logfile, 2)
             os.close(logfile)
-    handler = logging.StreamHandler(sys.stderr) if log_file is None else logging.FileHandler(log_file, encoding="utf-8")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        handlers=[handler],
+        stream=sys.stderr,
     )
     options = HelperOptions(config_path=config_path, socket_path=args.socket, state_dir=state_dir)
     try:
-        return serve(options, service_host(service_manager=args.service), report=report)
+        return serve(options, host, report=report)
     except PlatformError as exc:
-        hint = f" ({exc.hint})" if exc.hint else ""
-        message = f"m6t-helper: {exc}{hint}\n"
-        if sys.stderr is not None:
-            sys.stderr.write(message)
-        if report is not None:
-            report(message)
-        return EXIT_STARTUP_FAILED
+        # --service typed in a console: the dispatcher refused, and the person who typed it should read why.
+        if console is not sys.stderr:
+            _fail(exc, console, None)
+        return _fail(exc, sys.stderr, report)
     except KeyboardInterrupt:
         return 0
+
+
+def _fail(exc: PlatformError, stream: TextIO | None, report: Callable[[str], None] | None) -> int:
+    hint = f" ({exc.hint})" if exc.hint else ""
+    message = f"m6t-helper: {exc}{hint}\n"
+    if stream is not None:
+        stream.write(message)
+    if report is not None:
+        report(message)
+    return EXIT_STARTUP_FAILED

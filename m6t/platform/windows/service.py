@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from m6t.platform.base import PlatformError, ServiceHost, ServiceMain
+from m6t.platform.windows.system import bind
 
 log = logging.getLogger("m6t.platform")
 
@@ -113,13 +114,6 @@ def native_service_api() -> ServiceApi:
     return ServiceApi(advapi32=advapi32, get_last_error=api.get_last_error, functype=api.WINFUNCTYPE)
 
 
-def _bind(dll: object, name: str, restype: Any, *argtypes: Any) -> Callable[..., Any]:
-    function = getattr(dll, name)
-    function.restype = restype
-    function.argtypes = argtypes
-    return function  # type: ignore[no-any-return]
-
-
 class WindowsServiceHost(ServiceHost):
     """Runs the helper's coroutine as the own-process service ``name``; see the module's notes."""
 
@@ -136,8 +130,8 @@ class WindowsServiceHost(ServiceHost):
         self._start_hint = start_wait_hint_ms
         self._stop_hint = stop_wait_hint_ms
         advapi32 = api.advapi32
-        self._dispatch = _bind(advapi32, "StartServiceCtrlDispatcherW", BOOL, ctypes.POINTER(SERVICE_TABLE_ENTRYW))
-        self._register = _bind(
+        self._dispatch = bind(advapi32, "StartServiceCtrlDispatcherW", BOOL, ctypes.POINTER(SERVICE_TABLE_ENTRYW))
+        self._register = bind(
             advapi32,
             "RegisterServiceCtrlHandlerExW",
             ctypes.c_void_p,
@@ -145,7 +139,7 @@ class WindowsServiceHost(ServiceHost):
             ctypes.c_void_p,
             ctypes.c_void_p,
         )
-        self._set_status = _bind(advapi32, "SetServiceStatus", BOOL, ctypes.c_void_p, ctypes.POINTER(SERVICE_STATUS))
+        self._set_status = bind(advapi32, "SetServiceStatus", BOOL, ctypes.c_void_p, ctypes.POINTER(SERVICE_STATUS))
         # Kept referenced for as long as the SCM may call them.
         self._main_pointer = api.functype(None, DWORD, ctypes.c_void_p)(self._service_main)
         self._handler_pointer = api.functype(DWORD, DWORD, DWORD, ctypes.c_void_p, ctypes.c_void_p)(self._handler)

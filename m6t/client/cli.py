@@ -120,6 +120,8 @@ def format_status(status: dict[str, Any]) -> list[str]:
         if problem.get("hint"):
             text += f" ({problem['hint']})"
         lines.append(text)
+    if state == schema.TunnelState.SIGN_IN_REQUIRED.value:
+        lines.append("sign in     open a web page to sign in to this network; the tunnel connects by itself then")
     if status.get("access") == schema.Access.READ_ONLY.value:
         lines.append("access      read-only (changes need root or the operator group)")
     return lines

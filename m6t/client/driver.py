@@ -11,8 +11,13 @@ It owns the I/O the session asks for, through the platform :class:`~m6t.platform
 * the gateway name, resolved off-loop (``getaddrinfo``, IPv4 only), retried with backoff, never fatal;
 * the connectivity tracker (:mod:`m6t.client.tracker`): the backend's monitor announces OS changes to it,
   and the driver makes the look-ups and probes it asks for and hands its decisions to the session;
-* the clock: one timer at the earliest of the session's and the tracker's deadlines (the tracker's
-  backstop probe and wall-clock samples come at least every second).
+* the OS's hints, where the backend has them: a resume from sleep (logind) makes the tracker look the
+  path up and the session check its binding at once; a captive portal (NetworkManager) holds the session
+  in ``sign_in_required`` instead of failing attempt after attempt;
+* the clock: one timer at the earliest real deadline of the session and the tracker (keepalive, retries,
+  probes, expiries, counters that changed), never a periodic tick: an idle tunnel wakes the helper once
+  per keepalive interval, a disconnected one never.  Inputs that bring a deadline closer wake the timer
+  (a flush does, and the data path through ``Session.has_output``).
 
 The helper and the control API drive it through ``start/up/down/apply_config/status/probe_mtu/close``
 and watch it with ``add_listener``.
@@ -68,7 +73,11 @@ from m6t.client.vocabulary import ErrorCode
 from m6t.platform.base import (
     Backend,
     ConnectivityMonitor,
+    NetworkReachability,
     PlatformError,
+    PowerEvent,
+    PowerEvents,
+    ReachabilityHints,
     TunDevice,
     UdpChannel,
 )
@@ -79,8 +88,6 @@ log = logging.getLogger("m6t.client")
 Listener = Callable[[Event], None]
 Resolver = Callable[[str], Awaitable[IPv4Address]]
 
-TICK_S = 1.0
-"""How often the tracker runs the backstop probe and samples the wall clock (so the longest sleep)."""
 _MIN_SLEEP_S = 0.005
 RESOLVE_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0)
 """Waits between failed resolutions of the gateway name (the last one repeats)."""
@@ -100,10 +107,17 @@ def session_settings(config: ClientConfig) -> SessionSettings:
     )
 
 
-def tracker_settings(config: ClientConfig, tick_s: float = TICK_S) -> TrackerSettings:
-    """The tracker's view of a configuration: a clock jump past the keepalive interval needs a check."""
+def tracker_settings(config: ClientConfig, backstop_s: float | None = None) -> TrackerSettings:
+    """The tracker's view of a configuration: a clock jump past the keepalive interval needs a check.
+
+    The backstop probe and the wall-clock samples ride on the keepalive's wakeups (``backstop_s``, by
+    default the keepalive interval, bounds their wait): a lost rtnetlink/routing-socket notification is
+    rare (an overrun is announced itself), and the OS announces a resume where it can, the clocks being
+    the fallback; so neither needs a wakeup of its own.
+    """
+    interval = config.tunnel.keepalive_interval if backstop_s is None else backstop_s
     return TrackerSettings(
-        probe_interval=tick_s, clock_interval=tick_s, jump_threshold=config.tunnel.keepalive_interval
+        probe_interval=interval, clock_interval=interval, jump_threshold=config.tunnel.keepalive_interval
     )
 
 
@@ -143,14 +157,14 @@ class ClientDriver:
         backend: Backend,
         *,
         resolver: Resolver = resolve_ipv4,
-        tick_s: float = TICK_S,
+        backstop_s: float | None = None,
     ) -> None:
         self._config = config
         self._backend = backend
         self._resolver = resolver
-        self._tick_s = tick_s
+        self._backstop_s = backstop_s
         self._session = Session(session_settings(config))
-        self._tracker = ConnectivityTracker(tracker_settings(config, tick_s))
+        self._tracker = ConnectivityTracker(tracker_settings(config, backstop_s))
         self._listeners: list[Listener] = [self._log_event]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tun: TunDevice | None = None
@@ -163,6 +177,9 @@ class ClientDriver:
         self._os_queue: asyncio.Queue[OsEffect] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._hints_task: asyncio.Task[None] | None = None
+        self._power: PowerEvents | None = None
+        self._reachability: ReachabilityHints | None = None
         self._gateway_task: asyncio.Task[None] | None = None
         self._mtu_waiters: dict[int, asyncio.Future[MtuProbeResult]] = {}
         self._problems: list[PlatformError] = []
@@ -204,7 +221,6 @@ class ClientDriver:
             if self._started:
                 return
             self._loop = asyncio.get_running_loop()
-            self._tracker.wall_clock(time.monotonic(), time.time())
             self._problems = self._backend.check()
             for problem in self._problems:
                 log.warning("start-up check: %s%s", problem, f" (hint: {problem.hint})" if problem.hint else "")
@@ -212,6 +228,7 @@ class ClientDriver:
             await self._open_tun()
             self._worker = self._loop.create_task(self._os_worker(), name="m6t-os-changes")
             self._ticker = self._loop.create_task(self._tick_loop(), name="m6t-tick")
+            self._hints_task = self._loop.create_task(self._subscribe_hints(), name="m6t-os-hints")
             self._started = True
 
     async def up(self) -> None:
@@ -232,7 +249,7 @@ class ClientDriver:
         async with self._lock:
             old = self._config
             self._config = new
-            self._tracker.settings = tracker_settings(new, self._tick_s)
+            self._tracker.settings = tracker_settings(new, self._backstop_s)
             if not self._started:
                 self._ifname = new.tunnel.interface
             elif new.tunnel.interface != old.tunnel.interface:
@@ -291,12 +308,13 @@ class ClientDriver:
         """Remove everything installed (address, routes, socket, interface) and stop."""
         async with self._lock:
             await self._down()
-            for task in (self._ticker, self._worker):
+            for task in (self._ticker, self._worker, self._hints_task):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-            self._ticker = self._worker = None
+            self._ticker = self._worker = self._hints_task = None
+            await self._stop_hints()
             await self._close_tun()
             for future in self._mtu_waiters.values():
                 if not future.done():
@@ -337,6 +355,8 @@ class ClientDriver:
         if self._wanted_up:
             return
         self._wanted_up = True
+        # The clocks are sampled while there is a binding to protect (a down tunnel wakes for nothing).
+        self._tracker.wall_clock(time.monotonic(), time.time())
         self._session.up(time.monotonic())
         self._flush()
         self._start_gateway_task()
@@ -350,6 +370,7 @@ class ClientDriver:
         self._session.down(now)
         # Forget the snapshot: the next up() starts from what the monitor reports then.
         self._session.attach(None, now)
+        self._tracker.stop_clock()
         self._flush()
         await self._os_queue.join()
 
@@ -462,12 +483,14 @@ class ClientDriver:
     # ------------------------------------------------------------------ effects and events
 
     def _flush(self) -> None:
-        """Carry out what the session asked for: sockets and sends now, OS changes on the queue."""
+        """Carry out what the session asked for: sockets and sends now, OS changes on the queue; and wake the
+        timer, since the input that made the output may have brought a deadline closer."""
         session = self._session
         while session.has_output:
             for effect in session.pop_effects():
                 self._apply(effect)
             self._dispatch_events()
+        self._wake.set()
 
     def _apply(self, effect: Effect) -> None:
         if isinstance(effect, Send):
@@ -547,20 +570,24 @@ class ClientDriver:
 
     # ------------------------------------------------------------------ time
 
-    def _next_deadline(self) -> float:
+    def _next_deadline(self) -> float | None:
+        """The earliest real deadline (``None``: nothing to wake for until an input comes)."""
         deadlines = [d for d in (self._session.next_deadline(), self._tracker.next_deadline()) if d is not None]
-        return min(deadlines) if deadlines else time.monotonic() + self._tick_s
+        return min(deadlines) if deadlines else None
 
     async def _tick_loop(self) -> None:
         while True:
             self._wake.clear()
+            deadline = self._next_deadline()
             try:
-                async with asyncio.timeout(max(self._next_deadline() - time.monotonic(), _MIN_SLEEP_S)):
+                delay = None if deadline is None else max(deadline - time.monotonic(), _MIN_SLEEP_S)
+                async with asyncio.timeout(delay):
                     await self._wake.wait()
             except TimeoutError:
                 pass
             else:
-                if time.monotonic() < self._next_deadline():
+                deadline = self._next_deadline()
+                if deadline is None or time.monotonic() < deadline:
                     continue  # woken by an input that moved a deadline: sleep toward the earliest again
             try:
                 self._tick()
@@ -573,6 +600,50 @@ class ClientDriver:
         self._tracker.tick(mono)
         self._run_tracker()
         self._session.tick(mono)
+        self._flush()
+
+    # ------------------------------------------------------------------ the OS's hints
+
+    async def _subscribe_hints(self) -> None:
+        """Sleep/resume and the network's reachability, where the OS says them; silently without."""
+        power = self._backend.power_events()
+        if power is not None:
+            if await power.start(self._on_power):
+                self._power = power
+                log.info("sleep and resume are announced by the OS")
+            else:
+                log.debug("no sleep/resume announcements on this system: the clocks will tell")
+        hints = self._backend.reachability_hints()
+        if hints is not None:
+            verdict = await hints.start(self._on_reachability)
+            if verdict is not None:
+                self._reachability = hints
+                log.info("the OS reports the network's reachability (now %s)", verdict.value)
+                self._on_reachability(verdict)
+            else:
+                log.debug("no reachability verdict from the OS on this system")
+
+    async def _stop_hints(self) -> None:
+        for source in (self._power, self._reachability):
+            if source is not None:
+                try:
+                    await source.stop()
+                except Exception:
+                    log.exception("stopping an OS hint source failed")
+        self._power = self._reachability = None
+
+    def _on_power(self, event: PowerEvent) -> None:
+        if event is PowerEvent.SLEEPING:
+            log.info("the system is going to sleep")
+            return
+        self._tracker.resumed(time.monotonic())
+        self._run_tracker()
+
+    def _on_reachability(self, verdict: NetworkReachability) -> None:
+        portal = verdict is NetworkReachability.PORTAL
+        if portal:
+            log.info("the OS says a captive portal holds this network: waiting for a sign-in")
+        self._session.captive_portal(portal, time.monotonic())
         self._flush()
 
     # ------------------------------------------------------------------ the connectivity tracker

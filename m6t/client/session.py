@@ -22,6 +22,7 @@ The rules it keeps:
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -117,6 +118,11 @@ class SessionSettings:
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
     counters_interval: float = 5.0
+    """The shortest time between two counters events (none while they do not change)."""
+    resume_timeout: float = 1.0
+    """After a sleep (or a clock jump) one keepalive unanswered this long means the binding is lost: the NAT
+    mapping rarely outlives a sleep, and waiting for ``max_missed`` retries would keep the tunnel down for
+    seconds after the network is back."""
 
     def __post_init__(self) -> None:
         check_prefix80(self.prefix)
@@ -124,8 +130,19 @@ class SessionSettings:
             raise ValueError(f"gateway ports {self.ports!r}: at least one, each in 1..65535")
         if not IPV6_MIN_MTU <= self.mtu <= MAX_TUNNEL_MTU:
             raise ValueError(f"MTU {self.mtu}: must be between {IPV6_MIN_MTU} and {MAX_TUNNEL_MTU}")
-        if min(self.keepalive_interval, self.retry_interval, self.probe_timeout, self.reply_timeout) <= 0:
-            raise ValueError("keepalive interval, retry interval, reply timeout and probe timeout must be positive")
+        if (
+            min(
+                self.keepalive_interval,
+                self.retry_interval,
+                self.probe_timeout,
+                self.reply_timeout,
+                self.resume_timeout,
+            )
+            <= 0
+        ):
+            raise ValueError(
+                "keepalive interval, retry interval, reply timeout, resume timeout and probe timeout must be positive"
+            )
         if self.max_missed < 1 or self.probe_tries < 1:
             raise ValueError("max_missed and probe_tries must be at least 1")
 
@@ -204,7 +221,15 @@ class Session:
         self._since: float | None = None
         self._regenerations: deque[Regeneration] = deque(maxlen=_REGENERATIONS_KEPT)
         self._last_counters_at = 0.0
-        self._last_counters: tuple[int, ...] = ()
+        self._last_counters = self._counters.fingerprint()  # nothing to report before something is counted
+        self._suspect = False
+        """Asleep or frozen: the binding is checked with one keepalive and a short timeout."""
+        self._portal = False
+        """The OS says this network holds us at a captive portal: nothing is tried until it lets us through."""
+        # What the driver's timer was last armed for (next_deadline), so that the data path can tell it,
+        # through has_output, that a deadline it set came earlier (see _timer_moved).
+        self._armed = math.inf
+        self._quiet_counters: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------ outputs
 
@@ -214,11 +239,34 @@ class Session:
 
     def pop_events(self) -> list[Event]:
         events, self._events = self._events, []
+        # The driver re-reads next_deadline after a flush: until then, nothing more to signal.
+        self._armed = -math.inf
+        self._quiet_counters = None
         return events
 
     @property
     def has_output(self) -> bool:
-        return bool(self._effects or self._events)
+        """Effects or events to carry out, or a deadline that came earlier than the timer the driver armed.
+
+        The data path sets deadlines without output of its own (the first counted packet after a quiet spell,
+        traffic going unanswered); since the driver arms its timer for the next deadline only and never
+        ticks, this is how such a deadline reaches it: the per-batch ``has_output`` check it makes anyway.
+        """
+        return bool(self._effects or self._events) or self._timer_moved()
+
+    def _timer_moved(self) -> bool:
+        quiet = self._quiet_counters
+        c = self._counters
+        if quiet is not None and (c.tx_packets != quiet[0] or c.rx_packets != quiet[1]):
+            return True
+        first = self._first_unanswered_tx
+        if first is None:
+            return False
+        check = self._reply_check_due()
+        if check is not None and check < self._armed:
+            return True
+        s = self._settings
+        return not self._confirmed and s.probe is None and first + s.confirm_timeout < self._armed
 
     @property
     def settings(self) -> SessionSettings:
@@ -255,16 +303,25 @@ class Session:
         return self._counters
 
     def next_deadline(self) -> float | None:
-        """The earliest time ``tick`` has something to do (the driver may tick earlier)."""
+        """The earliest time ``tick`` has something to do (the driver may tick earlier); ``None``: nothing.
+
+        Only real deadlines: retries, probes, keepalives, expiries, and a counters event when they changed.
+        """
         s = self._settings
-        candidates: list[float] = [self._last_counters_at + s.counters_interval]
+        candidates: list[float] = []
+        c = self._counters
+        if c.fingerprint() != self._last_counters:
+            candidates.append(self._last_counters_at + s.counters_interval)
+            self._quiet_counters = None
+        else:
+            self._quiet_counters = (c.tx_packets, c.rx_packets)
         if self._retry_at is not None:
             candidates.append(self._retry_at)
         elif self._peer is not None:
             if self._probe_deadline is not None:
                 candidates.append(self._probe_deadline)
             if self._ka_outstanding and self._ka_sent_at is not None:
-                candidates.append(self._ka_sent_at + s.keepalive_retry)
+                candidates.append(self._ka_sent_at + self._keepalive_wait())
             else:
                 candidates.append(self._keepalive_due())
             if self._first_unanswered_tx is not None and s.probe is None and not self._confirmed:
@@ -276,7 +333,9 @@ class Session:
             deadline = self._mtu_search.deadline()
             if deadline is not None:
                 candidates.append(deadline)
-        return min(candidates)
+        deadline = min(candidates) if candidates else None
+        self._armed = math.inf if deadline is None else deadline
+        return deadline
 
     def status(self, now: float | None = None) -> Status:
         s = self._settings
@@ -367,6 +426,23 @@ class Session:
     def detach(self, now: float) -> None:
         self.attach(None, now)
 
+    def captive_portal(self, held: bool, now: float) -> None:
+        """The OS says this network holds us at a captive portal (``held``), or no longer does.
+
+        Held: nothing is installed or tried (the gateway cannot answer through the portal, and a default route
+        into a dead tunnel could hide the portal's own page); the state says the user must sign in.  Let
+        through: connect at once, without a backoff left over from before.
+        """
+        if held == self._portal:
+            return
+        self._portal = held
+        self._failures = 0
+        self._retry_at = None
+        self._port_index = 0
+        if held:
+            self._teardown(now, "captive portal")
+        self._maybe_connect(now, RegenerationReason.ATTACHED)
+
     def socket_opened(self, local: Address, now: float) -> None:
         """The driver opened the socket an ``OpenSocket`` asked for; ``local`` is its address."""
         self._local = local
@@ -421,6 +497,7 @@ class Session:
         """
         if self._address is None or (self._peer is None and self._retry_at is None):
             return
+        self._suspect = True
         if self._retry_at is not None:
             self._retry_at = now
             self.tick(now)
@@ -429,6 +506,11 @@ class Session:
                 self._start_probe(now)
         elif not self._ka_outstanding:
             self._send_keepalive(now)
+
+    def _keepalive_wait(self) -> float:
+        """How long an outstanding keepalive is waited for: shorter when the binding is suspect."""
+        s = self._settings
+        return min(s.resume_timeout, s.keepalive_retry) if self._suspect else s.keepalive_retry
 
     # ------------------------------------------------------------------ PMTU evidence
 
@@ -552,6 +634,7 @@ class Session:
 
     def _inbound(self, now: float, keepalive_replies: int) -> None:
         """Something came back for the current address: the gateway holds an active state for it."""
+        self._suspect = False
         self._last_rx = now
         self._first_unanswered_tx = None
         if keepalive_replies:
@@ -644,10 +727,10 @@ class Session:
             )
             return
         if self._ka_outstanding:
-            if self._ka_sent_at is not None and now >= self._ka_sent_at + s.keepalive_retry:
+            if self._ka_sent_at is not None and now >= self._ka_sent_at + self._keepalive_wait():
                 self._missed += 1
                 self._events.append(KeepaliveEvent(KeepaliveKind.MISSED, None, self._missed))
-                if self._missed >= s.max_missed:
+                if self._missed >= s.max_missed or self._suspect:
                     self._fail(
                         now,
                         RegenerationReason.KEEPALIVE_UNANSWERED,
@@ -769,7 +852,7 @@ class Session:
     # ------------------------------------------------------------------ binding lifecycle
 
     def _can_connect(self) -> bool:
-        return self._enabled and self._attachment is not None and self._gateway is not None
+        return self._enabled and self._attachment is not None and self._gateway is not None and not self._portal
 
     def _maybe_connect(self, now: float, reason: RegenerationReason) -> None:
         if not self._enabled:
@@ -778,8 +861,10 @@ class Session:
             self._connect(now, reason)
         elif self._gateway is None:
             self._set_state(State.WAITING_FOR_NETWORK, "resolving the gateway address", now)
-        else:
+        elif self._attachment is None:
             self._set_state(State.WAITING_FOR_NETWORK, "no IPv4 route to the gateway", now)
+        else:
+            self._set_state(State.SIGN_IN_REQUIRED, "this network needs you to sign in (captive portal)", now)
 
     def _connect(self, now: float, reason: RegenerationReason) -> None:
         """A new suffix, a new socket: a new state at the gateway (draft 3)."""
@@ -814,6 +899,7 @@ class Session:
             self._start_probe(now)
 
     def _reset_binding(self, now: float) -> None:
+        self._suspect = False
         self._confirmed = False
         self._last_tx = now
         self._last_rx = now

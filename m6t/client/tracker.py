@@ -39,6 +39,7 @@ DEFAULT_MAX_DELAY: Final = 1.0
 """A burst that never quiets down is still looked up this long after its first notification."""
 DEFAULT_PROBE_INTERVAL: Final = 1.0
 DEFAULT_CLOCK_INTERVAL: Final = 1.0
+"""The settings' defaults; the client driver uses the keepalive interval for both (see above)."""
 BACKSTOP_CONFIRMATIONS: Final = 2
 """Consecutive probes that must disagree with the attachment reported before they are believed."""
 
@@ -231,9 +232,22 @@ class ConnectivityTracker:
             # Asleep (the monotonic clock stood still while the wall clock ran) or frozen.
             self._decisions.append(CheckBinding(max(drift, elapsed)))
 
+    def stop_clock(self) -> None:
+        """No binding to protect: no wall-clock samples are wanted until the next one is fed."""
+        self._sample = self._clock_due = None
+
     def resumed(self, now: float) -> None:
-        """The OS says it resumed from sleep."""
+        """The OS says it resumed from sleep: check the binding, and look the path up at once (the sleep may
+        have outlived the network it began on, and its notifications may come late or not at all)."""
         self._decisions.append(CheckBinding(None))
+        if self._sample is not None:
+            self._sample = None  # the clocks' own check of the same sleep would only repeat this one
+        if not self._watching:
+            return
+        if self._in_flight:
+            self._again = True
+        else:
+            self._request_lookup()
 
     def tick(self, now: float) -> None:
         """The time: a burst that is over is looked up; the probe is asked for once something was reported."""

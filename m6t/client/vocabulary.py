@@ -21,6 +21,9 @@ class State(StrEnum):
     """Not asked to connect (or asked to disconnect); nothing installed."""
     WAITING_FOR_NETWORK = "waiting_for_network"
     """Asked to connect, but no IPv4 path to the gateway (or its name is not resolved yet)."""
+    SIGN_IN_REQUIRED = "sign_in_required"
+    """Asked to connect, but the OS says a captive portal holds this network: nothing is tried until the user
+    signs in (usually in a browser); the tunnel connects by itself once the OS says the network is through."""
     CONNECTING = "connecting"
     """Address installed, nothing has come back for it yet."""
     CONNECTED = "connected"

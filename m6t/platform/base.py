@@ -152,6 +152,60 @@ class ConnectivityMonitor(ABC):
         """Unsubscribe and release the OS handles."""
 
 
+# --------------------------------------------------------------------------- what the desktop tells
+#
+# Hints some systems give about power and the network's reachability (Linux: logind and NetworkManager on
+# the system D-Bus; macOS could use IOKit's sleep notifications and SCNetworkReachability, Windows
+# SERVICE_CONTROL_POWEREVENT and the NLM).  Optional: without them the client behaves as it always did
+# (the wall-clock check notices sleeps, and a portal is only a gateway that does not answer).
+
+
+class PowerEvent(StrEnum):
+    SLEEPING = "sleeping"
+    """The system is about to sleep (suspend or hibernate)."""
+    RESUMED = "resumed"
+    """The system woke up: NAT mappings and gateway states may have expired meanwhile."""
+
+
+class NetworkReachability(StrEnum):
+    """How far the OS says this host's network reaches (NetworkManager's ``NMConnectivityState``)."""
+
+    UNKNOWN = "unknown"
+    NONE = "none"
+    PORTAL = "portal"
+    """A captive portal holds the network until the user signs in (usually in a browser)."""
+    LIMITED = "limited"
+    FULL = "full"
+
+
+PowerCallback = Callable[[PowerEvent], None]
+ReachabilityCallback = Callable[[NetworkReachability], None]
+
+
+class PowerEvents(ABC):
+    """The OS's sleep and resume announcements."""
+
+    @abstractmethod
+    async def start(self, on_event: PowerCallback) -> bool:
+        """Subscribe: ``on_event`` runs on the running loop for each announcement.  ``False`` when the OS
+        service is not there (no bus, nobody owns the name): nothing will ever be announced then."""
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+
+class ReachabilityHints(ABC):
+    """The OS's own verdict on whether the network reaches the Internet (captive portals included)."""
+
+    @abstractmethod
+    async def start(self, on_change: ReachabilityCallback) -> NetworkReachability | None:
+        """Subscribe and return the verdict now (``None``: the OS service is not there, nothing will be
+        announced); ``on_change`` runs on the running loop each time it changes afterwards."""
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+
 class Backend(ABC):
     """One OS's implementation; chosen once by :func:`m6t.platform.default_backend`."""
 
@@ -192,6 +246,14 @@ class Backend(ABC):
 
     @abstractmethod
     def connectivity_monitor(self, gateway: IPv4Address, ignore_interface: str) -> ConnectivityMonitor: ...
+
+    def power_events(self) -> PowerEvents | None:
+        """The OS's sleep/resume announcements, where this backend has them."""
+        return None
+
+    def reachability_hints(self) -> ReachabilityHints | None:
+        """The OS's verdict on the network (captive portal, full), where this backend has it."""
+        return None
 
     @abstractmethod
     async def close(self) -> None:

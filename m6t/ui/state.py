@@ -36,6 +36,7 @@ TRAY_LABELS: Final[dict[TrayState, str]] = {
 _TUNNEL_LABELS: Final[dict[str, str]] = {
     TunnelState.DISCONNECTED: "Disconnected",
     TunnelState.WAITING_FOR_NETWORK: "Waiting for an IPv4 network",
+    TunnelState.SIGN_IN_REQUIRED: "This network needs you to sign in",
     TunnelState.CONNECTING: "Connecting to the gateway",
     TunnelState.CONNECTED: "Connected",
     TunnelState.DEGRADED: "Connected, gateway not answering",
@@ -45,6 +46,8 @@ _TUNNEL_LABELS: Final[dict[str, str]] = {
 _TRAY_BY_TUNNEL: Final[dict[str, TrayState]] = {
     TunnelState.DISCONNECTED: TrayState.DISCONNECTED,
     TunnelState.WAITING_FOR_NETWORK: TrayState.WAITING,
+    # Waiting too, on the user this time: the header and tooltip say so (header_label), not the icon.
+    TunnelState.SIGN_IN_REQUIRED: TrayState.WAITING,
     TunnelState.CONNECTING: TrayState.CONNECTING,
     TunnelState.CONNECTED: TrayState.CONNECTED,
     TunnelState.DEGRADED: TrayState.DEGRADED,
@@ -74,6 +77,13 @@ REGENERATION_REASONS: Final[dict[str, str]] = {
 def tunnel_label(state: str) -> str:
     """Unknown states (the schema lets the helper add some) are shown verbatim rather than hidden."""
     return _TUNNEL_LABELS.get(state, state)
+
+
+def header_label(tray: TrayState, state: str) -> str:
+    """The menu's header: the icon's words, or the tunnel's own where the user has something to do."""
+    if tray is not TrayState.UNAVAILABLE and state == TunnelState.SIGN_IN_REQUIRED:
+        return tunnel_label(state)
+    return TRAY_LABELS[tray]
 
 
 def reason_label(reason: str | None) -> str:

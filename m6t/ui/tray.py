@@ -17,7 +17,7 @@ from m6t.ui.icons import state_icon
 from m6t.ui.model import TunnelModel
 from m6t.ui.preferences import NOTIFY_LABELS, NotifyLevel, Preferences
 from m6t.ui.settings_dialog import SettingsDialog
-from m6t.ui.state import TRAY_LABELS, TrayState, reason_label, tooltip, wants_disconnect_action
+from m6t.ui.state import TRAY_LABELS, TrayState, header_label, reason_label, tooltip, wants_disconnect_action
 from m6t.ui.status_window import TAB_LOG, StatusWindow
 
 REPEAT_ERROR_S: Final = 60.0
@@ -125,7 +125,7 @@ class TrayController(QObject):
             self._shown_state = tray
         hint = self.start_hint if tray is TrayState.UNAVAILABLE else None
         self.icon.setToolTip(tooltip(model.tooltip_facts(hint)))
-        self.header_action.setText(f"m6t: {TRAY_LABELS[tray]}")
+        self.header_action.setText(f"m6t: {header_label(tray, model.state)}")
         self.header_action.setIcon(state_icon(tray))
         blocked = self.blocked_reason()
         if not model.reachable:

@@ -23,6 +23,7 @@ from m6t.ui.state import (
 EXPECTED = {
     TunnelState.DISCONNECTED: TrayState.DISCONNECTED,
     TunnelState.WAITING_FOR_NETWORK: TrayState.WAITING,
+    TunnelState.SIGN_IN_REQUIRED: TrayState.WAITING,
     TunnelState.CONNECTING: TrayState.CONNECTING,
     TunnelState.CONNECTED: TrayState.CONNECTED,
     TunnelState.DEGRADED: TrayState.DEGRADED,
@@ -117,3 +118,15 @@ def test_start_hint_per_os_family() -> None:
     assert "launchctl" in helper_start_hint(OsFamily.MACOS)
     assert "sc start" in helper_start_hint(OsFamily.WINDOWS)
     assert "m6t-helper" in helper_start_hint(None)
+
+
+def test_a_captive_portal_asks_the_user_to_sign_in() -> None:
+    from m6t.ui.state import header_label
+
+    state = TunnelState.SIGN_IN_REQUIRED
+    assert tray_state(reachable=True, state=state, wanted="up") is TrayState.WAITING
+    assert header_label(TrayState.WAITING, state) == "This network needs you to sign in"
+    assert header_label(TrayState.WAITING, TunnelState.WAITING_FOR_NETWORK) == TRAY_LABELS[TrayState.WAITING]
+    assert header_label(TrayState.UNAVAILABLE, state) == TRAY_LABELS[TrayState.UNAVAILABLE]
+    facts = TooltipFacts(tray=TrayState.WAITING, state=state, address=None, gateway=None, connected_for_s=None)
+    assert tooltip(facts).startswith("m6t: This network needs you to sign in")

@@ -24,6 +24,7 @@ from tests.ui.fake_helper import ADDRESS, ADDRESS2, GATEWAY, FakeHelper, make_st
 STATE_ICONS: dict[str, TrayState] = {
     TunnelState.DISCONNECTED: TrayState.DISCONNECTED,
     TunnelState.WAITING_FOR_NETWORK: TrayState.WAITING,
+    TunnelState.SIGN_IN_REQUIRED: TrayState.WAITING,
     TunnelState.CONNECTING: TrayState.CONNECTING,
     TunnelState.CONNECTED: TrayState.CONNECTED,
     TunnelState.DEGRADED: TrayState.DEGRADED,

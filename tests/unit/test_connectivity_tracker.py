@@ -458,3 +458,27 @@ def test_a_burst_of_changes_is_one_look_up_per_quiet_period_and_the_final_snapsh
         # A storm: one look-up per maximum delay, and the final snapshot last.
         assert len(run.lookups) - 1 <= 1 + duration // DEFAULT_MAX_DELAY
         assert run.reports[-1] == run.final
+
+
+def test_resumed_looks_the_path_up_at_once_while_watched() -> None:
+    t = watching(HOME)
+    t.wall_clock(1.0, 1.0)
+    t.resumed(2.0)
+    assert t.pop_decisions() == [CheckBinding(None), LookUp()]
+    t.resumed(2.1)  # a look-up is under way: one more after it, not two at once
+    assert t.pop_decisions() == [CheckBinding(None)]
+    t.looked_up(CAFE, 2.2)
+    assert t.pop_decisions() == [Attach(CAFE), LookUp()]
+    # The clocks' own check of the same sleep is not repeated at the next sample.
+    t.wall_clock(3.0, 3_603.0)
+    assert t.pop_decisions() == []
+
+
+def test_no_clock_deadline_once_stopped() -> None:
+    t = tracker(clock_interval=30.0)
+    t.wall_clock(0.0, 0.0)
+    assert t.next_deadline() == 30.0
+    t.stop_clock()
+    assert t.next_deadline() is None
+    t.wall_clock(100.0, 5_000.0)  # the first sample after a stop compares with nothing
+    assert t.pop_decisions() == [] and t.next_deadline() == 130.0

@@ -234,7 +234,7 @@ def run(test: Callable[[], Awaitable[None]]) -> None:
 
 
 def connected_driver(backend: FakeBackend, **kwargs: Any) -> ClientDriver:
-    return ClientDriver(config(**kwargs), backend, tick_s=0.05)
+    return ClientDriver(config(**kwargs), backend, backstop_s=0.05)
 
 
 def test_start_up_connects_and_carries_packets() -> None:
@@ -303,7 +303,7 @@ def test_attachment_change_reattaches_through_the_monitor() -> None:
     async def scenario() -> None:
         backend = FakeBackend()
         # The tracker's own checks 30 s apart: what wakes the driver for a look-up is the announcement.
-        driver = ClientDriver(config(), backend, tick_s=30.0)
+        driver = ClientDriver(config(), backend, backstop_s=30.0)
         await driver.up()
         await settle(lambda: driver.session.state is State.CONNECTED)
         first = driver.session.address
@@ -361,7 +361,7 @@ def test_unresolvable_gateway_name_is_retried_not_fatal(monkeypatch: pytest.Monk
         backend = FakeBackend()
         cfg = config()
         cfg = replace(cfg, gateway=replace(cfg.gateway, address="gw.example.test"))
-        driver = ClientDriver(cfg, backend, resolver=resolver, tick_s=0.05)
+        driver = ClientDriver(cfg, backend, resolver=resolver, backstop_s=0.05)
         errors: list[ErrorEvent] = []
         driver.add_listener(lambda e: errors.append(e) if isinstance(e, ErrorEvent) else None)
         await driver.up()

@@ -129,4 +129,7 @@ def test_any_sequence_of_inputs_keeps_one_address(steps: list[str]) -> None:
         expected = set() if s.address is None else {s.address}
         assert installed == expected
         deadline = s.next_deadline()
-        assert deadline is not None
+        # A binding always has a deadline (its keepalive); without one nothing is due (issue 12: an idle
+        # helper never ticks), unless a retry is pending or counters are still to be reported.
+        if s.address is not None:
+            assert deadline is not None

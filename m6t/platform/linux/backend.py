@@ -7,7 +7,7 @@ import socket
 import sys
 from ipaddress import IPv4Address, IPv6Address
 
-from m6t.platform.base import Backend, PlatformError, PlatformErrorCode
+from m6t.platform.base import Backend, PlatformError, PlatformErrorCode, PowerEvents, ReachabilityHints
 from m6t.protocol.values import Route
 
 assert sys.platform == "linux"
@@ -111,6 +111,16 @@ class LinuxBackend(Backend):
 
     def connectivity_monitor(self, gateway: IPv4Address, ignore_interface: str) -> LinuxConnectivityMonitor:
         return LinuxConnectivityMonitor(gateway, ignore_interface)
+
+    def power_events(self) -> PowerEvents:
+        from m6t.platform.linux.logind import LogindPowerEvents
+
+        return LogindPowerEvents()
+
+    def reachability_hints(self) -> ReachabilityHints:
+        from m6t.platform.linux.networkmanager import NetworkManagerHints
+
+        return NetworkManagerHints()
 
     async def close(self) -> None:
         self.netlink.close()

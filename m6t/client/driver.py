@@ -606,6 +606,12 @@ class ClientDriver:
 
     async def _subscribe_hints(self) -> None:
         """Sleep/resume and the network's reachability, where the OS says them; silently without."""
+        try:
+            await self._subscribe_hints_now()
+        except Exception:
+            log.exception("subscribing to the OS's sleep and network hints failed; going on without them")
+
+    async def _subscribe_hints_now(self) -> None:
         power = self._backend.power_events()
         if power is not None:
             if await power.start(self._on_power):

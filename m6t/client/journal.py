@@ -24,6 +24,8 @@ from m6t.platform.base import (
     ConnectivityMonitor,
     PacketsCallback,
     PlatformError,
+    PowerEvents,
+    ReachabilityHints,
     TunDevice,
     UdpChannel,
 )
@@ -267,6 +269,12 @@ class JournalingBackend(Backend):
 
     def connectivity_monitor(self, gateway: IPv4Address, ignore_interface: str) -> ConnectivityMonitor:
         return self.inner.connectivity_monitor(gateway, ignore_interface)
+
+    def power_events(self) -> PowerEvents | None:
+        return self.inner.power_events()
+
+    def reachability_hints(self) -> ReachabilityHints | None:
+        return self.inner.reachability_hints()
 
     async def close(self) -> None:
         await self.inner.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 from m6t.client.driver import ClientDriver
 from m6t.client.vocabulary import State
@@ -161,3 +162,11 @@ def test_the_timer_is_armed_for_real_deadlines_only() -> None:
         await driver.close()
 
     run(scenario)
+
+
+def test_the_helpers_journaling_backend_passes_the_hints_through(tmp_path: Path) -> None:
+    from m6t.client.journal import Journal, JournalingBackend
+
+    power, reach = FakePower(), FakeReachability(None)
+    wrapped = JournalingBackend(HintedBackend(power, reach), Journal(tmp_path))
+    assert wrapped.power_events() is power and wrapped.reachability_hints() is reach

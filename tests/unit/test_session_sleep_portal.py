@@ -10,6 +10,7 @@ from m6t.client.effects import OpenSocket, RemoveAddress, RemoveRoutes, SetAddre
 from m6t.client.events import ErrorEvent
 from m6t.client.vocabulary import State
 
+from .test_session import confirm
 from .test_session_harness import (
     ATT1,
     Harness,
@@ -19,12 +20,6 @@ from .test_session_harness import (
     ha_answers_everything,
     state,
 )
-
-
-def confirm(h: Harness) -> None:
-    h.receive([data_to(h.address)])
-    assert h.session.confirmed
-
 
 # Sleep ------------------------------------------------------------------------------------------------------
 

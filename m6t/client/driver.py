@@ -612,21 +612,22 @@ class ClientDriver:
             log.exception("subscribing to the OS's sleep and network hints failed; going on without them")
 
     async def _subscribe_hints_now(self) -> None:
-        power = self._backend.power_events()
-        if power is not None:
-            if await power.start(self._on_power):
-                self._power = power
+        # Each source is kept before it starts, so that a close() cancelling the start still stops it.
+        self._power = self._backend.power_events()
+        if self._power is not None:
+            if await self._power.start(self._on_power):
                 log.info("sleep and resume are announced by the OS")
             else:
+                self._power = None
                 log.debug("no sleep/resume announcements on this system: the clocks will tell")
-        hints = self._backend.reachability_hints()
-        if hints is not None:
-            verdict = await hints.start(self._on_reachability)
+        self._reachability = self._backend.reachability_hints()
+        if self._reachability is not None:
+            verdict = await self._reachability.start(self._on_reachability)
             if verdict is not None:
-                self._reachability = hints
                 log.info("the OS reports the network's reachability (now %s)", verdict.value)
                 self._on_reachability(verdict)
             else:
+                self._reachability = None
                 log.debug("no reachability verdict from the OS on this system")
 
     async def _stop_hints(self) -> None:

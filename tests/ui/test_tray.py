@@ -16,7 +16,7 @@ from pytestqt.qtbot import QtBot
 from m6t.client.api.schema import Access, ErrorCode, EventKind, Method, TunnelState
 from m6t.ui import dialogs
 from m6t.ui.preferences import NotifyLevel
-from m6t.ui.state import TRAY_LABELS, TrayState, tunnel_label
+from m6t.ui.state import TrayState, header_label, tunnel_label
 from m6t.ui.tray import TrayController
 from tests.ui.conftest import START_HINT, WAIT_MS, wait_online
 from tests.ui.fake_helper import ADDRESS, ADDRESS2, GATEWAY, FakeHelper, make_status
@@ -58,7 +58,7 @@ def test_each_state_has_its_icon_and_tooltip(
     assert lines[0] == f"m6t: {tunnel_label(state)}"
     assert f"Address: {ADDRESS}" in lines
     assert f"Gateway: {GATEWAY}" in lines
-    assert tray.header_action.text() == f"m6t: {TRAY_LABELS[STATE_ICONS[state]]}"
+    assert tray.header_action.text() == f"m6t: {header_label(STATE_ICONS[state], state)}"
     assert tray.icon.icon().cacheKey() != 0
     if state in (TunnelState.CONNECTED, TunnelState.DEGRADED):
         assert any(line.startswith("Connected for ") for line in lines)

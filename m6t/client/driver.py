@@ -272,7 +272,8 @@ class ClientDriver:
         await self._os_queue.join()
 
     def resumed(self) -> None:
-        """The service manager announced a resume from sleep (Windows' SCM): check the binding now."""
+        """The OS announced a resume from sleep (logind through the backend's power events, Windows' SCM
+        through the service host): check the binding now."""
         self._tracker.resumed(time.monotonic())
         self._run_tracker()
 
@@ -643,8 +644,7 @@ class ClientDriver:
         if event is PowerEvent.SLEEPING:
             log.info("the system is going to sleep")
             return
-        self._tracker.resumed(time.monotonic())
-        self._run_tracker()
+        self.resumed()
 
     def _on_reachability(self, verdict: NetworkReachability) -> None:
         portal = verdict is NetworkReachability.PORTAL

@@ -81,7 +81,7 @@ from m6t.platform.base import (
     TunDevice,
     UdpChannel,
 )
-from m6t.protocol.values import PmtuEvidence, wire_extra
+from m6t.protocol.values import PmtuEvidence
 
 log = logging.getLogger("m6t.client")
 
@@ -447,16 +447,8 @@ class ClientDriver:
         session = self._session
         out = session.tun_packets(packets, time.monotonic())
         channel = self._channel
-        if out:
-            # A backend with offloads may hand up packets standing for several (MergedPacket): the
-            # counters count what the wire carries.
-            extra, extra_bytes = wire_extra(out)
-            if extra:
-                counters = session.counters
-                counters.tx_packets += extra
-                counters.tx_bytes += extra_bytes
-            if channel is not None:
-                channel.send(out)
+        if out and channel is not None:
+            channel.send(out)
         if session.has_output:
             self._flush()
 
@@ -464,16 +456,10 @@ class ClientDriver:
         session = self._session
         packets = session.udp_datagrams(datagrams, time.monotonic())
         tun = self._tun
-        if packets:
-            extra, extra_bytes = wire_extra(packets)
-            if extra:
-                counters = session.counters
-                counters.rx_packets += extra
-                counters.rx_bytes += extra_bytes
-            if tun is not None:
-                write = tun.write
-                for packet in packets:
-                    write(packet)
+        if packets and tun is not None:
+            write = tun.write
+            for packet in packets:
+                write(packet)
         if session.has_output:
             self._flush()
 

@@ -77,7 +77,7 @@ from m6t.protocol import (
     tunnel_address,
 )
 from m6t.protocol.addressing import RandomBytes
-from m6t.protocol.values import Attachment, PmtuEvidence, Route
+from m6t.protocol.values import Attachment, MergedPacket, PmtuEvidence, Route, wire_size
 
 _NEXT_HEADER_ICMPV6 = 58
 _REGENERATIONS_KEPT = 64
@@ -552,28 +552,37 @@ class Session:
     # ------------------------------------------------------------------ the data path
 
     def tun_packets(self, packets: Iterable[bytes], now: float) -> list[bytes]:
-        """Packets the OS routed into the tunnel → the datagrams to send to the gateway."""
+        """Packets the OS routed into the tunnel → the datagrams to send to the gateway.
+
+        Merged packets (:class:`~m6t.protocol.values.MergedPacket`) are checked once and counted, sent or
+        dropped, as the packets they stand for on the wire; the same holds for :meth:`udp_datagrams`.
+        """
         c = self._counters
         if self._peer is None:
-            for _ in packets:
-                c.drop_out(Drop.NO_PATH)
+            for packet in packets:
+                c.drop_out(Drop.NO_PATH, _segments(packet))
             return []
         addr = self._addr_bytes
         out: list[bytes] = []
         size = 0
+        extra = 0
         for packet in packets:
             problem = ipv6_problem(packet)
             if problem is not None:
-                c.drop_out(problem.value)
+                c.drop_out(problem.value, _segments(packet))
             elif packet[8:24] != addr:
-                c.drop_out(Drop.NOT_OUR_SOURCE)
+                c.drop_out(Drop.NOT_OUR_SOURCE, _segments(packet))
             elif packet[24] == 0xFF:
-                c.drop_out(Drop.MULTICAST)
+                c.drop_out(Drop.MULTICAST, _segments(packet))
             else:
                 out.append(packet)
                 size += len(packet)
+                if packet.__class__ is not bytes and isinstance(packet, MergedPacket):
+                    # wire_size, inline: a call per packet would cost more than the sum.
+                    extra += packet.segments - 1
+                    size += (packet.segments - 1) * packet.overhead
         if out:
-            c.tx_packets += len(out)
+            c.tx_packets += len(out) + extra
             c.tx_bytes += size
             self._last_tx = now
             if self._first_unanswered_tx is None:
@@ -588,18 +597,19 @@ class Session:
         watch_echo = self._probe_bytes() if self._echo_pending else None
         out: list[bytes] = []
         size = 0
+        extra = 0
         accepted = False
         keepalive_replies = 0
         for data, source in datagrams:
             if source != peer:
-                c.drop_in(Drop.FOREIGN_SOURCE)
+                c.drop_in(Drop.FOREIGN_SOURCE, _segments(data))
                 continue
             problem = ipv6_problem(data)
             if problem is not None:
-                c.drop_in(problem.value)
+                c.drop_in(problem.value, _segments(data))
                 continue
             if data[24:40] != addr:
-                c.drop_in(Drop.NOT_OUR_ADDRESS)
+                c.drop_in(Drop.NOT_OUR_ADDRESS, _segments(data))
                 continue
             if data[8] == 0xFE and data[9] & 0xC0 == 0x80:
                 # A link-local source is legitimate only as the gateway's keepalive reply (draft 2.3):
@@ -608,7 +618,7 @@ class Session:
                     keepalive_replies += 1
                     accepted = True
                 else:
-                    c.drop_in(Drop.LINK_LOCAL_SOURCE)
+                    c.drop_in(Drop.LINK_LOCAL_SOURCE, _segments(data))
                 continue
             accepted = True
             if (
@@ -620,8 +630,11 @@ class Session:
                 continue
             out.append(data)
             size += len(data)
+            if data.__class__ is not bytes and isinstance(data, MergedPacket):
+                extra += data.segments - 1
+                size += (data.segments - 1) * data.overhead
         if out:
-            c.rx_packets += len(out)
+            c.rx_packets += len(out) + extra
             c.rx_bytes += size
             self._data_in_since_check = True
         if accepted:
@@ -986,6 +999,11 @@ class Session:
         self._state = state
         self._detail = detail
         self._events.append(StateChanged(state, previous, detail))
+
+
+def _segments(packet: bytes) -> int:
+    """The packets on the wire ``packet`` stands for: a drop counts them all."""
+    return wire_size(packet)[0]
 
 
 def _describe(effect: OsEffect) -> str:

@@ -63,11 +63,11 @@ class Counters:
         self.drops_in: dict[str, int] = {}
         self.drops_out: dict[str, int] = {}
 
-    def drop_in(self, reason: str) -> None:
-        self.drops_in[reason] = self.drops_in.get(reason, 0) + 1
+    def drop_in(self, reason: str, packets: int = 1) -> None:
+        self.drops_in[reason] = self.drops_in.get(reason, 0) + packets
 
-    def drop_out(self, reason: str) -> None:
-        self.drops_out[reason] = self.drops_out.get(reason, 0) + 1
+    def drop_out(self, reason: str, packets: int = 1) -> None:
+        self.drops_out[reason] = self.drops_out.get(reason, 0) + packets
 
     def fingerprint(self) -> tuple[int, ...]:
         """Cheap change detection for the periodic counters event."""

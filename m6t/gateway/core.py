@@ -2,7 +2,9 @@
 
 Fed datagrams from mobile nodes, packets from the Home Agent side and the current time; appends what
 to send to two output lists the driver drains after each batch.  No sockets, no clock, no logging:
-everything here is decided from its arguments, so the unit tests drive it with a fake clock.
+everything here is decided from its arguments, so the unit tests drive it with a fake clock.  The
+counters count what the wire carries: a merged packet (:class:`~m6t.protocol.values.MergedPacket`, from
+the platform's offloads) is checked once and counted as the packets it stands for.
 
 A mobile node is known by its IPv6 address; its state binds that address to the IPv4 address, UDP
 port and local socket its first packet came from, and that binding is never changed (draft 2.4,
@@ -37,6 +39,7 @@ from m6t.protocol import (
     ipv6_problem,
     parse_ipv6,
 )
+from m6t.protocol.values import wire_size
 
 if TYPE_CHECKING:
     from m6t.gateway.config import GatewayConfig
@@ -154,22 +157,27 @@ class GatewayCore:
 
     def datagram_from_mn(self, data: bytes, ipv4: int, port: int, sock: int, now: float) -> Verdict:
         """One UDP payload from ``ipv4:port`` received on local socket ``sock``."""
+        if data.__class__ is bytes:
+            n = 1
+            size = len(data)
+        else:
+            n, size = wire_size(data)
         counters = self.counters
-        counters[_MN_PACKETS] += 1
-        counters[_MN_BYTES] += len(data)
+        counters[_MN_PACKETS] += n
+        counters[_MN_BYTES] += size
         problem = ipv6_problem(data)
         if problem is not None:
-            self.drops[MN_PROBLEM_DROPS[problem]] += 1
+            self.drops[MN_PROBLEM_DROPS[problem]] += n
             return _DROPPED
         if not port or not ipv4:
-            self.drops[_BAD_OUTER_SOURCE] += 1
+            self.drops[_BAD_OUTER_SOURCE] += n
             return _DROPPED
         src = int.from_bytes(data[8:24])
         for mask, network in self._prefixes:
             if src & mask == network:
                 break
         else:
-            self.drops[_SOURCE_NOT_IN_PREFIX] += 1
+            self.drops[_SOURCE_NOT_IN_PREFIX] += n
             return _DROPPED
         keepalive = False
         dst = data[24:40]
@@ -177,7 +185,7 @@ class GatewayCore:
             if dst == KEEPALIVE_PEER and len(data) == IPV6_HEADER_LEN and data[6] == NEXT_HEADER_NONE:
                 keepalive = True
             else:
-                self.drops[_DESTINATION_NOT_ALLOWED] += 1
+                self.drops[_DESTINATION_NOT_ALLOWED] += n
                 return _DROPPED
         tick = self._last_tick if now == self._last_now else self._tick(now)
         endpoint = (ipv4 << 24) | (port << 8) | sock
@@ -185,7 +193,7 @@ class GatewayCore:
         value = shard.get(src)
         if value is not None and value >> DEADLINE_SHIFT > tick:
             if value & ENDPOINT_MASK != endpoint:
-                self.drops[_BINDING_MISMATCH] += 1
+                self.drops[_BINDING_MISMATCH] += n
                 return _DROPPED
             if value & ACTIVE:
                 deadline = tick + self._active_ticks
@@ -194,40 +202,40 @@ class GatewayCore:
                 if keepalive:
                     return self._reply_keepalive(data, endpoint)
             elif keepalive:
-                self.drops[_KEEPALIVE_WITHOUT_ACTIVE_STATE] += 1
+                self.drops[_KEEPALIVE_WITHOUT_ACTIVE_STATE] += n
                 return _DROPPED
             # A temporary state is not refreshed by its own MN: only the Home Agent side can keep it.
         else:
             if keepalive:
-                self.drops[_KEEPALIVE_WITHOUT_ACTIVE_STATE] += 1
+                self.drops[_KEEPALIVE_WITHOUT_ACTIVE_STATE] += n
                 return _DROPPED
-            if not self._create(src, value, endpoint, ipv4, tick, now):
+            refused = self._create(src, value, endpoint, ipv4, tick, now)
+            if refused is not None:
+                self.drops[refused] += n
                 return _DROPPED
-        counters[_TO_HA_PACKETS] += 1
-        counters[_TO_HA_BYTES] += len(data)
+        counters[_TO_HA_PACKETS] += n
+        counters[_TO_HA_BYTES] += size
         self.to_ha.append(data)
         return _FORWARDED
 
-    def _create(self, src: int, expired: int | None, endpoint: int, ipv4: int, tick: int, now: float) -> bool:
+    def _create(self, src: int, expired: int | None, endpoint: int, ipv4: int, tick: int, now: float) -> int | None:
+        """A temporary state for ``src``, or the drop reason (an index into ``drops``) why not."""
         table = self.table
         # The caps are checked before the rate limit so that a refusal for lack of room costs the
         # source none of its allowance.
         if table.temporary >= self._max_temporary:
-            self.drops[_TEMPORARY_STATES_FULL] += 1
-            return False
+            return _TEMPORARY_STATES_FULL
         if expired is None and table.temporary + table.active >= self._max_states:
-            self.drops[_STATES_FULL] += 1
-            return False
+            return _STATES_FULL
         if not self.limiter.allow(ipv4, now):
-            self.drops[_RATE_LIMITED] += 1
-            return False
+            return _RATE_LIMITED
         deadline = tick + self._temporary_ticks
         if expired is None:
             table.add_temporary(src, endpoint, deadline)
         else:
             table.replace_expired(src, expired, endpoint, deadline)
         self.counters[_STATES_CREATED] += 1
-        return True
+        return None
 
     def _reply_keepalive(self, data: bytes, endpoint: int) -> Verdict:
         reply = build_keepalive_reply(parse_ipv6(data))
@@ -239,25 +247,30 @@ class GatewayCore:
 
     def packet_from_ha(self, packet: bytes, now: float) -> Verdict:
         """One IPv6 packet the kernel routed into the TUN, toward a mobile node."""
+        if packet.__class__ is bytes:
+            n = 1
+            size = len(packet)
+        else:
+            n, size = wire_size(packet)
         counters = self.counters
-        counters[_HA_PACKETS] += 1
-        counters[_HA_BYTES] += len(packet)
+        counters[_HA_PACKETS] += n
+        counters[_HA_BYTES] += size
         problem = ipv6_problem(packet)
         if problem is not None:
-            self.drops[HA_PROBLEM_DROPS[problem]] += 1
+            self.drops[HA_PROBLEM_DROPS[problem]] += n
             return _DROPPED
         dst = int.from_bytes(packet[24:40])
         for mask, network in self._prefixes:
             if dst & mask == network:
                 break
         else:
-            self.drops[_HA_DESTINATION_NOT_IN_PREFIX] += 1
+            self.drops[_HA_DESTINATION_NOT_IN_PREFIX] += n
             return _DROPPED
         tick = self._last_tick if now == self._last_now else self._tick(now)
         shard = self._shards[dst % self._nshards]
         value = shard.get(dst)
         if value is None or value >> DEADLINE_SHIFT <= tick:
-            self.drops[_HA_NO_STATE] += 1
+            self.drops[_HA_NO_STATE] += n
             return _DROPPED
         deadline = tick + self._active_ticks
         if not value & ACTIVE:
@@ -265,8 +278,8 @@ class GatewayCore:
             counters[_STATES_PROMOTED] += 1
         elif value >> DEADLINE_SHIFT != deadline:
             shard[dst] = (deadline << DEADLINE_SHIFT) | (value & LOW_MASK)
-        counters[_TO_MN_PACKETS] += 1
-        counters[_TO_MN_BYTES] += len(packet)
+        counters[_TO_MN_PACKETS] += n
+        counters[_TO_MN_BYTES] += size
         self.to_mn.append((value & ENDPOINT_MASK, packet))
         return _FORWARDED
 

@@ -8,7 +8,7 @@ in bounded slices between wakeups.
 With a TUN that takes merged writes (``LinuxTun.vnet``), consecutive TCP segments (and equal-size UDP
 datagrams) of one flow are merged as they are read, so the core checks one packet for the lot and the TUN
 gets one write; with super-packet reads (``LinuxTun.tso``) the core checks one 64 KB packet from the Home
-Agent side and the socket splits it.  The core's counters are corrected to count the packets on the wire.
+Agent side and the socket splits it.  Either way the core counts the packets on the wire.
 """
 
 from __future__ import annotations
@@ -20,12 +20,10 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from m6t.gateway.core import GatewayCore, Verdict
-from m6t.gateway.counters import Counter
+from m6t.gateway.core import GatewayCore
 from m6t.gateway.metrics import Metric, core_metrics
 from m6t.gateway.scheduling import SLICE_LIMIT_S, collect_for
 from m6t.platform.base import TunDevice
-from m6t.protocol.values import MergedPacket
 
 assert sys.platform == "linux"
 
@@ -33,9 +31,6 @@ from m6t.platform.linux.offload import Coalescer  # noqa: E402
 from m6t.platform.linux.udp import recv_batch, send_batch, udp_stats  # noqa: E402
 
 log = logging.getLogger(__name__)
-
-_MN_SIDE = (int(Counter.MN_PACKETS), int(Counter.MN_BYTES), int(Counter.TO_HA_PACKETS), int(Counter.TO_HA_BYTES))
-_HA_SIDE = (int(Counter.HA_PACKETS), int(Counter.HA_BYTES), int(Counter.TO_MN_PACKETS), int(Counter.TO_MN_BYTES))
 
 GC_INTERVAL_S = 0.1
 """How often expiry runs when it has caught up.  Deadlines are honoured to a tick at lookup anyway (an
@@ -132,12 +127,7 @@ class GatewayDriver:
         from_bytes = int.from_bytes
         aton = socket.inet_aton
         for data, (ip, port) in datagrams:
-            if data.__class__ is bytes:
-                from_mn(data, from_bytes(aton(ip), "big"), port, index, now)
-            else:
-                drops = list(self.core.drops)
-                verdict = from_mn(data, from_bytes(aton(ip), "big"), port, index, now)
-                self._count_merged(data, verdict, drops, _MN_SIDE)
+            from_mn(data, from_bytes(aton(ip), "big"), port, index, now)
         self._flush()
 
     def _on_tun(self, packets: Sequence[bytes]) -> None:
@@ -145,33 +135,8 @@ class GatewayDriver:
         now = self._clock()
         from_ha = self.core.packet_from_ha
         for packet in packets:
-            if packet.__class__ is bytes:
-                from_ha(packet, now)
-            else:
-                drops = list(self.core.drops)
-                verdict = from_ha(packet, now)
-                self._count_merged(packet, verdict, drops, _HA_SIDE)
+            from_ha(packet, now)
         self._flush()
-
-    def _count_merged(self, packet: bytes, verdict: Verdict, drops_before: list[int], side: tuple[int, ...]) -> None:
-        """The core counted a merged packet once: add the further packets it stands for."""
-        if not isinstance(packet, MergedPacket):
-            return
-        extra = packet.segments - 1
-        extra_bytes = extra * packet.overhead
-        counters = self.core.counters
-        packets_in, bytes_in, packets_out, bytes_out = side
-        counters[packets_in] += extra
-        counters[bytes_in] += extra_bytes
-        if verdict == Verdict.FORWARDED:
-            counters[packets_out] += extra
-            counters[bytes_out] += extra_bytes
-        elif verdict == Verdict.DROPPED:
-            drops = self.core.drops
-            for reason, before in enumerate(drops_before):
-                if drops[reason] != before:
-                    drops[reason] += extra
-                    break
 
     def _flush(self) -> None:
         core = self.core

@@ -6,7 +6,6 @@ of them without importing the platform interface (the arrows point down only: se
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Network
 
@@ -19,22 +18,19 @@ class MergedPacket(bytes):
     one go); and they take them back through ``UdpChannel.send`` and ``TunDevice.write``, where they split
     them again as needed.  Everything above the platform checks its IPv6 header like any packet's (all the
     packets it stands for share their addresses and ports); only byte and packet counters care:
-    ``segments - 1`` further packets, each repeating ``overhead`` header bytes.  Other backends never make
-    them.
+    ``segments - 1`` further packets, each repeating ``overhead`` header bytes (see :func:`wire_size`).
+    Other backends never make them.
     """
 
     segments: int
     overhead: int
 
 
-def wire_extra(packets: Sequence[bytes]) -> tuple[int, int]:
-    """Packets and bytes that ``packets`` stand for on the wire beyond their own number and length."""
-    extra = extra_bytes = 0
-    for packet in packets:
-        if packet.__class__ is not bytes and isinstance(packet, MergedPacket):
-            extra += packet.segments - 1
-            extra_bytes += (packet.segments - 1) * packet.overhead
-    return extra, extra_bytes
+def wire_size(packet: bytes) -> tuple[int, int]:
+    """Packets and bytes ``packet`` stands for on the wire: itself, or the segments of a merged packet."""
+    if isinstance(packet, MergedPacket):
+        return packet.segments, len(packet) + (packet.segments - 1) * packet.overhead
+    return 1, len(packet)
 
 
 @dataclass(frozen=True, slots=True)

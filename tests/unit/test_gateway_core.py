@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from m6t.gateway import CoreSettings, Counter, Drop, GatewayCore, Verdict, unpack_endpoint
 from m6t.protocol import KEEPALIVE_PEER, build_echo_request, build_ipv6_header, build_keepalive, parse_ipv6
+from m6t.protocol.values import MergedPacket
 
 PREFIX = IPv6Network("fd6d:3674:a1b2::/48")
 HA = IPv6Address("fd00:ab::1")
@@ -372,6 +373,64 @@ def test_replies_leave_from_the_socket_the_state_came_in_on() -> None:
     core.datagram_from_mn(keepalive(MN), NAT1, PORT, 1, T0)
     _, mn = drained(core)
     assert [endpoint for endpoint, _ in mn] == [(NAT1, PORT, 1), (NAT2, PORT, 0), (NAT1, PORT, 1)]
+
+
+# --------------------------------------------------------------------------- merged packets (GSO/GRO offloads)
+
+
+def merged(packet: bytes, segments: int, overhead: int) -> MergedPacket:
+    """``packet`` as a platform with offloads hands it over: one header checked for ``segments`` packets."""
+    result = MergedPacket(packet)
+    result.segments = segments
+    result.overhead = overhead
+    return result
+
+
+def test_a_merged_packet_is_counted_as_the_packets_it_stands_for_both_ways() -> None:
+    core = make_core()
+    up = merged(to_ha(data=bytes(8 * 1000)), 8, 48)
+    down = merged(to_ha(HA, MN, data=bytes(5 * 1200)), 5, 48)
+    assert core.datagram_from_mn(up, NAT1, PORT, 0, T0) is Verdict.FORWARDED
+    assert core.packet_from_ha(down, T0) is Verdict.FORWARDED
+    to_tun, to_mns = core.take_outputs()
+    # The packets themselves go on whole: the platform splits them on the way out.
+    assert to_tun == [up] and to_mns[0][1] is down
+    up_bytes, down_bytes = len(up) + 7 * 48, len(down) + 4 * 48
+    c = core.counters
+    assert (c[Counter.MN_PACKETS], c[Counter.MN_BYTES]) == (8, up_bytes)
+    assert (c[Counter.TO_HA_PACKETS], c[Counter.TO_HA_BYTES]) == (8, up_bytes)
+    assert (c[Counter.HA_PACKETS], c[Counter.HA_BYTES]) == (5, down_bytes)
+    assert (c[Counter.TO_MN_PACKETS], c[Counter.TO_MN_BYTES]) == (5, down_bytes)
+    # One state, however many packets its first datagram stood for.
+    assert c[Counter.STATES_CREATED] == c[Counter.STATES_PROMOTED] == 1
+
+
+@pytest.mark.parametrize(
+    ("case", "drop"),
+    [
+        ("length", Drop.MN_LENGTH_MISMATCH),
+        ("prefix", Drop.MN_SOURCE_NOT_IN_PREFIX),
+        ("hijack", Drop.MN_BINDING_MISMATCH),
+        ("rate", Drop.MN_RATE_LIMITED),
+        ("ha-no-state", Drop.HA_NO_STATE),
+    ],
+)
+def test_a_dropped_merged_packet_is_counted_as_that_many_drops(case: str, drop: Drop) -> None:
+    core = make_core(new_states_per_ipv4_burst=1)
+    activate(core)
+    verdict: Verdict
+    if case == "length":
+        verdict = core.datagram_from_mn(merged(to_ha(data=bytes(3000))[:-1], 3, 48), NAT1, PORT, 0, T0)
+    elif case == "prefix":
+        verdict = core.datagram_from_mn(merged(to_ha(OTHER_HA, data=bytes(3000)), 3, 48), NAT1, PORT, 0, T0)
+    elif case == "hijack":
+        verdict = core.datagram_from_mn(merged(to_ha(data=bytes(3000)), 3, 48), NAT2, PORT, 0, T0)
+    elif case == "rate":
+        verdict = core.datagram_from_mn(merged(to_ha(MN2, data=bytes(3000)), 3, 48), NAT1, PORT + 1, 0, T0)
+    else:
+        verdict = core.packet_from_ha(merged(to_ha(HA, MN2, data=bytes(3000)), 3, 48), T0)
+    assert verdict is Verdict.DROPPED
+    assert core.drops[drop] == 3 and sum(core.drops) == 3
 
 
 # --------------------------------------------------------------------------- rate limit and caps (6.1.3)

@@ -32,7 +32,7 @@ from m6t.client.session import SessionSettings, settings_routes
 from m6t.client.vocabulary import ErrorCode, State
 from m6t.protocol import build_keepalive, build_keepalive_reply, is_keepalive_request, parse_ipv6
 from m6t.protocol.icmp import FragNeeded, QuotedFlow
-from m6t.protocol.values import Attachment, PmtuEvidence
+from m6t.protocol.values import Attachment, MergedPacket, PmtuEvidence
 
 from .test_session_harness import (
     ATT1,
@@ -553,6 +553,34 @@ def test_outbound_checks() -> None:
     assert counters["tx_drop_not_our_source"] == 1
     assert counters["tx_drop_multicast"] == 1
     assert counters["tx_drop_too_short"] == 1
+
+
+def merged(packet: bytes, segments: int, overhead: int = 48) -> MergedPacket:
+    """``packet`` as a backend with offloads hands it over: one header checked for ``segments`` packets."""
+    result = MergedPacket(packet)
+    result.segments = segments
+    result.overhead = overhead
+    return result
+
+
+def test_merged_packets_are_counted_as_the_packets_they_stand_for() -> None:
+    h = Harness.make()
+    h.connect()
+    me = h.address
+    up = merged(data_from(me, 4 * 1400), 4)
+    down = merged(data_to(me, 3 * 1400), 3)
+    # Passed on whole (the backend splits them), counted as what the wire carries.
+    assert h.from_tun([up, data_from(me, 1000)]) == [up, data_from(me, 1000)]
+    assert h.receive([down]) == [down]
+    counters = snapshot(h.session.status())["counters"]
+    assert counters["tx_packets"] == 5 and counters["tx_bytes"] == len(up) + 3 * 48 + 1000
+    assert counters["rx_packets"] == 3 and counters["rx_bytes"] == len(down) + 2 * 48
+    # Dropped, every packet it stands for is a drop.
+    assert h.from_tun([merged(data_from(IPv6Address(int(me) ^ 1), 2800), 2)]) == []
+    assert h.receive([merged(data_to(me, 2800), 2)], source=("198.51.100.66", 3544)) == []
+    counters = snapshot(h.session.status())["counters"]
+    assert counters["tx_drop_not_our_source"] == 2 and counters["tx_packets"] == 5
+    assert counters["rx_drop_foreign_source"] == 2 and counters["rx_packets"] == 3
 
 
 # ---------------------------------------------------------------------------------------------- MTU

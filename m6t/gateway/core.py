@@ -30,6 +30,7 @@ from m6t.gateway.states import (
     MAX_SOCKETS,
     StateTable,
     StateView,
+    pack_endpoint,
 )
 from m6t.protocol import (
     IPV6_HEADER_LEN,
@@ -188,16 +189,17 @@ class GatewayCore:
                 self.drops[_DESTINATION_NOT_ALLOWED] += n
                 return _DROPPED
         tick = self._last_tick if now == self._last_now else self._tick(now)
-        endpoint = (ipv4 << 24) | (port << 8) | sock
+        endpoint = pack_endpoint(ipv4, port, sock)
         shard = self._shards[src % self._nshards]
         value = shard.get(src)
-        if value is not None and value >> DEADLINE_SHIFT > tick:
+        # The deadline is shifted out once: every shift of the ~100-bit state allocates a new int.
+        if value is not None and (expires := value >> DEADLINE_SHIFT) > tick:
             if value & ENDPOINT_MASK != endpoint:
                 self.drops[_BINDING_MISMATCH] += n
                 return _DROPPED
             if value & ACTIVE:
                 deadline = tick + self._active_ticks
-                if value >> DEADLINE_SHIFT != deadline:
+                if expires != deadline:
                     shard[src] = (deadline << DEADLINE_SHIFT) | (value & LOW_MASK)
                 if keepalive:
                     return self._reply_keepalive(data, endpoint)
@@ -269,14 +271,14 @@ class GatewayCore:
         tick = self._last_tick if now == self._last_now else self._tick(now)
         shard = self._shards[dst % self._nshards]
         value = shard.get(dst)
-        if value is None or value >> DEADLINE_SHIFT <= tick:
+        if value is None or (expires := value >> DEADLINE_SHIFT) <= tick:
             self.drops[_HA_NO_STATE] += n
             return _DROPPED
         deadline = tick + self._active_ticks
         if not value & ACTIVE:
             value = self.table.promote(dst, value, deadline)
             counters[_STATES_PROMOTED] += 1
-        elif value >> DEADLINE_SHIFT != deadline:
+        elif expires != deadline:
             shard[dst] = (deadline << DEADLINE_SHIFT) | (value & LOW_MASK)
         counters[_TO_MN_PACKETS] += n
         counters[_TO_MN_BYTES] += size

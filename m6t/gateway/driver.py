@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from m6t.gateway.core import GatewayCore
 from m6t.gateway.metrics import Metric, core_metrics
 from m6t.gateway.scheduling import SLICE_LIMIT_S, collect_for
+from m6t.gateway.states import unpack_endpoint
 from m6t.platform.base import TunDevice
 
 assert sys.platform == "linux"
@@ -150,26 +151,25 @@ class GatewayDriver:
                 write(packet)
         if not to_mn:
             return
+        groups: dict[int, list[bytes]]
         if len(to_mn) == 1:
             endpoint, packet = to_mn[0]
-            self._send(endpoint, [packet])
-            return
-        # Grouped per mobile node, order kept within each: a run of equal sizes becomes one GSO send.
-        groups: dict[int, list[bytes]] = {}
-        for endpoint, packet in to_mn:
-            group = groups.get(endpoint)
-            if group is None:
-                groups[endpoint] = [packet]
-            else:
-                group.append(packet)
+            groups = {endpoint: [packet]}
+        else:
+            # Grouped per mobile node, order kept within each: a run of equal sizes becomes one GSO send.
+            groups = {}
+            for endpoint, packet in to_mn:
+                group = groups.get(endpoint)
+                if group is None:
+                    groups[endpoint] = [packet]
+                else:
+                    group.append(packet)
+        sockets = self.sockets
+        stats = self._stats
+        ntoa = socket.inet_ntoa
         for endpoint, packets in groups.items():
-            self._send(endpoint, packets)
-
-    def _send(self, endpoint: int, packets: list[bytes]) -> None:
-        ipv4 = endpoint >> 24
-        dest = (socket.inet_ntoa(ipv4.to_bytes(4, "big")), (endpoint >> 8) & 0xFFFF)
-        index = endpoint & 0xFF
-        self.unsendable += send_batch(self.sockets[index], dest, packets, self._stats[index])
+            ipv4, port, index = unpack_endpoint(endpoint)
+            self.unsendable += send_batch(sockets[index], (ntoa(ipv4.to_bytes(4, "big")), port), packets, stats[index])
 
     def _collect(self) -> None:
         loop = self._loop

@@ -5,10 +5,11 @@ core with one clock reading, then flushes the core's outputs: TUN writes in orde
 per mobile node so that equal-size runs leave in one ``sendmsg`` with UDP GSO.  Garbage collection runs
 in bounded slices between wakeups.
 
-With a TUN that takes merged writes (``LinuxTun.vnet``), consecutive TCP segments (and equal-size UDP
-datagrams) of one flow are merged as they are read, so the core checks one packet for the lot and the TUN
-gets one write; with super-packet reads (``LinuxTun.tso``) the core checks one 64 KB packet from the Home
-Agent side and the socket splits it.  Either way the core counts the packets on the wire.
+With a TUN that takes merged writes (``LinuxTun.vnet``: it hands out a coalescer), consecutive TCP
+segments (and equal-size UDP datagrams) of one flow are merged as they are read, so the core checks one
+packet for the lot and the TUN gets one write; with super-packet reads (``LinuxTun.tso``) the core checks
+one 64 KB packet from the Home Agent side and the socket splits it.  Either way the core counts the packets
+on the wire.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from m6t.gateway.core import GatewayCore
 from m6t.gateway.metrics import Metric, core_metrics
 from m6t.gateway.scheduling import SLICE_LIMIT_S, collect_for
 from m6t.gateway.states import unpack_endpoint
-from m6t.platform.base import TunDevice
+from m6t.platform.base import PacketsCallback
 
 assert sys.platform == "linux"
 
@@ -42,13 +44,33 @@ IDLE_GC_INTERVAL_S = 1.0
 UDP_BATCH = 256
 
 
+class GatewayTun(Protocol):
+    """What the driver needs of its TUN device: a :class:`~m6t.platform.linux.tun.LinuxTun` (tests hand in
+    fakes).  It says whether received datagrams are to be merged for it, and its counters feed the metrics."""
+
+    tso: bool
+    """It hands over TCP super-packets (TSO reads)."""
+    dropped: int
+    write_errors: int
+    merged_writes: int
+    super_packets: int
+
+    def coalescer(self) -> Coalescer | None: ...
+
+    def start_reading(self, loop: asyncio.AbstractEventLoop, on_packets: PacketsCallback) -> None: ...
+
+    def stop_reading(self) -> None: ...
+
+    def write(self, packet: bytes) -> None: ...
+
+
 class GatewayDriver:
     """Binds a core to a TUN device and the listening sockets (socket index = position in ``sockets``)."""
 
     def __init__(
         self,
         core: GatewayCore,
-        tun: TunDevice,
+        tun: GatewayTun,
         sockets: Sequence[socket.socket],
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -72,13 +94,8 @@ class GatewayDriver:
         self.wakeups = 0
         self.unsendable = 0
         """Datagrams the kernel refused as too large for the path (EMSGSIZE) toward mobile nodes."""
-        # Merge on receive only when the TUN takes merged packets in one write.
-        self.coalescer: Coalescer | None = None
-        if getattr(tun, "vnet", False):
-            self.coalescer = Coalescer(udp=bool(getattr(tun, "uso", False)))
-            followers = getattr(tun, "coalescers", None)
-            if followers is not None:
-                followers.add(self.coalescer)
+        self.coalescer = tun.coalescer()
+        """Merges what the sockets receive into what the TUN takes in one write (``None``: nothing merged)."""
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -89,7 +106,7 @@ class GatewayDriver:
             "data path: merged TUN writes %s (UDP %s), TUN super-packet reads %s",
             "on" if self.coalescer is not None else "off",
             "on" if self.coalescer is not None and self.coalescer.udp else "off",
-            "on" if getattr(self.tun, "tso", False) else "off",
+            "on" if self.tun.tso else "off",
         )
         self._gc_handle = loop.call_later(self._gc_interval_s, self._collect)
 
@@ -194,8 +211,7 @@ class GatewayDriver:
         def per_port(values: Sequence[float]) -> tuple[tuple[dict[str, str], float], ...]:
             return tuple(({"port": str(port)}, value) for port, value in zip(self.ports, values, strict=True))
 
-        tun_dropped = getattr(self.tun, "dropped", 0)
-        tun_errors = getattr(self.tun, "write_errors", 0)
+        tun = self.tun
         merged = self.coalescer
         return [
             *core_metrics(self.core),
@@ -253,19 +269,19 @@ class GatewayDriver:
                 "tun_merged_writes_total",
                 "counter",
                 "Merged packets written to the TUN in one go (the kernel splits them again).",
-                getattr(self.tun, "merged_writes", 0),
+                tun.merged_writes,
             ),
             Metric.single(
                 "tun_super_packets_total",
                 "counter",
                 "Super-packets the TUN handed over unsegmented (TSO reads).",
-                getattr(self.tun, "super_packets", 0),
+                tun.super_packets,
             ),
             Metric.single(
                 "tun_write_dropped_total",
                 "counter",
                 "Packets toward the Home Agent dropped by the TUN (queue full or refused).",
-                tun_dropped + tun_errors,
+                tun.dropped + tun.write_errors,
             ),
             Metric.single("gc_seconds_total", "counter", "Time spent in garbage collection.", self.gc_seconds),
             Metric.single(

@@ -24,7 +24,7 @@ if sys.platform != "linux":
 assert sys.platform == "linux"  # never fails (skipped above); tells mypy the rest is Linux-only
 
 from m6t.gateway.driver import GatewayDriver  # noqa: E402
-from m6t.platform.linux.offload import GsoPacket, split  # noqa: E402
+from m6t.platform.linux.offload import Coalescer, GsoPacket, split  # noqa: E402
 from m6t.platform.linux.udp import UDP_SEGMENT, open_udp_listener  # noqa: E402
 from tests.platform.test_linux_offload import DST, SRC, tcp  # noqa: E402
 
@@ -32,15 +32,19 @@ PREFIX = IPv6Network("fd6d:3674:a1b2::/48")
 
 
 class MergingTun(TunDevice):
-    """Records writes; says it takes merged packets, as a ``LinuxTun`` with a virtio-net header does."""
+    """Records writes; takes merged packets (it hands out a coalescer), as a ``LinuxTun`` with a virtio-net
+    header does."""
 
-    vnet = True
-    uso = True
+    tso = False
+    dropped = write_errors = merged_writes = super_packets = 0
 
     def __init__(self) -> None:
         self.name = "fake0"
         self.written: list[bytes] = []
         self._on_packets: PacketsCallback | None = None
+
+    def coalescer(self) -> Coalescer:
+        return Coalescer(udp=True)
 
     def start_reading(self, loop: asyncio.AbstractEventLoop, on_packets: PacketsCallback) -> None:
         self._on_packets = on_packets

@@ -24,7 +24,7 @@ assert sys.platform == "linux"  # never fails (skipped above); tells mypy the re
 from m6t.platform.linux import tun as tun_module  # noqa: E402
 from m6t.platform.linux.backend import LinuxBackend  # noqa: E402
 from m6t.platform.linux.netlink import set_sysctl  # noqa: E402
-from m6t.platform.linux.offload import Coalescer, GsoPacket, split  # noqa: E402
+from m6t.platform.linux.offload import GsoPacket, split  # noqa: E402
 from m6t.platform.linux.tun import IFF_MULTICAST, IFF_VNET_HDR, TX_QUEUE_LEN, LinuxTun  # noqa: E402
 from tests.platform.test_linux_offload import l4_checksum_ok, merge, udp  # noqa: E402
 
@@ -100,6 +100,23 @@ def test_default_device_has_the_header_no_multicast_and_a_longer_queue() -> None
     assert uso  # this kernel (>= 6.2) takes merged UDP writes
     assert not flags & IFF_MULTICAST
     assert qlen == TX_QUEUE_LEN
+
+
+@root_only
+def test_only_a_device_that_takes_merged_writes_hands_out_coalescers() -> None:
+    async def main() -> tuple[bool, bool, bool, bool]:
+        merging, plain = LinuxTun("m6toff6"), LinuxTun("m6toff7", vnet=False)
+        coalescer = merging.coalescer()
+        handed_out = coalescer is not None and coalescer.udp == merging.uso and coalescer in merging.coalescers
+        plain_has_none = plain.coalescer() is None
+        merging.close()
+        plain.close()
+        return handed_out, merging.uso, plain_has_none, merging.coalescer() is None
+
+    with netns() as (ns,):
+        handed_out, uso, plain_has_none, closed_has_none = run_in(ns, main)
+    assert handed_out and uso  # this kernel (>= 6.2) takes merged UDP writes
+    assert plain_has_none and closed_has_none
 
 
 @root_only
@@ -236,8 +253,8 @@ def test_a_refused_merged_udp_write_is_split_and_not_tried_again(monkeypatch: py
     async def main() -> tuple[list[bytes], bool, bool, int]:
         monkeypatch.setattr(os, "writev", refusing_writev)
         tun = LinuxTun("m6toff5")
-        coalescer = Coalescer(udp=tun.uso)
-        tun.coalescers.add(coalescer)
+        coalescer = tun.coalescer()
+        assert coalescer is not None
         backend = await _up(tun, DST)
         with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
             sock.bind((str(DST), 5201))

@@ -19,6 +19,7 @@ if sys.platform != "linux":
 assert sys.platform == "linux"  # never fails (skipped above); tells mypy the rest is Linux-only
 
 from m6t.gateway.driver import GatewayDriver  # noqa: E402
+from m6t.platform.linux.offload import Coalescer  # noqa: E402
 from m6t.platform.linux.udp import open_udp_listener, udp_stats  # noqa: E402
 
 HA = IPv6Address("fd00:ab::1")
@@ -28,10 +29,16 @@ MN = IPv6Address("fd6d:3674:a1b2:0:1:a1:b2:c3")
 class FakeTun(TunDevice):
     """Records what the driver writes; ``inject`` plays the kernel routing packets into the TUN."""
 
+    tso = False
+    dropped = write_errors = merged_writes = super_packets = 0
+
     def __init__(self) -> None:
         self.name = "fake0"
         self.written: list[bytes] = []
         self._on_packets: PacketsCallback | None = None
+
+    def coalescer(self) -> Coalescer | None:
+        return None
 
     def start_reading(self, loop: asyncio.AbstractEventLoop, on_packets: PacketsCallback) -> None:
         self._on_packets = on_packets

@@ -15,7 +15,6 @@ assert sys.platform == "linux"
 # Sibling Linux modules come after the assertion, which hides their contents from mypy on other platforms.
 from m6t.platform.linux.monitor import LinuxConnectivityMonitor  # noqa: E402
 from m6t.platform.linux.netlink import Netlink, ipv6_disabled  # noqa: E402
-from m6t.platform.linux.offload import Coalescer  # noqa: E402
 from m6t.platform.linux.tun import TUN_PATH, LinuxTun  # noqa: E402
 from m6t.platform.linux.udp import LinuxUdpChannel  # noqa: E402
 
@@ -101,13 +100,9 @@ class LinuxBackend(Backend):
         return True
 
     def open_udp(self, gateway: tuple[IPv4Address, int]) -> LinuxUdpChannel:
-        # Received segments are merged only for a TUN that takes merged writes (the latest one opened).
+        # What arrives is written to the TUN opened last: merged as that device allows.
         tun = self._tun
-        coalescer = None
-        if tun is not None and tun.vnet and tun.fd >= 0:
-            coalescer = Coalescer(udp=tun.uso)
-            tun.coalescers.add(coalescer)
-        return LinuxUdpChannel(gateway, coalescer=coalescer)
+        return LinuxUdpChannel(gateway, coalescer=tun.coalescer() if tun is not None else None)
 
     def connectivity_monitor(self, gateway: IPv4Address, ignore_interface: str) -> LinuxConnectivityMonitor:
         return LinuxConnectivityMonitor(gateway, ignore_interface)

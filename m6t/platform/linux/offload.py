@@ -22,8 +22,11 @@ buys two things, each saving system calls (the data path's real cost, far above 
 
 Packets that stand for several wire packets travel as :class:`GsoPacket` (a ``bytes`` subclass holding
 the virtio-net header that describes them), so that the session and the gateway core check one header for
-the lot.  All of this is optional: ``M6T_DATAPATH`` turns pieces off (see :func:`datapath_options`), and
-any kernel refusal falls back to the plain path.
+the lot.  All of this is optional: ``M6T_DATAPATH`` turns pieces off (see :func:`datapath_options`, which
+:class:`~m6t.platform.linux.tun.LinuxTun` and the UDP sockets consult), and any kernel refusal falls back to
+the plain path.  Whether received datagrams are merged is the TUN's to say, since it is what takes them:
+``LinuxTun.coalescer()`` hands out a :class:`Coalescer` only when it takes merged writes, to the client's
+backend and to the gateway alike.
 
 Checksums are computed with ``int.from_bytes(data) % 0xFFFF``: 2**16 ≡ 1 (mod 0xFFFF), so a big-endian
 number's residue is the ones-complement sum of its 16-bit words, in C loops rather than a Python one.

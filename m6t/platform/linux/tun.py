@@ -309,6 +309,19 @@ class LinuxTun(TunDevice):
     def fileno(self) -> int:
         return self.fd
 
+    def coalescer(self) -> Coalescer | None:
+        """What should merge the datagrams whose packets are written here: a new :class:`Coalescer` if this
+        device takes merged writes (``vnet``; UDP datagrams too with ``uso``), else ``None``.
+
+        The device keeps the coalescers it handed out informed: a kernel that refuses a merged UDP write
+        turns UDP merging off in every one of them.
+        """
+        if not self.vnet or self.fd < 0:
+            return None
+        coalescer = Coalescer(udp=self.uso)
+        self.coalescers.add(coalescer)
+        return coalescer
+
     def start_reading(self, loop: asyncio.AbstractEventLoop, on_packets: PacketsCallback) -> None:
         if self.fd < 0:
             raise PlatformError(f"TUN {self.name} is closed")

@@ -1,5 +1,10 @@
 """The m6t tunnel gateway: a sans-I/O core (states, validation, forwarding decisions), its asyncio driver,
-metrics and CLI.  Linux only at run time; the core itself is pure Python and runs anywhere.
+metrics and CLI.
+
+Linux only at run time: the daemon takes the Linux backend and hands the driver its TUN and sockets,
+``m6t-gateway run`` refuses other systems (:func:`m6t.platform.require_linux`), and type checking for
+darwin and win32 leaves the driver, daemon and CLI out (``.ci/run``).  The core, states, config and
+metrics are pure Python, checked and run anywhere.
 """
 
 from m6t.gateway.core import CoreSettings, GatewayCore, Verdict, settings_from_config

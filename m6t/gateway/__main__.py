@@ -2,8 +2,6 @@
 
 import sys
 
-assert sys.platform == "linux", "the m6t gateway runs on Linux only"
-
-from m6t.gateway.cli import main  # noqa: E402
+from m6t.gateway.cli import main
 
 sys.exit(main())

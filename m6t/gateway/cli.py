@@ -18,11 +18,9 @@ from m6t.configfile import ConfigError, Invalid
 from m6t.gateway.config import GatewayConfig, MetricsEndpoint, load_gateway_config, parse_metrics_endpoint
 from m6t.gateway.core import settings_from_config
 from m6t.gateway.metrics import format_status
+from m6t.gateway.metrics_server import MetricsError, fetch_metrics
+from m6t.platform import require_linux
 from m6t.platform.base import PlatformError
-
-assert sys.platform == "linux"
-
-from m6t.gateway.metrics_server import MetricsError, fetch_metrics  # noqa: E402
 
 DEFAULT_CONFIG = "/etc/m6t/gateway.toml"
 PROG = "m6t-gateway"
@@ -90,9 +88,10 @@ def _run(path: str, level: str) -> int:
     config = _load(path)
     if config is None:
         return 1
-    from m6t.gateway.daemon import serve
-
     try:
+        require_linux("the m6t gateway")
+        from m6t.gateway.daemon import serve
+
         asyncio.run(serve(config))
     except PlatformError as exc:
         log.error("%s%s", exc, f" (hint: {exc.hint})" if exc.hint else "")

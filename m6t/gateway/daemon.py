@@ -1,5 +1,7 @@
 """Running the gateway: TUN, routes and sockets up, the data path until SIGTERM/SIGINT, everything down again.
 
+The gateway runs on Linux only: this is where it takes the Linux backend and hands the Linux platform
+objects (TUN, sockets) to its driver; ``m6t-gateway run`` refuses other systems before importing it.
 The TUN is non-persistent: it lives exactly as long as this process holds its descriptor, so a crash
 (or SIGKILL) removes it and the routes through it, and a restart starts from a clean slate.
 """
@@ -11,23 +13,21 @@ import contextlib
 import logging
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable
 
 from m6t.gateway.config import GatewayConfig
 from m6t.gateway.core import GatewayCore, settings_from_config
 from m6t.gateway.counters import Counter
+from m6t.gateway.driver import GatewayDriver
 from m6t.gateway.metrics import render
+from m6t.gateway.metrics_server import MetricsServer
 from m6t.platform.base import PlatformError
-
-assert sys.platform == "linux"
-
-from m6t.gateway.driver import GatewayDriver  # noqa: E402
-from m6t.gateway.metrics_server import MetricsServer  # noqa: E402
-from m6t.platform.linux.netlink import Netlink, get_sysctl, set_sysctl  # noqa: E402
-from m6t.platform.linux.tun import LinuxTun  # noqa: E402
-from m6t.platform.linux.udp import open_udp_listener, udp_stats  # noqa: E402
+from m6t.platform.linux.backend import LinuxBackend
+from m6t.platform.linux.netlink import get_sysctl, set_sysctl
+from m6t.platform.linux.tun import LinuxTun
+from m6t.platform.linux.udp import open_udp_listener, udp_stats
+from m6t.protocol.values import Route
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     stop = stop if stop is not None else asyncio.Event()
     _enable_forwarding()
-    netlink = Netlink()
+    backend = LinuxBackend()
     tun: LinuxTun | None = None
     sockets: list[socket.socket] = []
     routes_added: list[str] = []
@@ -72,12 +72,12 @@ async def serve(
     metrics: MetricsServer | None = None
     handled: list[signal.Signals] = []
     try:
-        tun = LinuxTun(config.tunnel.interface)
+        tun = backend.open_tun(config.tunnel.interface)
         _quiet_tun(tun.name)
-        await netlink.set_mtu(tun.name, config.tunnel.mtu)
-        await netlink.set_link_up(tun.name)
+        await backend.set_mtu(tun.name, config.tunnel.mtu)
+        await backend.set_link_up(tun.name)
         for prefix in config.tunnel.prefixes:
-            await netlink.replace_route(tun.name, prefix, ROUTE_METRIC)
+            await backend.replace_route(tun.name, Route(prefix, ROUTE_METRIC))
             routes_added.append(str(prefix))
         for port in config.listen.ports:
             sockets.append(open_udp_listener(str(config.listen.address), port, buffer_bytes=SOCKET_BUFFER_BYTES))
@@ -123,12 +123,12 @@ async def serve(
             for prefix in config.tunnel.prefixes:
                 if str(prefix) in routes_added:
                     with contextlib.suppress(PlatformError):
-                        await netlink.remove_route(tun.name, prefix, ROUTE_METRIC)
+                        await backend.remove_route(tun.name, Route(prefix, ROUTE_METRIC))
         for sock in sockets:
             sock.close()
         if tun is not None:
             tun.close()
-        netlink.close()
+        await backend.close()
     if driver is not None:
         core = driver.core
         log.info(

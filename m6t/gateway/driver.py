@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -27,11 +26,8 @@ from m6t.gateway.metrics import Metric, core_metrics
 from m6t.gateway.scheduling import SLICE_LIMIT_S, collect_for
 from m6t.gateway.states import unpack_endpoint
 from m6t.platform.base import PacketsCallback
-
-assert sys.platform == "linux"
-
-from m6t.platform.linux.offload import Coalescer  # noqa: E402
-from m6t.platform.linux.udp import recv_batch, send_batch, udp_stats  # noqa: E402
+from m6t.platform.linux.offload import Coalescer
+from m6t.platform.linux.udp import recv_batch, send_batch, udp_stats
 
 log = logging.getLogger(__name__)
 

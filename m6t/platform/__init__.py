@@ -1,7 +1,7 @@
 """OS backends behind one interface (:mod:`m6t.platform.base`).
 
 This package is the only place where ``sys.platform`` is tested; the functions below choose what serves
-the running OS (the backend, the control channel and its default address).
+the running OS (the backend, the control channel and its default address) or refuse it (the gateway's).
 """
 
 from __future__ import annotations
@@ -92,3 +92,10 @@ def service_host(*, service_manager: bool) -> ServiceHost:
         "--service is for Windows' Service Control Manager",
         hint="systemd and launchd run m6t-helper --foreground",
     )
+
+
+def require_linux(program: str) -> None:
+    """For what runs on Linux only (the gateway): a :class:`PlatformError` on any other system, before
+    anything Linux-only is imported."""
+    if sys.platform != "linux":
+        raise PlatformError(f"{program} runs on Linux only, not on {sys.platform}")

@@ -17,16 +17,18 @@ import pytest
 
 from m6t.gateway import CoreSettings, Drop, GatewayCore
 from m6t.gateway.counters import Counter
-from m6t.platform.base import PacketsCallback, TunDevice
+from m6t.platform import require_linux
+from m6t.platform.base import PacketsCallback, PlatformError, TunDevice
 
-if sys.platform != "linux":
-    pytest.skip("the gateway runs on Linux only", allow_module_level=True)
-assert sys.platform == "linux"  # never fails (skipped above); tells mypy the rest is Linux-only
+try:
+    require_linux("the gateway")
+except PlatformError as exc:
+    pytest.skip(str(exc), allow_module_level=True)
 
-from m6t.gateway.driver import GatewayDriver  # noqa: E402
-from m6t.platform.linux.offload import Coalescer, GsoPacket, split  # noqa: E402
-from m6t.platform.linux.udp import UDP_SEGMENT, open_udp_listener  # noqa: E402
-from tests.platform.test_linux_offload import DST, SRC, tcp  # noqa: E402
+from m6t.gateway.driver import GatewayDriver
+from m6t.platform.linux.offload import Coalescer, GsoPacket, split
+from m6t.platform.linux.udp import UDP_SEGMENT, open_udp_listener
+from tests.platform.test_linux_offload import DST, SRC, tcp
 
 PREFIX = IPv6Network("fd6d:3674:a1b2::/48")
 

@@ -14,12 +14,15 @@ import pytest
 
 from m6t.gateway.config import UnixEndpoint
 from m6t.gateway.metrics_server import MetricsServer
+from m6t.platform import require_linux
+from m6t.platform.base import PlatformError
 
-if sys.platform != "linux":
-    pytest.skip("the gateway runs on Linux only", allow_module_level=True)
-assert sys.platform == "linux"  # never fails (skipped above); tells mypy the rest is Linux-only
+try:
+    require_linux("the gateway")
+except PlatformError as exc:
+    pytest.skip(str(exc), allow_module_level=True)
 
-from m6t.gateway.cli import main  # noqa: E402
+from m6t.gateway.cli import main
 
 GOOD = """
 [listen]
@@ -68,6 +71,16 @@ def test_run_refuses_a_bad_config_before_touching_the_system(workdir: Path) -> N
     config = workdir / "gateway.toml"
     config.write_text("[tunnel]\n")
     assert _main(["--config", str(config)]) == 1
+
+
+def test_run_refuses_any_system_but_linux(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = workdir / "gateway.toml"
+    config.write_text(GOOD.format(socket=workdir / "m.sock"))
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert _main(["--config", str(config)]) == 1
+    assert "the m6t gateway runs on Linux only, not on darwin" in caplog.text
 
 
 def test_status_fetches_and_summarises(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:

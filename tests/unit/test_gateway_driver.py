@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sys
 from collections.abc import Callable, Sequence
 from ipaddress import IPv6Address, IPv6Network
 
 import pytest
 
 from m6t.gateway import CoreSettings, Drop, GatewayCore
-from m6t.platform.base import PacketsCallback, TunDevice
+from m6t.platform import require_linux
+from m6t.platform.base import PacketsCallback, PlatformError, TunDevice
 from m6t.protocol import build_echo_request, build_keepalive
 
-if sys.platform != "linux":
-    pytest.skip("the gateway runs on Linux only", allow_module_level=True)
-assert sys.platform == "linux"  # never fails (skipped above); tells mypy the rest is Linux-only
+try:
+    require_linux("the gateway")
+except PlatformError as exc:
+    pytest.skip(str(exc), allow_module_level=True)
 
-from m6t.gateway.driver import GatewayDriver  # noqa: E402
-from m6t.platform.linux.offload import Coalescer  # noqa: E402
-from m6t.platform.linux.udp import open_udp_listener, udp_stats  # noqa: E402
+from m6t.gateway.driver import GatewayDriver
+from m6t.platform.linux.offload import Coalescer
+from m6t.platform.linux.udp import open_udp_listener, udp_stats
 
 HA = IPv6Address("fd00:ab::1")
 MN = IPv6Address("fd6d:3674:a1b2:0:1:a1:b2:c3")

@@ -14,9 +14,6 @@ import m6t
 
 PACKAGE = Path(m6t.__file__).parent
 
-NOT_YET_PLATFORM_FREE = ("gateway",)
-"""The gateway's Linux-only asserts are replaced in the same redesign (another part of it)."""
-
 
 def sources(*parts: str) -> list[Path]:
     where = PACKAGE.joinpath(*parts)
@@ -67,7 +64,7 @@ def os_tests(path: Path) -> list[str]:
 
 @pytest.mark.parametrize(
     "path",
-    [path for path in sources() if path.relative_to(PACKAGE).parts[0] not in ("platform", *NOT_YET_PLATFORM_FREE)],
+    [path for path in sources() if path.relative_to(PACKAGE).parts[0] != "platform"],
     ids=name_of,
 )
 def test_only_the_platform_tests_the_os(path: Path) -> None:

@@ -10,6 +10,7 @@ binding at once and is back within a couple of seconds.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,3 +89,38 @@ def test_resume_recovers_a_rebound_nat_at_once(env: tuple[DemoLab, Logind]) -> N
     assert took < 3.0, f"took {took:.2f} s"
     log = demo.helper_log.read_text()
     assert "the system is going to sleep" in log and "resumed from sleep" in log
+
+
+@pytest.fixture
+def emulated_mac() -> Iterator[DemoLab]:
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with demo_lab(start_helper=False, config=client_config(keepalive=30), emulate="darwin") as demo:
+        demo.start_helper()
+        yield demo
+
+
+def test_an_emulated_mac_waking_recovers_a_rebound_nat_at_once(emulated_mac: DemoLab) -> None:
+    """The same story on the real darwin backend: IOKit's kIOMessageSystemWillSleep and
+    kIOMessageSystemHasPoweredOn from the emulated Mac's power button (the runner's SIGUSR1 and SIGUSR2)."""
+    demo = emulated_mac
+    assert demo.helper is not None
+    with HelperClient(demo.socket_path, timeout=10) as client:
+        client.call(Method.UP)
+    wait(demo, "connected", lambda: status(demo)["state"] == "connected", 20)
+    wait(demo, "IOKit subscribed", lambda: "announced by the OS" in demo.helper_log.read_text(), 10)
+    old = status(demo)["address"]
+    demo.helper.send_signal(getattr(signal, "SIGUSR1"))  # noqa: B009 - absent on Windows
+    wait(demo, "asleep", lambda: "the system is going to sleep" in demo.helper_log.read_text(), 10)
+    assert demo.lab.rebind_nat(NAT1, GW_WAN), "no NAT mapping toward the gateway to forget"
+    demo.helper.send_signal(getattr(signal, "SIGUSR2"))  # noqa: B009
+    took = wait(
+        demo,
+        "reconnected after the wake",
+        lambda: (s := status(demo))["state"] == "connected" and s["address"] not in (None, old),
+        10,
+    )
+    print(f"recovered {took:.2f} s after the wake")
+    assert took < 3.0, f"took {took:.2f} s"
+    assert "resumed from sleep" in demo.helper_log.read_text()

@@ -26,11 +26,21 @@ class Emulation:
     """One line for people: which backend runs over what."""
     factory: str
     """``"module:function"``: a function with no arguments returning the backend over the emulation."""
+    buttons: str | None = None
+    """``"module:function"`` returning what the runner does on a signal (``{signal number: action}``): how a
+    lab test presses the emulated machine's buttons (its power button, for one)."""
 
     def backend_factory(self) -> Callable[[], Backend]:
         module, _, function = self.factory.partition(":")
         built: Callable[[], Backend] = getattr(importlib.import_module(module), function)
         return built
+
+    def signal_buttons(self) -> dict[int, Callable[[], object]]:
+        if self.buttons is None:
+            return {}
+        module, _, function = self.buttons.partition(":")
+        buttons: dict[int, Callable[[], object]] = getattr(importlib.import_module(module), function)()
+        return buttons
 
 
 EMULATIONS: dict[str, Emulation] = {
@@ -44,5 +54,6 @@ EMULATIONS: dict[str, Emulation] = {
         "the real macOS backend over an emulation of utun, interface ioctls and PF_ROUTE carrying real packets"
         " through a Linux TUN",
         "m6t.lab.emulation.darwin:emulated_backend",
+        "m6t.lab.emulation.darwin:power_buttons",
     ),
 }

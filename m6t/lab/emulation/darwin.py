@@ -35,17 +35,24 @@ draft 2.6) is ``IP_MTU_DISCOVER = IP_PMTUDISC_DONT``, 1 is ``IP_PMTUDISC_DO``.
 
 The calls that mean the same on Linux (``geteuid``, ``getpid``, ``if_nametoindex``, the connected-UDP source
 probe...) go to the shipped :class:`~m6t.platform.darwin.syscalls.DarwinSyscalls`.
+
+**Sleep and wake** come from the emulated IOKit root power domain of :mod:`.darwin_power`, one per process
+(one Mac); :func:`power_buttons` gives the runner its buttons: SIGUSR1 puts the emulated Mac to sleep
+(kIOMessageSystemWillSleep, waiting for the acknowledgement), SIGUSR2 wakes it (kIOMessageSystemWillPowerOn,
+then kIOMessageSystemHasPoweredOn).
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import logging
 import os
+import signal
 import socket
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 from typing import Any
@@ -95,6 +102,7 @@ from m6t.lab.emulation.darwin_host import (
     set_nonblocking,
     set_sysctl,
 )
+from m6t.lab.emulation.darwin_power import EmulatedPower
 from m6t.lab.emulation.darwin_routes import RoutingSockets
 from m6t.platform.darwin.backend import DarwinBackend
 from m6t.platform.darwin.syscalls import DarwinSyscalls
@@ -398,6 +406,20 @@ class EmulatedDarwin:
         return self._native.interface_with_address(address)
 
 
+@functools.cache
+def power() -> EmulatedPower:
+    """This process's emulated power manager: one Mac, however many backends are made on it."""
+    return EmulatedPower()
+
+
 def emulated_backend() -> DarwinBackend:
     """The shipped darwin backend over an emulated macOS (the registry's entry, :mod:`m6t.lab.emulation`)."""
-    return DarwinBackend(EmulatedDarwin())
+    return DarwinBackend(EmulatedDarwin(), power_api=lambda: power().api)
+
+
+def power_buttons() -> dict[int, Callable[[], object]]:
+    """What the runner does on a signal (the registry's ``buttons``): sleep, and wake."""
+    # Named with getattr: Windows' signal module has neither (the lab runs on Linux; mypy checks every OS).
+    sleep_button: int = getattr(signal, "SIGUSR1")  # noqa: B009
+    wake_button: int = getattr(signal, "SIGUSR2")  # noqa: B009
+    return {sleep_button: power().sleep, wake_button: power().wake}

@@ -2,7 +2,9 @@
 backend of an emulated OS, in the current (lab) namespace.
 
 It is ``m6t-helper --foreground`` with one difference: ``run_helper`` gets the registry's backend factory
-instead of the platform's.  The control API stays the Unix socket the lab drives (Linux's transport).
+instead of the platform's.  The control API stays the Unix socket the lab drives (Linux's transport).  Signals
+an emulation gives a meaning to (the emulated Mac's power button: SIGUSR1 sleep, SIGUSR2 wake) press its buttons
+on a thread of their own, as the hardware would, away from the helper's loop.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import argparse
 import asyncio
 import logging
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from m6t.client.helper.entry import run_helper
@@ -40,8 +44,20 @@ def main(argv: list[str] | None = None) -> int:
     options = HelperOptions(
         config_path=args.config.absolute(), socket_path=args.socket, state_dir=args.state_dir.absolute()
     )
+    buttons = emulation.signal_buttons()
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+
+        def press(button: Callable[[], object]) -> None:
+            threading.Thread(target=button, name="emulated-button", daemon=True).start()
+
+        for signum, button in buttons.items():
+            loop.add_signal_handler(signum, press, button)
+        await run_helper(options, backend_factory=emulation.backend_factory())
+
     try:
-        asyncio.run(run_helper(options, backend_factory=emulation.backend_factory()))
+        asyncio.run(serve())
     except StartupError as exc:
         sys.stderr.write(f"m6t-helper (emulated {emulation.name}): {exc}\n")
         return 1

@@ -6,17 +6,20 @@ Differences from the Linux backend a user may notice, all documented where they 
   returns a device whose ``name`` is the real one;
 * routes have no metric (:mod:`.routing`): ``Route.metric`` is ignored, and the tunnel's routes stay behind
   any other interface's route for the same destination by being installed interface-scoped;
-* UDP has no GSO/GRO and no ICMP error queue (:mod:`.udp`).
+* UDP has no GSO/GRO and no ICMP error queue (:mod:`.udp`);
+* sleep and wake come from IOKit's root power domain (:mod:`.power`), on a run loop thread of their own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 
-from m6t.platform.base import Backend, PlatformError, PlatformErrorCode
+from m6t.platform.base import Backend, PlatformError, PlatformErrorCode, PowerEvents
 from m6t.platform.darwin import routing
 from m6t.platform.darwin.ifconfig_ioctl import InterfaceConfig
 from m6t.platform.darwin.monitor import DarwinConnectivityMonitor
+from m6t.platform.darwin.power import IOKitPowerEvents, PowerApi, native_power_api
 from m6t.platform.darwin.syscalls import PF_SYSTEM, SOCK_DGRAM, SYSPROTO_CONTROL, DarwinSyscalls, Syscalls
 from m6t.platform.darwin.udp import DarwinUdpChannel
 from m6t.platform.darwin.utun import DarwinUtun, control_id
@@ -31,8 +34,9 @@ stack is there at all: sysctlbyname fails with ENOENT for a name the kernel does
 class DarwinBackend(Backend):
     name = "darwin"
 
-    def __init__(self, syscalls: Syscalls | None = None) -> None:
+    def __init__(self, syscalls: Syscalls | None = None, power_api: Callable[[], PowerApi] | None = None) -> None:
         self.syscalls: Syscalls = syscalls if syscalls is not None else DarwinSyscalls()
+        self._power_api = power_api if power_api is not None else native_power_api
         self._ifconfig = InterfaceConfig(self.syscalls)
 
     def check(self) -> list[PlatformError]:
@@ -124,6 +128,9 @@ class DarwinBackend(Backend):
 
     def connectivity_monitor(self, gateway: IPv4Address, ignore_interface: str) -> DarwinConnectivityMonitor:
         return DarwinConnectivityMonitor(gateway, ignore_interface, syscalls=self.syscalls)
+
+    def power_events(self) -> PowerEvents:
+        return IOKitPowerEvents(self._power_api)
 
     async def close(self) -> None:
         self._ifconfig.close()

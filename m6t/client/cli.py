@@ -25,6 +25,7 @@ from m6t.client.api.client import (
     HelperUnavailable,
     RequestFailed,
 )
+from m6t.client.api.host import control_address
 from m6t.client.api.schema import ErrorCode, EventKind, Method
 from m6t.client.config import ConfigError, load_client_config
 
@@ -376,10 +377,12 @@ def build_parser(extensions: Sequence[Extension] = ()) -> argparse.ArgumentParse
         description="Control the m6t tunnel through the m6t-helper service.",
         epilog="exit codes: 0 ok, 1 failed, 2 usage, 3 helper unreachable, 4 not allowed",
     )
+    address = control_address()
     parser.add_argument(
         "--socket",
-        default=os.environ.get(SOCKET_ENV, schema.DEFAULT_SOCKET_PATH),
-        help=f"the helper's control socket (default: ${SOCKET_ENV} or {schema.DEFAULT_SOCKET_PATH})",
+        default=os.environ.get(SOCKET_ENV, address),
+        metavar="ADDRESS",
+        help=f"where the helper listens: a socket path, a pipe name on Windows (default: ${SOCKET_ENV} or {address})",
     )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
@@ -460,7 +463,7 @@ def main(
         with HelperClient(args.socket) as helper:
             return handler(args, helper, out)
     except HelperUnavailable as exc:
-        out.error(f"cannot reach the helper at {exc.path}: is m6t-helper running? (systemctl start m6t-helper)")
+        out.error(exc.sentence)
         return EXIT_UNREACHABLE
     except RequestFailed as exc:
         return _report_failure(exc, out)

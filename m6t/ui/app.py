@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
-from m6t.client.api.host import os_family
-from m6t.client.api.schema import DEFAULT_SOCKET_PATH
+from m6t.client.api.host import control_address, os_family
 from m6t.ui.autostart import autostart_for
 from m6t.ui.connection import HelperConnection
 from m6t.ui.icons import app_icon
@@ -23,11 +22,12 @@ from m6t.ui.tray import TrayController
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="m6t-tray", description="Tray icon for the m6t IPv6 tunnel.")
+    address = control_address()
     parser.add_argument(
         "--socket",
-        default=DEFAULT_SOCKET_PATH,
-        metavar="PATH",
-        help=f"the helper's control socket (default: {DEFAULT_SOCKET_PATH})",
+        default=address,
+        metavar="ADDRESS",
+        help=f"where the helper listens: a socket path, a pipe name on Windows (default: {address})",
     )
     return parser.parse_args(argv)
 

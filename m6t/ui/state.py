@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from m6t.client.api.host import OsFamily
+from m6t.client.api.host import OsFamily, conventions_of
 from m6t.client.api.schema import TunnelState
 
 
@@ -166,14 +166,7 @@ def tooltip(facts: TooltipFacts) -> str:
     return "\n".join(lines)
 
 
-# How to get a helper running, by OS family: the installers register it under these names.
-_START_HINTS: Final[dict[OsFamily, str]] = {
-    OsFamily.LINUX: "Start it with: sudo systemctl start m6t-helper",
-    OsFamily.MACOS: "Start it with: sudo launchctl kickstart system/org.m6t.helper",
-    OsFamily.WINDOWS: "Start the \u201cm6t helper\u201d service (services.msc), or run: sc start m6t-helper",
-}
-_GENERIC_START_HINT: Final = "Start it as root with: m6t-helper"
-
-
 def helper_start_hint(family: OsFamily | None) -> str:
-    return _START_HINTS.get(family, _GENERIC_START_HINT) if family is not None else _GENERIC_START_HINT
+    """How to get a helper running on ``family``: the installers register it under the names the platform's
+    conventions give."""
+    return conventions_of(family).start_helper_sentence

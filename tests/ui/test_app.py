@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from pytestqt.qtbot import QtBot
 
+from m6t.client.api import host
 from m6t.client.api.schema import DEFAULT_SOCKET_PATH
 from m6t.ui.app import build, parse_args
 from m6t.ui.state import TrayState
@@ -23,3 +25,9 @@ def test_build_wires_a_tray_that_waits_for_its_helper(qtbot: QtBot, socket_path:
         assert not tray.model.connection.is_online()
     finally:
         tray.model.connection.stop()
+
+
+def test_the_default_address_is_the_platforms(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asked when the tray starts, of the platform: a pipe name where the platform says so."""
+    monkeypatch.setattr(host, "default_control_address", lambda: "\\\\.\\pipe\\m6t-helper")
+    assert parse_args([]).socket == "\\\\.\\pipe\\m6t-helper"

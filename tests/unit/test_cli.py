@@ -16,6 +16,9 @@ import pytest
 from m6t import cli as program
 from m6t.client import cli
 from m6t.client import events as ev
+from m6t.client.api import host
+from m6t.platform import hints
+from m6t.platform.family import OsFamily
 from tests.unit.test_helper_fakes import NOBODY, RunningHelper, helper, is_root, run_as
 
 __all__ = ["helper"]
@@ -204,6 +207,18 @@ def test_unreachable_helper() -> None:
     assert err == (
         "m6t: cannot reach the helper at /run/m6t-test-nowhere/helper.sock: "
         "is m6t-helper running? (systemctl start m6t-helper)\n"
+    )
+
+
+def test_the_default_address_and_the_hint_are_the_platforms(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Windows: the pipe by default, and the service manager's command, never systemctl."""
+    monkeypatch.delenv(cli.SOCKET_ENV, raising=False)
+    monkeypatch.setattr(host, "default_control_address", lambda: "/run/m6t-test-nowhere/pipe")
+    monkeypatch.setattr(hints, "os_family", lambda: OsFamily.WINDOWS)
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main(["status"], stdout=out, stderr=err) == cli.EXIT_UNREACHABLE
+    assert err.getvalue() == (
+        "m6t: cannot reach the helper at /run/m6t-test-nowhere/pipe: is m6t-helper running? (sc start m6t-helper)\n"
     )
 
 

@@ -73,5 +73,5 @@ def test_only_the_platform_tests_the_os(path: Path) -> None:
 
 def test_the_checks_see_what_they_look_for() -> None:
     assert os_tests(PACKAGE / "platform" / "__init__.py"), "sys.platform is found where it is"
-    assert "m6t.client.api.schema" in imports(PACKAGE / "ui" / "app.py")
+    assert "m6t.client.api.host" in imports(PACKAGE / "ui" / "app.py")
     assert "m6t.lab.demo" in imports(PACKAGE / "cli.py"), "a lazy import counts"

@@ -24,6 +24,8 @@ from m6t.platform.base import (
     PeerIdentity,
     PlatformError,
 )
+from m6t.platform.hints import Conventions
+from m6t.platform.hints import conventions as running_os_conventions
 
 INTERACTIVE_TIMEOUT_S: Final = 60.0
 """How long a configuration change waits for the user to answer the desktop's password dialog."""
@@ -71,13 +73,15 @@ def is_operator(peer: PeerIdentity | None, operator_group: str) -> bool:
     return peer.is_superuser or peer.in_group(operator_group)
 
 
-def group_refusal(method: Method, group: str) -> ErrorInfo:
-    """The refusal where no desktop authority runs: the operator group is the way in."""
+def group_refusal(method: Method, group: str, conventions: Conventions | None = None) -> ErrorInfo:
+    """The refusal where no desktop authority runs: the operator group is the way in, in the words of the
+    helper's OS (``conventions``, the running OS's by default)."""
+    words = conventions if conventions is not None else running_os_conventions()
     return schema.error_info(
         ErrorCode.FORBIDDEN,
-        f"Only root and members of the group '{group}' may {_DOING.get(method, 'do that')}; "
+        f"Only {words.superuser} and members of the group '{group}' may {_DOING.get(method, 'do that')}; "
         "you can still read the status.",
-        hint=f"ask an administrator to run: usermod -aG {group} $USER, then log in again",
+        hint=words.join_group(group),
     )
 
 
@@ -85,9 +89,15 @@ class Authorizer:
     """The policy for one helper: its operator group (read when asked: the configuration may change it) and
     the platform's desktop authority (``None`` where the OS has none)."""
 
-    def __init__(self, authority: DesktopAuthority | None, operator_group: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        authority: DesktopAuthority | None,
+        operator_group: Callable[[], str],
+        conventions: Conventions | None = None,
+    ) -> None:
         self.authority = authority
         self._operator_group = operator_group
+        self.conventions = conventions if conventions is not None else running_os_conventions()
 
     async def _ask(
         self, peer: PeerIdentity, action: Action, *, interactive: bool, timeout: float
@@ -125,12 +135,12 @@ class Authorizer:
         the answer up to :data:`INTERACTIVE_TIMEOUT_S`."""
         group = self._operator_group()
         if peer is None:
-            return group_refusal(method, group)
+            return group_refusal(method, group, self.conventions)
         if is_operator(peer, group):
             return None
         action = ACTION_OF.get(method)
         if action is None:
-            return group_refusal(method, group)
+            return group_refusal(method, group, self.conventions)
         interactive = action is Action.CONFIGURE
         timeout = INTERACTIVE_TIMEOUT_S if interactive else QUICK_TIMEOUT_S
         doing = _DOING.get(method, "do that")
@@ -151,7 +161,7 @@ class Authorizer:
                 detail=str(exc),
             )
         if verdict is None:
-            return group_refusal(method, group)
+            return group_refusal(method, group, self.conventions)
         if verdict.answer is AuthorityAnswer.YES:
             return None
         grant = f"ask an administrator to allow {action.value} for you (a {name} rule)"

@@ -23,6 +23,7 @@ from m6t.client.api import schema
 from m6t.client.api.schema import ErrorCode, ErrorInfo, Event, Hello, Method
 from m6t.platform import control_transport
 from m6t.platform.base import ControlStream, ControlTransport, PlatformError
+from m6t.platform.hints import conventions
 
 DEFAULT_TIMEOUT_S = 15.0
 _MAX_SERVER_LINE = 64 * 1024 * 1024
@@ -37,10 +38,9 @@ class HelperUnavailable(HelperError):
     def __init__(self, path: str, reason: str = "") -> None:
         self.path = path
         self.reason = reason
-        super().__init__(
-            f"cannot reach the helper at {path}: is m6t-helper running? (systemctl start m6t-helper)"
-            + (f" [{reason}]" if reason else "")
-        )
+        self.sentence = f"cannot reach the helper at {path}: is m6t-helper running? ({conventions().start_helper})"
+        """What to tell a user, without the OS's reason."""
+        super().__init__(self.sentence + (f" [{reason}]" if reason else ""))
 
 
 class ConnectionLost(HelperError):

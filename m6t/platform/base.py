@@ -155,9 +155,10 @@ class ConnectivityMonitor(ABC):
 # --------------------------------------------------------------------------- what the desktop tells
 #
 # Hints some systems give about power and the network's reachability (Linux: logind and NetworkManager on
-# the system D-Bus; macOS could use IOKit's sleep notifications and SCNetworkReachability, Windows
-# SERVICE_CONTROL_POWEREVENT and the NLM).  Optional: without them the client behaves as it always did
-# (the wall-clock check notices sleeps, and a portal is only a gateway that does not answer).
+# the system D-Bus; macOS: IOKit's root power domain, SCNetworkReachability not used yet; Windows: the SCM's
+# SERVICE_CONTROL_POWEREVENT through the service host, the NLM not used yet).  Optional: without them the
+# client behaves as it always did (the wall-clock check notices sleeps, and a portal is only a gateway that
+# does not answer).
 
 
 class PowerEvent(StrEnum):
@@ -271,6 +272,11 @@ class ControlAddressInUse(PlatformError):
     """Another helper serves the control address, or something that is not ours occupies it."""
 
 
+class ControlServerUntrusted(PlatformError):
+    """What a client reached at the control address is not the helper as the OS vouches for it (a program that
+    took a Windows pipe name first): nothing may be sent to it."""
+
+
 class PeerIdentity(ABC):
     """Who is on the other end of a control connection, as the OS vouches for it at connect time.
 
@@ -359,6 +365,13 @@ class ControlTransport(ABC):
     @abstractmethod
     async def open_connection(self, address: str, *, limit: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """Connect on the running loop; ``limit`` bounds a line.  Raises like :meth:`connect`."""
+
+    @abstractmethod
+    def verify_server(self, native: int) -> None:
+        """Check, before anything is sent, that the server end of a client's connection is the helper as the OS
+        vouches for it; ``native`` is the client end's OS handle (a socket descriptor, a pipe HANDLE), for a
+        connection made by other code (the tray's QLocalSocket).  :meth:`connect` and :meth:`open_connection`
+        do it themselves.  Raises :class:`ControlServerUntrusted`, or :class:`OSError` when the OS cannot say."""
 
 
 # --------------------------------------------------------------------------- the desktop's authority

@@ -3,6 +3,16 @@
 QLocalSocket speaks Unix sockets and Windows named pipes alike, so nothing here knows the OS.  Every
 message is built and parsed with :mod:`m6t.client.api.schema`; this module only frames, correlates replies
 with their requests, and keeps trying when the helper is not there.
+
+Who serves the address is checked once connected, before a byte is read or sent: on Windows any program may
+create the helper's pipe name while the helper is stopped, and wait for the tray.  The check runs on the
+connection Qt made (``socketDescriptor()``, the pipe's HANDLE on Windows) with the same code as the CLI's
+(:func:`m6t.client.api.host.helper_end_problem`: the pipe must belong to LocalSystem or Administrators).
+Checking the very handle that then carries the requests leaves no gap, where a check on a connection of its
+own before Qt's could pass on the helper's pipe and Qt then reach a squatter's.  Qt opens the pipe without
+SECURITY_SQOS_PRESENT (the CLI asks for identification only), so a squatter could try to impersonate the
+tray's user; Windows grants that only to a server holding SeImpersonatePrivilege or running as that same
+user -- an administrator or a service, already trusted, or the user themself.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtNetwork import QLocalSocket
 
 from m6t.client.api import schema
+from m6t.client.api.host import helper_end_problem
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +87,12 @@ class HelperConnection(QObject):
         retry_min_ms: int = 500,
         retry_max_ms: int = 5000,
         hello_timeout_ms: int = HELLO_TIMEOUT_MS,
+        check_server: Callable[[int], str | None] = helper_end_problem,
     ) -> None:
         super().__init__(parent)
         self.socket_path = socket_path
+        self._check_server = check_server
+        self._verified = False
         self._retry_min_ms = retry_min_ms
         self._retry_max_ms = retry_max_ms
         self._retry_ms = retry_min_ms
@@ -123,7 +137,7 @@ class HelperConnection(QObject):
         handler: ReplyHandler | None = None,
     ) -> None:
         """Send a request; ``handler`` gets exactly one :class:`Outcome`, even if the helper goes away."""
-        if not self._greeted or self._socket is None:
+        if not self._greeted or self._socket is None or not self._verified:
             if handler is not None:
                 handler(Outcome(False, error=unreachable_error(self._offline_reason or "The helper is not reachable.")))
             return
@@ -141,11 +155,25 @@ class HelperConnection(QObject):
         socket = QLocalSocket(self)
         self._socket = socket
         self._buffer = b""
-        socket.connected.connect(self._hello_timer.start)
+        self._verified = False
+        socket.connected.connect(self._on_connected)
         socket.readyRead.connect(self._read)
         socket.disconnected.connect(self._on_disconnected)
         socket.errorOccurred.connect(self._on_error)
         socket.connectToServer(self.socket_path)
+
+    def _on_connected(self) -> None:
+        socket = self._socket
+        if socket is None:
+            return
+        problem = self._check_server(int(socket.socketDescriptor()))
+        if problem is not None:
+            self._drop(f"The program at the helper's address is not the m6t helper: {problem}")
+            return
+        self._verified = True
+        self._hello_timer.start()
+        if socket.bytesAvailable():
+            self._read()
 
     def _on_error(self, error: QLocalSocket.LocalSocketError) -> None:
         reason = _SOCKET_REASONS.get(error)
@@ -185,8 +213,8 @@ class HelperConnection(QObject):
 
     def _read(self) -> None:
         socket = self._socket
-        if socket is None:
-            return
+        if socket is None or not self._verified:
+            return  # left in the socket until the server is vouched for
         self._buffer += bytes(socket.readAll().data())
         while socket is self._socket and b"\n" in self._buffer:
             line, self._buffer = self._buffer.split(b"\n", 1)

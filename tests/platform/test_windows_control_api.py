@@ -4,24 +4,25 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import ctypes
 import json
-import sys
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-import m6t.platform
 from m6t.client.api import schema
 from m6t.client.api.authorization import is_operator
-from m6t.client.api.client import AsyncHelperClient, HelperClient, HelperUnavailable, RequestFailed
+from m6t.client.api.client import AsyncHelperClient, HelperClient, HelperImpostor, HelperUnavailable, RequestFailed
 from m6t.client.api.schema import Access, ErrorCode, EventKind, Method, ParsedRequest
 from m6t.client.api.server import Connection, ControlServer
-from m6t.platform.base import ControlAddressInUse, PeerIdentity
+from m6t.platform.base import ControlAddressInUse, ControlServerUntrusted, PeerIdentity
+from m6t.platform.family import OsFamily
+from m6t.platform.hints import conventions_of
 from m6t.platform.windows.control import DEFAULT_PIPE_NAME, NamedPipeTransport
+from m6t.platform.windows.pipes import SECURITY_ATTRIBUTES
 from tests.platform.windows_pipe_fakes import (
     ENABLED,
     NETWORK,
@@ -29,6 +30,7 @@ from tests.platform.windows_pipe_fakes import (
     FakeProcess,
     FakeToken,
     PipeWindows,
+    ServerEnd,
     elevated_admin_token,
     filtered_admin_token,
     run,
@@ -268,24 +270,13 @@ def test_the_helper_going_away_is_seen_by_its_clients(windows: PipeWindows) -> N
     run(scenario)
 
 
-def route_control_channel(monkeypatch: pytest.MonkeyPatch, transport: NamedPipeTransport) -> None:
-    """Wherever the client imported ``m6t.platform.control_transport``, the emulated pipe answers instead."""
-    for name, module in list(sys.modules.items()):
-        if (
-            name.startswith("m6t.client")
-            and getattr(module, "control_transport", None) is m6t.platform.control_transport
-        ):
-            monkeypatch.setattr(module, "control_transport", lambda: transport)
-
-
-def test_the_helper_service_over_the_pipe(
-    windows: PipeWindows, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The real HelperService, its policy and its refusals, served on the emulated pipe from its own loop."""
+def test_the_helper_service_over_the_pipe(windows: PipeWindows, tmp_path: Path) -> None:
+    """The real HelperService, its policy and its refusals in Windows' words, served on the emulated pipe from
+    its own loop (the transport given to it, as the Windows service's entry gives it the platform's)."""
     transport = windows.transport()
-    route_control_channel(monkeypatch, transport)
-    running = RunningHelper(tmp_path)
-    running.options = dataclasses.replace(running.options, socket_path=DEFAULT_PIPE_NAME)
+    running = RunningHelper(
+        tmp_path, transport=transport, address=DEFAULT_PIPE_NAME, conventions=conventions_of(OsFamily.WINDOWS)
+    )
     running.start()
     try:
         admin_process, user_process = (
@@ -299,8 +290,130 @@ def test_the_helper_service_over_the_pipe(
         with windows.running_as(user_process), HelperClient(DEFAULT_PIPE_NAME, 5.0, transport=transport) as user:
             assert user.hello is not None and user.hello["access"] == "read-only"
             assert user.call(Method.STATUS)["state"] == "connected"
-            with pytest.raises(RequestFailed, match="Only root and members of the group 'm6t'") as refused:
+            with pytest.raises(RequestFailed, match="Only Administrators and members of the group 'm6t'") as refused:
                 user.call(Method.DOWN)
             assert refused.value.code == ErrorCode.FORBIDDEN
+            assert refused.value.hint is not None and "net localgroup m6t" in refused.value.hint
+            assert "usermod" not in refused.value.hint
     finally:
         running.close()
+
+
+# ----------------------------------------------------------------------------- a squatter on the pipe name
+
+SQUATTER_SDDL = "D:P(A;;GA;;;WD)"
+"""What a squatter would offer: everyone may connect (and so be lied to)."""
+
+
+@contextmanager
+def squatted(windows: PipeWindows, token: FakeToken, sddl: str = SQUATTER_SDDL) -> Iterator[int]:
+    """The helper's pipe name, created first by a process holding ``token`` (the helper is stopped)."""
+    squatter = windows.spawn("evil.exe", token)
+    pipes = windows.transport().pipes
+    with windows.running_as(squatter):
+        descriptor = pipes.security_descriptor(sddl)
+        attributes = SECURITY_ATTRIBUTES(ctypes.sizeof(SECURITY_ATTRIBUTES), descriptor, False)
+        try:
+            handle = pipes.create_named_pipe(DEFAULT_PIPE_NAME, first=True, attributes=attributes)
+        finally:
+            pipes.local_free(descriptor)
+    try:
+        yield handle
+    finally:
+        with windows.running_as(squatter):
+            pipes.close_handle(handle)
+
+
+def received_by(windows: PipeWindows, server_end: int) -> bytes:
+    """What reached the squatter's end of the pipe (its emulated socket) before the client went away."""
+    end = windows.handles[server_end]
+    assert isinstance(end, ServerEnd)
+    sock = end.instance.server_sock
+    if sock is None:
+        return b""
+    sock.settimeout(2.0)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("squatter", ["plain-user", "administrator-desktop"])
+def test_clients_refuse_a_squatter_and_send_it_nothing(windows: PipeWindows, squatter: str) -> None:
+    token = user_token(1005) if squatter == "plain-user" else filtered_admin_token(1006)
+    user = windows.spawn("m6t.exe", user_token())
+    with squatted(windows, token) as squatter_end:
+        transport = windows.transport()
+
+        def blocking() -> None:
+            HelperClient(DEFAULT_PIPE_NAME, 2.0, transport=transport).connect()
+
+        with windows.running_as(user), pytest.raises(HelperImpostor, match="not served by the m6t helper") as caught:
+            blocking()
+        assert "S-1-5-21-" in str(caught.value), "the owner is named"
+        assert received_by(windows, squatter_end) == b"", "not a byte for the squatter"
+
+    with squatted(windows, token) as squatter_end:
+
+        async def asynchronous() -> None:
+            with windows.running_as(user), pytest.raises(HelperImpostor):
+                await AsyncHelperClient.open(DEFAULT_PIPE_NAME, 2.0, transport=windows.transport())
+
+        run(asynchronous)
+        assert received_by(windows, squatter_end) == b""
+
+
+def test_a_squatter_cannot_make_its_pipe_look_like_the_helpers(windows: PipeWindows) -> None:
+    """Naming Administrators (or LocalSystem) as the owner needs a token that may own as them."""
+    for token in (user_token(1005), filtered_admin_token(1006)):
+        for owner in ("BA", "SY"):
+            with (
+                pytest.raises(OSError, match="Windows error 1307"),
+                squatted(windows, token, f"O:{owner}{SQUATTER_SDDL}"),
+            ):
+                pass
+
+
+def test_the_tray_check_on_a_handle_it_opened(windows: PipeWindows) -> None:
+    """What the tray runs on QLocalSocket's socketDescriptor(): the pipe's HANDLE, opened by other code."""
+    transport = windows.transport()
+    user = windows.spawn("m6t-tray.exe", user_token())
+
+    async def scenario() -> None:
+        async with control_server(windows):
+            with windows.running_as(user):
+                handle = transport.pipes.open_pipe(DEFAULT_PIPE_NAME)
+                try:
+                    transport.verify_server(handle)  # the helper's own pipe: no complaint
+                finally:
+                    transport.pipes.close_handle(handle)
+
+    run(scenario)
+    with squatted(windows, user_token(1005)), windows.running_as(user):
+        handle = transport.pipes.open_pipe(DEFAULT_PIPE_NAME)
+        try:
+            with pytest.raises(ControlServerUntrusted, match="not served by the m6t helper"):
+                transport.verify_server(handle)
+        finally:
+            transport.pipes.close_handle(handle)
+
+
+def test_an_elevated_console_helper_is_trusted(windows: PipeWindows) -> None:
+    """m6t-helper --foreground run as an administrator: its pipe belongs to Administrators."""
+    admin = windows.spawn("m6t-helper.exe", elevated_admin_token())
+    user = windows.spawn("m6t.exe", user_token())
+
+    async def scenario() -> str:
+        with windows.running_as(admin):
+            transport = windows.transport()
+            server = ControlServer(transport.listener(DEFAULT_PIPE_NAME), Helper(), policy, server_name="console")
+            await server.start()
+        try:
+            with windows.running_as(user):
+                client = await AsyncHelperClient.open(DEFAULT_PIPE_NAME, 5.0, transport=transport)
+            await client.close()
+            return client.hello["server"]
+        finally:
+            await server.close()
+
+    assert run(scenario) == "console"

@@ -47,6 +47,13 @@ What is modelled, and the documentation it follows:
   Administrators as deny-only, its linked token enabled), ERROR_INSUFFICIENT_BUFFER with the needed size
   first; a process can be made unopenable, can exit, and its id can be reused.
 * **Accounts**: LookupAccountNameW with the documented two-call sizing; ERROR_NONE_MAPPED for unknown names.
+* **Owners**: a new pipe belongs to its creator's default owner -- Administrators for a token holding that
+  group as an owner group ("For users who are members of the built-in administrators group, the system
+  automatically sets the default owner SID in the access token to the administrators group"), else the user
+  -- or to the owner its descriptor names (``O:``), which must be one the token may own as (TOKEN_OWNER: "If
+  it is a group SID, ... the attributes on the group must include SE_GROUP_OWNER and must not include
+  SE_GROUP_USE_FOR_DENY_ONLY"; ERROR_INVALID_OWNER otherwise).  GetSecurityInfo(OWNER_SECURITY_INFORMATION)
+  reads it through a handle opened with READ_CONTROL, into a block that must go back through LocalFree.
 * **Memory**: ConvertStringSecurityDescriptorToSecurityDescriptorW hands out blocks that must go back through
   LocalFree; every handle must be closed.  :meth:`PipeWindows.assert_clean` checks both, and that no
   violation of a documented rule was recorded.
@@ -98,6 +105,7 @@ ERROR_IO_PENDING = 997
 ERROR_NOT_FOUND = 1168
 ERROR_UNKNOWN_REVISION = 1305
 ERROR_NO_SUCH_LOGON_SESSION = 1312
+ERROR_INVALID_OWNER = 1307
 ERROR_NONE_MAPPED = 1332
 
 STATUS_SUCCESS = 0
@@ -112,6 +120,7 @@ NTSTATUS_TO_WIN32 = {
 }
 
 PIPE_ACCESS_DUPLEX = 0x3
+SE_FILE_OBJECT, SE_KERNEL_OBJECT, OWNER_SECURITY_INFORMATION, READ_CONTROL = 1, 6, 0x1, 0x20000
 FILE_FLAG_OVERLAPPED = 0x40000000
 FILE_FLAG_FIRST_PIPE_INSTANCE = 0x00080000
 FILE_FLAG_WRITE_THROUGH = 0x80000000
@@ -238,6 +247,22 @@ class FakeToken:
                 return True
         return False
 
+    def may_own(self, sid: str) -> bool:
+        """TOKEN_OWNER: the owner "must match one of the user or group SIDs already in the token. If it is a
+        group SID, ... the attributes on the group must include SE_GROUP_OWNER and must not include
+        SE_GROUP_USE_FOR_DENY_ONLY"."""
+        if sid == self.user:
+            return True
+        return any(
+            group == sid and attributes & SE_GROUP_OWNER and not attributes & SE_GROUP_USE_FOR_DENY_ONLY
+            for group, attributes in self.groups
+        )
+
+    def default_owner(self) -> str:
+        """ "For users who are members of the built-in administrators group, the system automatically sets the
+        default owner SID in the access token to the administrators group"; everyone else owns what they make."""
+        return ADMINISTRATORS if self.may_own(ADMINISTRATORS) else self.user
+
     def all_groups(self) -> list[tuple[str, int]]:
         """TokenGroups: the groups, then the integrity label as Windows lists it."""
         return [*self.groups, (f"S-1-16-{self.integrity}", INTEGRITY)]
@@ -317,6 +342,8 @@ class SecurityDescriptor:
     """The mandatory integrity level: "Objects that lack an integrity label are treated as medium"."""
     label_policy: int = 0x1
     """SYSTEM_MANDATORY_LABEL_NO_WRITE_UP unless the label says otherwise."""
+    owner: str | None = None
+    """The owner the descriptor names (``O:``); ``None``: the creator's default owner."""
 
 
 def map_generic(mask: int) -> int:
@@ -335,7 +362,7 @@ def map_generic(mask: int) -> int:
 _SID = r"[A-Z]{2}|S-1(?:-\d+)+"
 _ACE = re.compile(rf"\((A|D);([A-Z]*);([A-Z]+|0x[0-9a-fA-F]+);;;({_SID})\)")
 _LABEL = re.compile(r"\(ML;;((?:NW|NR|NX)+);;;(LW|ME|MP|HI|SI)\)")
-_WHOLE = re.compile(rf"^(?:O:(?:{_SID}))?(?:G:(?:{_SID}))?D:((?:P|AI|AR)*)((?:\([^)]*\))*)(?:S:((?:\([^)]*\))*))?$")
+_WHOLE = re.compile(rf"^(?:O:({_SID}))?(?:G:(?:{_SID}))?D:((?:P|AI|AR)*)((?:\([^)]*\))*)(?:S:((?:\([^)]*\))*))?$")
 LABELS = {"LW": LOW, "ME": MEDIUM, "MP": MEDIUM + 0x100, "HI": HIGH, "SI": SYSTEM}
 LABEL_POLICY = {"NW": 0x1, "NR": 0x2, "NX": 0x4}
 
@@ -353,12 +380,13 @@ def _rights(text: str) -> int | None:
 
 
 def parse_sddl(text: str) -> SecurityDescriptor | None:
-    """A security descriptor string's DACL and mandatory label (owner and group accepted and ignored; a SACL
+    """A security descriptor string's owner, DACL and mandatory label (a group accepted and ignored; a SACL
     may hold one mandatory label ACE and nothing else)."""
     whole = _WHOLE.match(text)
     if whole is None:
         return None
-    _, dacl, sacl = whole.groups()
+    owner_text, _, dacl, sacl = whole.groups()
+    owner = SDDL_SIDS.get(owner_text, owner_text) if owner_text else None
     aces: list[Ace] = []
     for match in _ACE.finditer(dacl):
         kind, flags, rights, trustee = match.groups()
@@ -370,12 +398,12 @@ def parse_sddl(text: str) -> SecurityDescriptor | None:
     if "".join(match.group(0) for match in _ACE.finditer(dacl)) != dacl:
         return None
     if not sacl:
-        return SecurityDescriptor(text, tuple(aces))
+        return SecurityDescriptor(text, tuple(aces), owner=owner)
     label = _LABEL.fullmatch(sacl)
     if label is None:
         return None
     policy = sum(LABEL_POLICY[label.group(1)[i : i + 2]] for i in range(0, len(label.group(1)), 2))
-    return SecurityDescriptor(text, tuple(aces), LABELS[label.group(2)], policy)
+    return SecurityDescriptor(text, tuple(aces), LABELS[label.group(2)], policy, owner)
 
 
 def access_check(descriptor: SecurityDescriptor, token: FakeToken, desired: int) -> bool:
@@ -459,6 +487,7 @@ class FakePipe:
     pipe_mode: int
     default_timeout_ms: int
     instances: list[FakeInstance] = field(default_factory=list)
+    owner: str = ""
 
 
 @dataclass
@@ -470,6 +499,8 @@ class ServerEnd:
 class ClientEnd:
     instance: FakeInstance
     sock: socket.socket
+    access: int = 0
+    """The rights granted with the handle (generic rights mapped)."""
 
 
 @dataclass
@@ -561,6 +592,9 @@ class FakePipeKernel32(PipeDll):
                 if len(pipe.instances) >= pipe.max_instances:
                     return host.fail(ERROR_PIPE_BUSY, invalid, answered="CreateNamedPipeW")
             else:
+                owner = descriptor.owner if descriptor is not None else None
+                if owner is not None and not caller.token.may_own(owner):
+                    return host.fail(ERROR_INVALID_OWNER, invalid, answered="CreateNamedPipeW")
                 pipe = FakePipe(
                     match.group(1),
                     descriptor or default_descriptor(caller.token),
@@ -568,6 +602,7 @@ class FakePipeKernel32(PipeDll):
                     open_mode,
                     pipe_mode,
                     default_timeout,
+                    owner=owner or caller.token.default_owner(),
                 )
                 host.pipes[key] = pipe
             instance = FakeInstance(pipe)
@@ -651,7 +686,7 @@ class FakePipeKernel32(PipeDll):
             if pending is not None:
                 host.complete(pending, STATUS_SUCCESS, 0)
             host.cond.notify_all()
-            return host.register(ClientEnd(instance, client))
+            return host.register(ClientEnd(instance, client, map_generic(access)))
 
     @export(BOOL, VP, DWORD)
     def WaitNamedPipeW(self, name_ptr: int | None, timeout_ms: int) -> int:
@@ -912,6 +947,45 @@ class FakeAdvapi32(PipeDll):
         _write_u64(descriptor_ptr, ctypes.addressof(memory))
         _write_u32(size_ptr, len(memory))
         return 1
+
+    @export(DWORD, VP, ctypes.c_int32, DWORD, VP, VP, VP, VP, VP)
+    def GetSecurityInfo(
+        self,
+        handle: int | None,
+        object_type: int,
+        information: int,
+        owner_ptr: int | None,
+        group_ptr: int | None,
+        dacl_ptr: int | None,
+        sacl_ptr: int | None,
+        descriptor_ptr: int | None,
+    ) -> int:
+        """The pipe's owner through a handle to one of its ends.  "ppSecurityDescriptor ... When you have finished
+        using the pointer, free the returned buffer by calling the LocalFree function"; the owner points into
+        it.  Reading the owner needs READ_CONTROL on the handle; the error is returned, not set."""
+        host = self.host
+        host.check(object_type in (SE_FILE_OBJECT, SE_KERNEL_OBJECT), f"GetSecurityInfo: object type {object_type}")
+        host.check(information == OWNER_SECURITY_INFORMATION, "GetSecurityInfo: only the owner is emulated")
+        host.check(not (group_ptr or dacl_ptr or sacl_ptr), "GetSecurityInfo: only the owner is emulated")
+        if not owner_ptr or not descriptor_ptr:
+            host.violation("GetSecurityInfo: without ppSecurityDescriptor the owner could not be freed")
+            return ERROR_INVALID_PARAMETER
+        with host.lock:
+            end = host.handles.get(handle or 0)
+            if isinstance(end, ClientEnd):
+                if not end.access & READ_CONTROL:
+                    host.answers.append(("GetSecurityInfo", ERROR_ACCESS_DENIED))
+                    return ERROR_ACCESS_DENIED
+            elif not isinstance(end, ServerEnd):
+                return ERROR_INVALID_HANDLE
+            pipe = end.instance.pipe
+            sid = sid_bytes(pipe.owner)
+            memory = ctypes.create_string_buffer(20 + len(sid))
+            ctypes.memmove(ctypes.addressof(memory) + 20, sid, len(sid))
+            host.descriptors[ctypes.addressof(memory)] = (memory, pipe.descriptor)
+        _write_u64(owner_ptr, ctypes.addressof(memory) + 20)
+        _write_u64(descriptor_ptr, ctypes.addressof(memory))
+        return 0
 
 
 class PipeWindows(Host):

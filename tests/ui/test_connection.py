@@ -127,3 +127,43 @@ def test_a_silent_server_is_dropped(qtbot: QtBot, socket_path: str) -> None:
         connection.stop()
         server.close()
     assert offline.args is not None and "does not speak" in offline.args[0]
+
+
+def test_a_server_the_os_does_not_vouch_for_gets_nothing(qtbot: QtBot, helper: FakeHelper, socket_path: str) -> None:
+    """A squatter on the helper's address (Windows: the pipe name taken first): refused on connect, with the
+    OS's reason, before its hello is read or a request is sent; checked on Qt's own native handle."""
+    checked: list[int] = []
+
+    def refuse(native: int) -> str:
+        checked.append(native)
+        return "the pipe belongs to S-1-5-21-1-2-3-1005, not to the system"
+
+    connection = HelperConnection(socket_path, retry_min_ms=1000, check_server=refuse)
+    try:
+        with qtbot.waitSignal(connection.offline, timeout=WAIT_MS) as offline:
+            connection.start()
+        outcomes: list[Outcome] = []
+        connection.call(Method.STATUS, None, outcomes.append)
+        qtbot.wait(100)
+    finally:
+        connection.stop()
+    assert offline.args is not None and "not the m6t helper" in offline.args[0] and "S-1-5-21" in offline.args[0]
+    assert checked and checked[0] > 0, "the connection's own descriptor"
+    assert not connection.is_online() and connection.hello is None
+    assert outcomes and not outcomes[0].ok
+    assert helper.requests == [], "nothing was sent"
+
+
+def test_a_server_the_os_vouches_for_is_greeted(qtbot: QtBot, helper: FakeHelper, socket_path: str) -> None:
+    checked: list[int] = []
+
+    def vouch(native: int) -> None:
+        checked.append(native)
+
+    connection = HelperConnection(socket_path, check_server=vouch)
+    try:
+        with qtbot.waitSignal(connection.online, timeout=WAIT_MS):
+            connection.start()
+    finally:
+        connection.stop()
+    assert len(checked) == 1

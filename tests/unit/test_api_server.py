@@ -1,17 +1,14 @@
-"""The control API over a real Unix socket, against the helper service with a fake driver (no root needed,
-except for the read-only-user tests, which fork a child that drops to ``nobody``)."""
+"""The control API against the helper service with a fake driver, over every control channel: a real Unix
+socket and the named pipe on the emulated Windows (tests/unit/control_channels.py).  The same cases run on
+both; the read-only-user cases need root on the Unix socket (a forked child drops to ``nobody``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import os
-import shutil
-import socket
-import stat
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,46 +18,36 @@ from m6t.client import events as ev
 from m6t.client.api import schema
 from m6t.client.api.client import HelperClient, HelperUnavailable, RequestFailed
 from m6t.client.api.schema import ErrorCode, Method
-from m6t.platform.base import ControlAddressInUse
-from m6t.platform.unix_control import bind_unix_socket
-from tests.unit.test_helper_fakes import (
-    CONFIG_TEXT,
-    NOBODY,
-    RunningHelper,
-    helper,
-    is_root,
-    other_group,
-    run_as,
-    unix_socket,
-)
-
-__all__ = ["helper"]
+from m6t.platform.base import ControlAddressInUse, ControlConnection
+from tests.unit.control_channels import CHANNELS, Channel, Raw
+from tests.unit.test_helper_fakes import RunningHelper
 
 
-def raw_socket(path: str) -> socket.socket:
-    sock = unix_socket()
-    sock.settimeout(5)
-    sock.connect(path)
-    return sock
+@pytest.fixture(params=sorted(CHANNELS))
+def channel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Channel]:
+    made = CHANNELS[request.param](tmp_path_factory.mktemp(request.param))
+    try:
+        yield made
+    finally:
+        made.close()
 
 
-def read_line(sock: socket.socket, buffer: bytearray) -> dict[str, object]:
-    while b"\n" not in buffer:
-        chunk = sock.recv(65536)
-        assert chunk, "connection closed"
-        buffer += chunk
-    line, _, rest = bytes(buffer).partition(b"\n")
-    buffer[:] = rest
-    value = json.loads(line)
-    assert isinstance(value, dict)
-    return value
+@pytest.fixture
+def helper(channel: Channel) -> Iterator[RunningHelper]:
+    running = channel.helper()
+    try:
+        yield running
+    finally:
+        running.close()
 
 
-def test_socket_mode_and_hello(helper: RunningHelper) -> None:
-    mode = os.stat(helper.socket_path).st_mode
-    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o666
-    assert stat.S_IMODE(os.stat(Path(helper.socket_path).parent).st_mode) == 0o755
-    with HelperClient(helper.socket_path) as client:
+def raw_connection(channel: Channel, helper: RunningHelper) -> Raw:
+    return channel.raw(helper)
+
+
+def test_every_local_user_may_connect_and_is_greeted(channel: Channel, helper: RunningHelper) -> None:
+    channel.assert_every_local_user_may_connect(helper)
+    with helper.client() as client:
         assert client.hello is not None
         assert client.hello["type"] == "hello" and client.hello["version"] == schema.PROTOCOL_VERSION
         # Root, or (without root) a member of the operator group the test configuration names.
@@ -68,7 +55,7 @@ def test_socket_mode_and_hello(helper: RunningHelper) -> None:
 
 
 def test_status_shape(helper: RunningHelper) -> None:
-    with HelperClient(helper.socket_path) as client:
+    with helper.client() as client:
         status = client.call(Method.STATUS)
     for key in ("state", "address", "gateway", "mtu", "keepalive", "attachment", "counters", "wanted", "problems"):
         assert key in status
@@ -78,7 +65,7 @@ def test_status_shape(helper: RunningHelper) -> None:
 
 
 def test_every_event_kind_reaches_a_subscriber(helper: RunningHelper) -> None:
-    with HelperClient(helper.socket_path) as watcher, HelperClient(helper.socket_path) as actor:
+    with helper.client() as watcher, helper.client() as actor:
         first = watcher.subscribe()
         assert first["status"]["state"] == "disconnected"
         actor.call(Method.UP)
@@ -104,7 +91,7 @@ def test_every_event_kind_reaches_a_subscriber(helper: RunningHelper) -> None:
 
 
 def test_subscribe_filter_and_unsubscribe(helper: RunningHelper) -> None:
-    with HelperClient(helper.socket_path) as watcher, HelperClient(helper.socket_path) as actor:
+    with helper.client() as watcher, helper.client() as actor:
         watcher.subscribe(["wanted"])
         actor.call(Method.UP)
         event = watcher.next_event(2)
@@ -118,10 +105,9 @@ def test_subscribe_filter_and_unsubscribe(helper: RunningHelper) -> None:
         assert caught.value.code == ErrorCode.BAD_REQUEST
 
 
-def test_malformed_lines_get_errors_and_connection_survives(helper: RunningHelper) -> None:
-    sock = raw_socket(helper.socket_path)
-    buffer = bytearray()
-    assert read_line(sock, buffer)["type"] == "hello"
+def test_malformed_lines_get_errors_and_connection_survives(channel: Channel, helper: RunningHelper) -> None:
+    sock = raw_connection(channel, helper)
+    assert sock.line()["type"] == "hello"
     cases = [
         (b"garbage\n", ErrorCode.BAD_JSON, None),
         (b'{"id": 5, "method": "frobnicate"}\n', ErrorCode.UNKNOWN_METHOD, 5),
@@ -131,45 +117,43 @@ def test_malformed_lines_get_errors_and_connection_survives(helper: RunningHelpe
         (b'{"id": 7, "method": "log", "params": {"limit": -1}}\n', ErrorCode.BAD_REQUEST, 7),
     ]
     for data, code, request_id in cases:
-        sock.sendall(data)
-        reply = read_line(sock, buffer)
+        sock.send(data)
+        reply = sock.line()
         assert reply["type"] == "reply" and reply["ok"] is False, data[:40]
-        assert reply["error"]["code"] == code  # type: ignore[index]
+        assert reply["error"]["code"] == code
         assert reply["id"] == request_id
-    sock.sendall(b'\n\n{"id": 8, "method": "status"}\n')
-    reply = read_line(sock, buffer)
+    sock.send(b'\n\n{"id": 8, "method": "status"}\n')
+    reply = sock.line()
     assert reply["id"] == 8 and reply["ok"] is True
     sock.close()
 
 
-def test_oversized_line_in_pieces(helper: RunningHelper) -> None:
+def test_oversized_line_in_pieces(channel: Channel, helper: RunningHelper) -> None:
     """A long line trickling in is cut at the cap, answered once, and the next line works."""
-    sock = raw_socket(helper.socket_path)
-    buffer = bytearray()
-    read_line(sock, buffer)
+    sock = raw_connection(channel, helper)
+    sock.line()
     for _ in range(40):
-        sock.sendall(b"y" * 4096)
-    sock.sendall(b'\n{"id": 1, "method": "status"}\n')
-    first = read_line(sock, buffer)
-    assert first["error"]["code"] == ErrorCode.LINE_TOO_LONG  # type: ignore[index]
-    second = read_line(sock, buffer)
+        sock.send(b"y" * 4096)
+    sock.send(b'\n{"id": 1, "method": "status"}\n')
+    first = sock.line()
+    assert first["error"]["code"] == ErrorCode.LINE_TOO_LONG
+    second = sock.line()
     assert second["id"] == 1 and second["ok"] is True
     sock.close()
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.binary(max_size=300).filter(lambda b: b"\n" not in b), min_size=1, max_size=5))
-def test_garbage_never_disturbs_the_helper(helper: RunningHelper, lines: list[bytes]) -> None:
-    sock = raw_socket(helper.socket_path)
-    buffer = bytearray()
-    read_line(sock, buffer)
-    sock.sendall(b"".join(line + b"\n" for line in lines))
+def test_garbage_never_disturbs_the_helper(channel: Channel, helper: RunningHelper, lines: list[bytes]) -> None:
+    sock = raw_connection(channel, helper)
+    sock.line()
+    sock.send(b"".join(line + b"\n" for line in lines))
     expected = sum(1 for line in lines if line.strip())
     for _ in range(expected):
-        reply = read_line(sock, buffer)
+        reply = sock.line()
         assert reply["type"] == "reply"
     sock.close()
-    with HelperClient(helper.socket_path, timeout=2) as other:
+    with helper.client(timeout=2) as other:
         assert other.call(Method.STATUS)["state"] in {"disconnected", "connected"}
 
 
@@ -192,29 +176,30 @@ def test_garbage_never_disturbs_the_helper(helper: RunningHelper, lines: list[by
         },
     )
 )
-def test_random_well_formed_requests_always_get_a_reply(helper: RunningHelper, request: dict[str, object]) -> None:
+def test_random_well_formed_requests_always_get_a_reply(
+    channel: Channel, helper: RunningHelper, request: dict[str, object]
+) -> None:
     # Never let a random request turn the tunnel on, nor wait for a real probe.
     if request["method"] in {"up", "mtu.probe"}:
         request["method"] = "status"
-    sock = raw_socket(helper.socket_path)
-    buffer = bytearray()
-    read_line(sock, buffer)
-    sock.sendall(json.dumps(request).encode() + b"\n")
-    reply = read_line(sock, buffer)
+    sock = raw_connection(channel, helper)
+    sock.line()
+    sock.send(json.dumps(request).encode() + b"\n")
+    reply = sock.line()
     while reply["type"] != "reply":
-        reply = read_line(sock, buffer)
+        reply = sock.line()
     assert reply["id"] == request["id"]
     if not reply["ok"]:
-        assert reply["error"]["code"] != ErrorCode.INTERNAL, reply  # type: ignore[index]
+        assert reply["error"]["code"] != ErrorCode.INTERNAL, reply
     sock.close()
 
 
 def test_hundred_subscribers(helper: RunningHelper) -> None:
-    clients = [HelperClient(helper.socket_path).connect() for _ in range(100)]
+    clients = [helper.client().connect() for _ in range(100)]
     try:
         for client in clients:
             client.subscribe(["wanted"])
-        with HelperClient(helper.socket_path) as actor:
+        with helper.client() as actor:
             actor.call(Method.UP)
         for client in clients:
             event = client.next_event(5)
@@ -224,42 +209,40 @@ def test_hundred_subscribers(helper: RunningHelper) -> None:
             client.close()
 
 
-def test_slow_client_drops_events_not_the_helper(tmp_path: Path) -> None:
-    running = RunningHelper(tmp_path, max_events_queued=8, stall_timeout=60).start()
+def test_slow_client_drops_events_not_the_helper(channel: Channel) -> None:
+    running = channel.helper(max_events_queued=8, stall_timeout=60)
     try:
-        slow = raw_socket(running.socket_path)
-        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        slow.sendall(b'{"id": 1, "method": "subscribe"}\n')
+        slow = raw_connection(channel, running)
+        channel.small_receive_buffer(slow)
+        slow.send(b'{"id": 1, "method": "subscribe"}\n')
         time.sleep(0.2)
         driver = running.driver
         big = {f"counter_{i}": i for i in range(400)}
         for _ in range(300):
             running.call_soon(lambda: driver.emit(ev.CountersEvent(big)))
-        with HelperClient(running.socket_path, timeout=3) as other:
+        with running.client(timeout=3) as other:
             assert other.call(Method.STATUS)["state"] == "disconnected"
         server = running.service.server  # type: ignore[union-attr]
         assert server is not None and server.events_dropped > 0
         # Reading it all now ends with a "dropped" event telling how many were missed.
-        buffer = bytearray()
-        slow.settimeout(5)
         dropped = None
         deadline = time.monotonic() + 5
         while dropped is None and time.monotonic() < deadline:
-            message = read_line(slow, buffer)
+            message = slow.line()
             if message.get("event") == "dropped":
                 dropped = message["data"]
-        assert dropped is not None and dropped["count"] > 0  # type: ignore[index]
+        assert dropped is not None and dropped["count"] > 0
         slow.close()
     finally:
         running.close()
 
 
-def test_stalled_client_is_disconnected(tmp_path: Path) -> None:
-    running = RunningHelper(tmp_path, max_events_queued=2, stall_timeout=0.2).start()
+def test_stalled_client_is_disconnected(channel: Channel) -> None:
+    running = channel.helper(max_events_queued=2, stall_timeout=0.2)
     try:
-        slow = raw_socket(running.socket_path)
-        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        slow.sendall(b'{"id": 1, "method": "subscribe"}\n')
+        slow = raw_connection(channel, running)
+        channel.small_receive_buffer(slow)
+        slow.send(b'{"id": 1, "method": "subscribe"}\n')
         time.sleep(0.2)
         driver = running.driver
         big = {f"counter_{i}": i for i in range(400)}
@@ -279,52 +262,50 @@ def test_stalled_client_is_disconnected(tmp_path: Path) -> None:
         running.close()
 
 
-def test_second_helper_on_same_socket_is_refused(helper: RunningHelper) -> None:
-    with pytest.raises(ControlAddressInUse):
-        bind_unix_socket(helper.socket_path)
+def test_second_helper_on_same_address_is_refused(helper: RunningHelper) -> None:
+    async def serve_nothing(connection: ControlConnection) -> None:
+        connection.writer.close()
+
+    async def second() -> None:
+        listener = helper.transport.listener(helper.socket_path)
+        try:
+            with pytest.raises(ControlAddressInUse):
+                await listener.start(serve_nothing)
+        finally:
+            listener.close()
+            await listener.wait_closed()
+
+    asyncio.run(second())
+    with helper.client() as client:
+        assert client.call(Method.STATUS)["helper"]["socket_path"] == helper.socket_path, "the first one still serves"
 
 
-def test_unreachable_helper(tmp_path: Path) -> None:
+def test_unreachable_helper(channel: Channel) -> None:
     with pytest.raises(HelperUnavailable) as caught:
-        HelperClient(str(tmp_path / "none.sock")).connect()
+        HelperClient(channel.unreachable_address(), transport=channel.helper_transport()).connect()
     assert "is m6t-helper running?" in str(caught.value)
 
 
 # ----------------------------------------------------------------------------- read-only peers
 
 
-def _as_nobody(path: str, requests: list[dict[str, object]]) -> list[dict[str, object]]:
-    """As nobody (no groups): connect, send the requests, return the hello and the replies."""
+def _as_reader(channel: Channel, helper: RunningHelper, requests: list[dict[str, object]]) -> list[dict[str, object]]:
+    """As an unprivileged user: connect, send the requests, return the hello and the replies."""
 
-    def child() -> bytes:
-        sock = raw_socket(path)
-        buffer = bytearray()
-        replies = [read_line(sock, buffer)]
+    def session() -> list[dict[str, object]]:
+        sock = raw_connection(channel, helper)
+        replies = [sock.line()]
         for request in requests:
-            sock.sendall(json.dumps(request).encode() + b"\n")
-            replies.append(read_line(sock, buffer))
-        return json.dumps(replies).encode()
+            sock.send(json.dumps(request).encode() + b"\n")
+            replies.append(sock.line())
+        sock.close()
+        return replies
 
-    result: list[dict[str, object]] = json.loads(run_as(NOBODY, NOBODY, [], child))
+    result: list[dict[str, object]] = channel.as_reader(session)
     return result
 
 
-@pytest.fixture
-def world_helper(tmp_path: Path) -> Iterator[RunningHelper]:
-    if not is_root():
-        pytest.skip("needs root to fork a child that becomes nobody (peer credentials of another user)")
-    # pytest's tmp_path sits under a 0700 directory that nobody cannot traverse.
-    world = Path(tempfile.mkdtemp(prefix="m6t-api-"))
-    world.chmod(0o755)
-    running = RunningHelper(world).start()
-    try:
-        yield running
-    finally:
-        running.close()
-        shutil.rmtree(world, ignore_errors=True)
-
-
-def test_read_only_user_reads_but_cannot_change(world_helper: RunningHelper) -> None:
+def test_read_only_user_reads_but_cannot_change(channel: Channel, helper: RunningHelper) -> None:
     requests: list[dict[str, object]] = [
         {"id": 1, "method": "status"},
         {"id": 2, "method": "config.get", "params": {"key": "tunnel.mtu"}},
@@ -335,43 +316,36 @@ def test_read_only_user_reads_but_cannot_change(world_helper: RunningHelper) -> 
         {"id": 7, "method": "mtu.probe"},
         {"id": 8, "method": "subscribe"},
     ]
-    replies = _as_nobody(world_helper.socket_path, requests)
-    hello, *answers = replies
-    assert hello["access"] == "read-only" and hello["uid"] == NOBODY
-    by_id = {a["id"]: a for a in answers}
-    assert by_id[1]["ok"] and by_id[1]["result"]["access"] == "read-only"  # type: ignore[index]
-    assert by_id[2]["ok"] and by_id[2]["result"]["value"] == 1472  # type: ignore[index]
+    hello, *answers = _as_reader(channel, helper, requests)
+    assert hello["access"] == "read-only" and hello["uid"] == channel.reader_uid
+    by_id: dict[object, dict[str, Any]] = {a["id"]: a for a in answers}
+    assert by_id[1]["ok"] and by_id[1]["result"]["access"] == "read-only"
+    assert by_id[2]["ok"] and by_id[2]["result"]["value"] == 1472
     assert by_id[3]["ok"] and by_id[8]["ok"]
     for refused in (4, 5, 6, 7):
         assert by_id[refused]["ok"] is False
         error = by_id[refused]["error"]
-        assert error["code"] == ErrorCode.FORBIDDEN  # type: ignore[index]
-        assert "'m6t'" in error["message"]  # type: ignore[index]
-    assert world_helper.driver.state is schema.TunnelState.DISCONNECTED
-    assert world_helper.service is not None and world_helper.service.config is not None
-    assert world_helper.service.config.tunnel.mtu == 1472
+        assert error["code"] == ErrorCode.FORBIDDEN
+        assert "'m6t'" in error["message"]
+    assert helper.driver.state is schema.TunnelState.DISCONNECTED
+    assert helper.service is not None and helper.service.config is not None
+    assert helper.service.config.tunnel.mtu == 1472
 
 
-def test_operator_group_member_may_change(tmp_path: Path) -> None:
-    """A nobody process holding the configured operator group is an operator; without it, read-only."""
-    if not is_root():
-        pytest.skip("needs root to fork a child that becomes nobody (peer credentials of another user)")
-    group = other_group()
-    if group is None:
-        pytest.skip("no group to use as the operator group")
-    name, gid = group
-    world = Path(tempfile.mkdtemp(prefix="m6t-api-"))
-    world.chmod(0o755)
-    (world / "client.toml").write_text(CONFIG_TEXT.replace('operator_group = "m6t"', f'operator_group = "{name}"'))
-    running = RunningHelper(world).start()
+def test_operator_group_member_may_change(channel: Channel) -> None:
+    """A user holding the configured operator group is an operator; without it, read-only."""
+    running = channel.helper(operator_group=channel.operator_group())
 
-    def hello() -> bytes:
-        return json.dumps(read_line(raw_socket(running.socket_path), bytearray())).encode()
+    def hello() -> dict[str, object]:
+        sock = raw_connection(channel, running)
+        try:
+            return sock.line()
+        finally:
+            sock.close()
 
     try:
-        with_group = json.loads(run_as(NOBODY, NOBODY, [gid], hello))
-        without = json.loads(run_as(NOBODY, NOBODY, [], hello))
+        with_group = channel.as_reader(hello, in_operator_group=True)
+        without = channel.as_reader(hello)
     finally:
         running.close()
-        shutil.rmtree(world, ignore_errors=True)
     assert (with_group["access"], without["access"]) == ("operator", "read-only")

@@ -1,5 +1,6 @@
 """Fakes shared by the helper/API/CLI unit tests: an in-memory backend, a scripted driver, and a
-helper service running on a background event loop with a real Unix socket in a temp dir."""
+helper service running on a background event loop, serving a real Unix socket in a temp dir (or the control
+transport a test gives it: the emulated Windows named pipe)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 import pytest
 
 from m6t.client import events as ev
-from m6t.client.api.client import HelperClient, RequestFailed
+from m6t.client.api.client import DEFAULT_TIMEOUT_S, HelperClient, RequestFailed
 from m6t.client.api.schema import Method
 from m6t.client.config import ClientConfig
 from m6t.client.driver import DriverStatus
@@ -30,12 +31,15 @@ from m6t.client.vocabulary import State
 from m6t.platform.base import (
     Backend,
     ConnectivityMonitor,
+    ControlTransport,
     DesktopAuthority,
     PacketsCallback,
     PlatformError,
     TunDevice,
     UdpChannel,
 )
+from m6t.platform.hints import Conventions
+from m6t.platform.unix_control import UnixSocketTransport
 from m6t.protocol.values import Attachment, Route
 
 T = TypeVar("T")
@@ -288,16 +292,22 @@ class RunningHelper:
         *,
         backend: FakeBackend | None = None,
         authority: DesktopAuthority | None = None,
+        transport: ControlTransport | None = None,
+        address: str | None = None,
+        conventions: Conventions | None = None,
         **option_overrides: Any,
     ) -> None:
         self.tmp = tmp
         self.authority = authority
         """The desktop authority the helper asks (``None``: none, whatever runs on this machine's system bus)."""
+        self.transport: ControlTransport = transport if transport is not None else UnixSocketTransport()
+        """The control channel served, and the one :meth:`client` connects through."""
+        self.conventions = conventions
         self.config_path = tmp / "client.toml"
         if not self.config_path.exists():
             self.config_path.write_text(config_for_this_user())
             self.config_path.chmod(0o644)
-        self.socket_path = str(tmp / "run" / "helper.sock")
+        self.socket_path = address if address is not None else str(tmp / "run" / "helper.sock")
         self.state_dir = tmp / "state"
         self.backend = backend or FakeBackend()
         self.drivers: list[FakeDriver] = []
@@ -338,6 +348,8 @@ class RunningHelper:
             self.thread.start()
         service = HelperService(
             self.options,
+            transport=self.transport,
+            conventions=self.conventions,
             backend_factory=lambda: self.backend,
             driver_factory=self._driver,
             authority_factory=lambda: self.authority,
@@ -345,6 +357,10 @@ class RunningHelper:
         self.service = service
         self.run(service.start)
         return self
+
+    def client(self, timeout: float | None = DEFAULT_TIMEOUT_S) -> HelperClient:
+        """A blocking client of this helper, through its control channel."""
+        return HelperClient(self.socket_path, timeout, transport=self.transport)
 
     def stop(self) -> None:
         if self.service is not None:
@@ -360,7 +376,7 @@ class RunningHelper:
 
 
 def call(helper: RunningHelper, method: Method, params: dict[str, Any] | None = None) -> Any:
-    with HelperClient(helper.socket_path) as client:
+    with helper.client() as client:
         return client.call(method, params)
 
 

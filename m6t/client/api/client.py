@@ -22,7 +22,7 @@ from typing import Any, Self
 from m6t.client.api import schema
 from m6t.client.api.schema import ErrorCode, ErrorInfo, Event, Hello, Method
 from m6t.platform import control_transport
-from m6t.platform.base import ControlStream, ControlTransport, PlatformError
+from m6t.platform.base import ControlServerUntrusted, ControlStream, ControlTransport, PlatformError
 from m6t.platform.hints import conventions
 
 DEFAULT_TIMEOUT_S = 15.0
@@ -41,6 +41,15 @@ class HelperUnavailable(HelperError):
         self.sentence = f"cannot reach the helper at {path}: is m6t-helper running? ({conventions().start_helper})"
         """What to tell a user, without the OS's reason."""
         super().__init__(self.sentence + (f" [{reason}]" if reason else ""))
+
+
+class HelperImpostor(HelperError):
+    """Another program serves the helper's address (a Windows pipe name taken first): nothing was sent to it."""
+
+    def __init__(self, path: str, refusal: ControlServerUntrusted) -> None:
+        self.path = path
+        hint = f" ({refusal.hint})" if refusal.hint else ""
+        super().__init__(f"refusing to talk to {path}: {refusal}{hint}")
 
 
 class ConnectionLost(HelperError):
@@ -112,6 +121,8 @@ class HelperClient:
         try:
             transport = self._transport or control_transport()
             self._stream = transport.connect(self.path, self.timeout)
+        except ControlServerUntrusted as exc:
+            raise HelperImpostor(self.path, exc) from None
         except (OSError, ValueError, PlatformError) as exc:
             raise HelperUnavailable(self.path, _reason(exc)) from None
         try:
@@ -244,6 +255,8 @@ class AsyncHelperClient:
         try:
             opening = (transport or control_transport()).open_connection(path, limit=_MAX_SERVER_LINE)
             reader, writer = await asyncio.wait_for(opening, timeout)
+        except ControlServerUntrusted as exc:
+            raise HelperImpostor(path, exc) from None
         except (TimeoutError, OSError, ValueError, PlatformError) as exc:
             raise HelperUnavailable(path, _reason(exc)) from None
         try:

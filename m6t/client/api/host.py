@@ -7,7 +7,8 @@ answers, once, here.
 
 from __future__ import annotations
 
-from m6t.platform import default_control_address
+from m6t.platform import control_transport, default_control_address
+from m6t.platform.base import PlatformError
 from m6t.platform.family import OsFamily, os_family
 from m6t.platform.hints import Conventions, conventions, conventions_of
 
@@ -17,6 +18,7 @@ __all__ = [
     "control_address",
     "conventions",
     "conventions_of",
+    "helper_end_problem",
     "os_family",
 ]
 
@@ -24,3 +26,19 @@ __all__ = [
 def control_address() -> str:
     """Where the helper listens unless told otherwise (a socket path; on Windows a pipe name)."""
     return default_control_address()
+
+
+def helper_end_problem(native: int) -> str | None:
+    """Why the server end of a control connection that other code made (the tray's QLocalSocket; ``native`` is
+    its OS handle) is not to be trusted with a request, ``None`` when the OS vouches for it as the helper
+    (:meth:`m6t.platform.base.ControlTransport.verify_server`)."""
+    try:
+        transport = control_transport()
+    except PlatformError:
+        return None  # no control channel of ours on this OS: nothing of ours to tell apart
+    try:
+        transport.verify_server(native)
+    except (PlatformError, OSError) as exc:
+        hint = getattr(exc, "hint", None)
+        return f"{exc} ({hint})" if hint else str(exc)
+    return None

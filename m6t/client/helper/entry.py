@@ -26,8 +26,8 @@ from m6t.client.helper.service import (
     default_backend_factory,
     default_driver_factory,
 )
-from m6t.platform import service_host
-from m6t.platform.base import Backend, PlatformError, ServiceHost
+from m6t.platform import control_transport, default_control_address, service_host
+from m6t.platform.base import Backend, ControlTransport, PlatformError, ServiceHost
 
 EXIT_STARTUP_FAILED = 1
 """The exit status of a start-up failure (the SCM's service-specific exit code on Windows)."""
@@ -43,13 +43,19 @@ class Resumable(Protocol):
 async def run_helper(
     options: HelperOptions,
     *,
+    transport: ControlTransport | None = None,
     backend_factory: BackendFactory = default_backend_factory,
     driver_factory: DriverFactory = default_driver_factory,
     ready: Callable[[], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Run until SIGTERM/SIGINT (or ``stop`` is set); raises :class:`StartupError` if it cannot start."""
-    service = HelperService(options, backend_factory=backend_factory, driver_factory=driver_factory)
+    """Run until SIGTERM/SIGINT (or ``stop`` is set); raises :class:`StartupError` if it cannot start.
+    ``transport``: the control channel to serve, the platform's unless given."""
+    try:
+        channel = transport if transport is not None else control_transport()
+    except PlatformError as exc:
+        raise StartupError(str(exc)) from None
+    service = HelperService(options, transport=channel, backend_factory=backend_factory, driver_factory=driver_factory)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -73,7 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="m6t-helper", description="The m6t privileged helper: runs the tunnel and serves the control API."
     )
     parser.add_argument("--config", required=True, type=Path, help="client configuration file (TOML)")
-    parser.add_argument("--socket", default=schema.DEFAULT_SOCKET_PATH, help="control socket path (%(default)s)")
+    parser.add_argument(
+        "--socket",
+        default=default_control_address(),
+        metavar="ADDRESS",
+        help="where the control API listens: a socket path, a pipe name on Windows (%(default)s)",
+    )
     parser.add_argument(
         "--state-dir", default=Path(schema.DEFAULT_STATE_DIR), type=Path, help="state directory (%(default)s)"
     )

@@ -30,8 +30,9 @@ from m6t.client.helper.transaction import ConfigStore
 from m6t.client.journal import Journal, JournalingBackend, RecoveryReport, recover
 from m6t.client.ringlog import RingLog
 from m6t.client.vocabulary import State
-from m6t.platform import control_transport, desktop_authority
-from m6t.platform.base import Backend, DesktopAuthority, PeerIdentity, PlatformError
+from m6t.platform import desktop_authority
+from m6t.platform.base import Backend, ControlTransport, DesktopAuthority, PeerIdentity, PlatformError
+from m6t.platform.hints import Conventions
 
 log = logging.getLogger("m6t.helper")
 
@@ -131,16 +132,22 @@ def describe(event: ev.Event) -> LogLine | None:
 
 
 class HelperService:
+    """``transport`` is the control channel it serves (the platform's, or an emulation's); ``conventions`` the
+    words its refusals use (the running OS's unless given)."""
+
     def __init__(
         self,
         options: HelperOptions,
         *,
+        transport: ControlTransport,
         backend_factory: BackendFactory = default_backend_factory,
         driver_factory: DriverFactory = default_driver_factory,
         authority_factory: AuthorityFactory = desktop_authority,
+        conventions: Conventions | None = None,
     ) -> None:
         self.options = options
-        self.authorizer = Authorizer(authority_factory(), lambda: self.operator_group)
+        self.transport = transport
+        self.authorizer = Authorizer(authority_factory(), lambda: self.operator_group, conventions)
         self._backend_factory = backend_factory
         self._driver_factory = driver_factory
         self.ringlog = RingLog(options.log_capacity)
@@ -211,7 +218,7 @@ class HelperService:
 
         try:
             self.server = ControlServer(
-                control_transport().listener(self.options.socket_path),
+                self.transport.listener(self.options.socket_path),
                 self,
                 self.access_for,
                 server_name=f"m6t-helper {HELPER_VERSION}",
@@ -309,7 +316,7 @@ class HelperService:
         return Access.OPERATOR if is_operator(peer, self.operator_group) else Access.READ_ONLY
 
     def forbidden(self, method: Method) -> ErrorInfo:
-        return group_refusal(method, self.operator_group)
+        return group_refusal(method, self.operator_group, self.authorizer.conventions)
 
     # -- log and events
 

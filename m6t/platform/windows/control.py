@@ -59,7 +59,7 @@ from m6t.platform.base import (
     ControlTransport,
     PlatformError,
 )
-from m6t.platform.windows.peer import identify_client
+from m6t.platform.windows.peer import identify_client, verify_server
 from m6t.platform.windows.pipes import (
     ERROR_ACCESS_DENIED,
     ERROR_OPERATION_ABORTED,
@@ -363,8 +363,9 @@ class NamedPipeStream(ControlStream):
 
 
 class NamedPipeTransport(ControlTransport):
-    """Both ends of the control pipe.  ``pipes`` and ``loop_pipes`` default to Windows' own (the tests pass
-    emulations); the DLLs are loaded on first use."""
+    """Both ends of the control pipe; the client end checks who serves it before it is used
+    (:func:`~m6t.platform.windows.peer.verify_server`).  ``pipes`` and ``loop_pipes`` default to Windows' own
+    (the tests pass emulations); the DLLs are loaded on first use."""
 
     def __init__(self, pipes: NamedPipes | None = None, loop_pipes: PipeLoop | None = None) -> None:
         self._pipes = pipes
@@ -388,10 +389,13 @@ class NamedPipeTransport(ControlTransport):
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
-                return NamedPipeStream(pipes, pipes.open_pipe(path))
+                handle = pipes.open_pipe(path)
             except Win32Error as exc:
                 if exc.code != ERROR_PIPE_BUSY:
                     raise
+            else:
+                self._verified(handle, path)
+                return NamedPipeStream(pipes, handle)
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise TimeoutError(f"every instance of {path} stayed busy")
@@ -416,4 +420,19 @@ class NamedPipeTransport(ControlTransport):
                     raise
             await asyncio.sleep(delay)
             delay = min(2 * delay, _BUSY_DELAY_MAX)
+        self._verified(handle, path)
         return await self._loop_pipes.open_streams(handle, limit)
+
+    def verify_server(self, native: int) -> None:
+        """The pipe behind a client handle opened elsewhere (the tray's QLocalSocket: its socketDescriptor() is
+        the pipe's HANDLE) is the helper's: see :func:`m6t.platform.windows.peer.verify_server`."""
+        verify_server(self.pipes, native, DEFAULT_PIPE_NAME)
+
+    def _verified(self, handle: int, path: str) -> None:
+        """Close ``handle`` and raise unless the helper serves it: nothing is sent to a pipe squatter."""
+        try:
+            verify_server(self.pipes, handle, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                self.pipes.close_handle(handle)
+            raise

@@ -25,6 +25,25 @@ the client's token captured at connect time, would close it, at the price of imp
 thread.
 
 Anything that fails (the process is gone or protected, its token refused) yields ``None``: read-only.
+
+*The other way round* (:func:`verify_server`): the pipe namespace is open to every local user, so while the
+helper is stopped any program can create ``\\\\.\\pipe\\m6t-helper`` and wait for the tray and the CLI.  A
+client checks, before it sends anything, who owns the pipe it reached: LocalSystem or Administrators, which
+the helper's pipe always is and nobody else's can be.  The owner of a new object is its creator's default
+owner unless the creator names one, and a token may only name "one of the user or group SIDs already in the
+token. If it is a group SID, ... the attributes on the group must include SE_GROUP_OWNER and must not
+include SE_GROUP_USE_FOR_DENY_ONLY" (TOKEN_OWNER); "for users who are members of the built-in administrators
+group, the system automatically sets the default owner SID in the access token to the administrators group"
+(How Security Descriptors are Set on New Directory Objects).  So the service's pipe (LocalSystem, whose
+token holds Administrators as an owner group) and an elevated console run's are owned by Administrators, and
+a standard user -- or an administrator's UAC-filtered desktop, where Administrators is deny-only -- can only
+make a pipe owned by their own account.
+
+The owner is read from the client's own handle (GetSecurityInfo, READ_CONTROL), not from the server
+process: OpenProcessToken on a LocalSystem process is refused to a standard user ("If the process being
+checked was started by a different account, the checking process needs to have the SE_DEBUG_NAME privilege
+enabled"), and the tray runs as one.  Checking the handle that will carry the requests also leaves no gap
+between the check and the use.
 """
 
 from __future__ import annotations
@@ -35,7 +54,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
-from m6t.platform.base import PeerIdentity
+from m6t.platform.base import ControlServerUntrusted, PeerIdentity
 from m6t.platform.windows.pipes import (
     SE_GROUP_ENABLED,
     SE_GROUP_USE_FOR_DENY_ONLY,
@@ -50,6 +69,9 @@ log = logging.getLogger(__name__)
 
 ADMINISTRATORS: Final = "S-1-5-32-544"
 """BUILTIN\\Administrators, the same SID on every Windows (its name is translated: "Administratoren")."""
+LOCAL_SYSTEM: Final = "S-1-5-18"
+TRUSTED_PIPE_OWNERS: Final = frozenset({ADMINISTRATORS, LOCAL_SYSTEM})
+"""Who may own the helper's pipe: no other account can make a pipe owned by either."""
 
 _GROUP_TYPES: Final = frozenset({SID_TYPE_GROUP, SID_TYPE_ALIAS, SID_TYPE_WELL_KNOWN_GROUP})
 
@@ -131,3 +153,14 @@ def identify_client(pipes: NamedPipes, pipe: int, connected_at: float) -> Window
         if attributes & SE_GROUP_ENABLED and not attributes & SE_GROUP_USE_FOR_DENY_ONLY
     )
     return WindowsPeer(pid=pid, administrator=administrator, groups=usable, resolve=group_resolver(pipes))
+
+
+def verify_server(pipes: NamedPipes, handle: int, path: str) -> None:
+    """Raise :class:`~m6t.platform.base.ControlServerUntrusted` unless the pipe ``handle`` (a client end) is
+    owned by LocalSystem or Administrators; :class:`OSError` when Windows does not say."""
+    owner = pipes.object_owner(handle)
+    if owner not in TRUSTED_PIPE_OWNERS:
+        raise ControlServerUntrusted(
+            f"{path} is not served by the m6t helper: the pipe belongs to {owner}, not to the system",
+            hint="another program took the helper's pipe name; stop it, then start the m6t helper service",
+        )

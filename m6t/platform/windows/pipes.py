@@ -104,6 +104,10 @@ SE_GROUP_ENABLED: Final = 0x00000004
 SE_GROUP_USE_FOR_DENY_ONLY: Final = 0x00000010
 SID_TYPE_USER, SID_TYPE_GROUP, SID_TYPE_ALIAS, SID_TYPE_WELL_KNOWN_GROUP = 1, 2, 4, 5
 SDDL_REVISION_1: Final = 1
+SE_KERNEL_OBJECT: Final = 6
+"""SE_OBJECT_TYPE for "a local kernel object", a pipe handle included."""
+OWNER_SECURITY_INFORMATION: Final = 0x00000001
+ERROR_SUCCESS: Final = 0
 
 INVALID_HANDLE_VALUE: Final = ctypes.c_void_p(-1).value
 """(HANDLE)-1, as ``ctypes`` hands a HANDLE back: the failure value of CreateNamedPipeW and CreateFileW."""
@@ -239,6 +243,9 @@ class NamedPipes:
             a, "ConvertStringSecurityDescriptorToSecurityDescriptorW", BOOL, ctypes.c_wchar_p, DWORD, p(vp),
             p(ctypes.c_uint32),
         )  # fmt: skip
+        self._get_security_info = bind(
+            a, "GetSecurityInfo", DWORD, HANDLE, ctypes.c_int, DWORD, p(vp), p(vp), p(vp), p(vp), p(vp)
+        )
 
     def error(self, what: str, code: int | None = None) -> Win32Error:
         code = self._api.get_last_error() if code is None else code
@@ -473,6 +480,32 @@ class NamedPipes:
         if not linked:
             raise self.error("GetTokenInformation(TokenLinkedToken)", ERROR_INVALID_HANDLE)
         return linked
+
+    def object_owner(self, handle: int) -> str:
+        """The owner SID of the object ``handle`` names, by GetSecurityInfo(OWNER_SECURITY_INFORMATION).
+
+        "ppsidOwner: A pointer to a variable that receives a pointer to the owner SID in the security descriptor
+        returned in ppSecurityDescriptor"; "ppSecurityDescriptor: ... When you have finished using the pointer,
+        free the returned buffer by calling the LocalFree function" (the owner points into it, so it is read
+        first).  GetSecurityInfo returns its error instead of setting the last error.  Reading the owner needs
+        READ_CONTROL on the handle, which GENERIC_READ includes.
+        """
+        owner, descriptor = ctypes.c_void_p(), ctypes.c_void_p()
+        code = int(
+            self._get_security_info(
+                handle, SE_KERNEL_OBJECT, OWNER_SECURITY_INFORMATION, ctypes.byref(owner), None, None, None,
+                ctypes.byref(descriptor),
+            )
+        )  # fmt: skip
+        if code != ERROR_SUCCESS:
+            raise self.error("GetSecurityInfo", code)
+        try:
+            if not owner.value:
+                raise self.error("GetSecurityInfo (no owner)", ERROR_INVALID_PARAMETER)
+            return sid_string(sid_at(owner.value))
+        finally:
+            if descriptor.value:
+                self.local_free(descriptor.value)
 
     def lookup_account(self, name: str) -> tuple[str, int]:
         """LookupAccountNameW on this machine (lpSystemName NULL): the account's SID and its SID_NAME_USE.

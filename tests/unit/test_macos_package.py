@@ -26,6 +26,7 @@ import pytest
 
 from m6t.client.api import schema
 from m6t.client.helper.entry import build_parser as helper_parser
+from m6t.platform.unix_control import DEFAULT_SOCKET_PATH as UNIX_SOCKET_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
 MACOS = ROOT / "installers" / "macos"
@@ -239,7 +240,7 @@ def test_helper_daemon_runs_with_the_helpers_own_defaults(staged: Path) -> None:
     options = vars(helper_parser().parse_args(daemon["ProgramArguments"][1:]))
     # The socket the tray and the CLI look for when not told (the helper's default), where the agent and
     # the CLI wrapper point them too.
-    assert options["socket"] == schema.DEFAULT_SOCKET_PATH
+    assert options["socket"] == schema.DEFAULT_SOCKET_PATH == UNIX_SOCKET_PATH, "macOS's default address"
     agent = launchd_plist(staged, AGENT)["ProgramArguments"]
     assert agent[agent.index("--socket") + 1] == schema.DEFAULT_SOCKET_PATH
     wrapper = (staged / "root" / "usr/local/bin/m6t").read_text()
@@ -251,8 +252,18 @@ def test_helper_daemon_runs_with_the_helpers_own_defaults(staged: Path) -> None:
     assert str(options["state_dir"]) == f"/{SUPPORT}/state"
     # Restarted after a crash, not after a clean stop; both logs in the folder postinstall creates.
     assert daemon["KeepAlive"] == {"SuccessfulExit": False}
+    assert daemon["ProcessType"] == "Interactive", "the user's packets go through it: no background throttling"
     assert daemon["StandardErrorPath"] == daemon["StandardOutPath"] == "/Library/Logs/m6t/helper.log"
     assert daemon["ExitTimeOut"] >= 10  # time to take the tunnel down before SIGKILL
+
+
+def test_tray_agent_is_a_login_session_app_the_user_may_quit(staged: Path) -> None:
+    agent = launchd_plist(staged, AGENT)
+    assert agent["LimitLoadToSessionType"] == "Aqua", "a graphical login only: not over ssh, not the login window"
+    assert "KeepAlive" not in agent, "quitting the tray is the user's choice"
+    assert agent["ProcessType"] == "Interactive"
+    assert agent["ProgramArguments"][0] == "/Applications/m6t.app/Contents/MacOS/m6t-tray"
+    assert "UserName" not in agent and "StandardErrorPath" not in agent, "the user's own session, its own logs"
 
 
 # ------------------------------------------------------------------------------------------- scripts

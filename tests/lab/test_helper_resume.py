@@ -67,28 +67,38 @@ def wait(demo: DemoLab, what: str, condition: Any, timeout: float) -> float:
     return time.monotonic() - start
 
 
-def test_resume_recovers_a_rebound_nat_at_once(env: tuple[DemoLab, Logind]) -> None:
-    demo, logind = env
+def up_and_listened_to(demo: DemoLab, announcer: str) -> str:
+    """The tunnel up and connected, the OS's sleep announcements subscribed; the tunnel's address."""
     with HelperClient(demo.socket_path, timeout=10) as client:
         client.call(Method.UP)
     wait(demo, "connected", lambda: status(demo)["state"] == "connected", 20)
-    wait(demo, "logind subscribed", lambda: "announced by the OS" in demo.helper_log.read_text(), 10)
-    old = status(demo)["address"]
-    logind.prepare_for_sleep(True)
-    assert demo.lab.rebind_nat(NAT1, GW_WAN), "no NAT mapping toward the gateway to forget"
-    logind.prepare_for_sleep(False)
+    wait(demo, f"{announcer} subscribed", lambda: "announced by the OS" in demo.helper_log.read_text(), 10)
+    address: str = status(demo)["address"]
+    return address
+
+
+def back_at_once(demo: DemoLab, old: str, after: str) -> None:
     took = wait(
         demo,
-        "reconnected after the resume",
+        f"reconnected after the {after}",
         lambda: (s := status(demo))["state"] == "connected" and s["address"] not in (None, old),
         10,
     )
     # One keepalive, unanswered for the resume timeout (1 s), then a new address confirmed by the HA:
     # nowhere near the 30 s keepalive interval.
-    print(f"recovered {took:.2f} s after the resume")
+    print(f"recovered {took:.2f} s after the {after}")
     assert took < 3.0, f"took {took:.2f} s"
     log = demo.helper_log.read_text()
     assert "the system is going to sleep" in log and "resumed from sleep" in log
+
+
+def test_resume_recovers_a_rebound_nat_at_once(env: tuple[DemoLab, Logind]) -> None:
+    demo, logind = env
+    old = up_and_listened_to(demo, "logind")
+    logind.prepare_for_sleep(True)
+    assert demo.lab.rebind_nat(NAT1, GW_WAN), "no NAT mapping toward the gateway to forget"
+    logind.prepare_for_sleep(False)
+    back_at_once(demo, old, "resume")
 
 
 @pytest.fixture
@@ -106,21 +116,9 @@ def test_an_emulated_mac_waking_recovers_a_rebound_nat_at_once(emulated_mac: Dem
     kIOMessageSystemHasPoweredOn from the emulated Mac's power button (the runner's SIGUSR1 and SIGUSR2)."""
     demo = emulated_mac
     assert demo.helper is not None
-    with HelperClient(demo.socket_path, timeout=10) as client:
-        client.call(Method.UP)
-    wait(demo, "connected", lambda: status(demo)["state"] == "connected", 20)
-    wait(demo, "IOKit subscribed", lambda: "announced by the OS" in demo.helper_log.read_text(), 10)
-    old = status(demo)["address"]
+    old = up_and_listened_to(demo, "IOKit")
     demo.helper.send_signal(getattr(signal, "SIGUSR1"))  # noqa: B009 - absent on Windows
     wait(demo, "asleep", lambda: "the system is going to sleep" in demo.helper_log.read_text(), 10)
     assert demo.lab.rebind_nat(NAT1, GW_WAN), "no NAT mapping toward the gateway to forget"
     demo.helper.send_signal(getattr(signal, "SIGUSR2"))  # noqa: B009
-    took = wait(
-        demo,
-        "reconnected after the wake",
-        lambda: (s := status(demo))["state"] == "connected" and s["address"] not in (None, old),
-        10,
-    )
-    print(f"recovered {took:.2f} s after the wake")
-    assert took < 3.0, f"took {took:.2f} s"
-    assert "resumed from sleep" in demo.helper_log.read_text()
+    back_at_once(demo, old, "wake")

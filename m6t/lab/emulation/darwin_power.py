@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from m6t.lab.emulation.windows_abi import Dll, export
+from m6t.lab.emulation.windows_abi import Dll, export, guarded
 from m6t.platform.darwin.power import PowerApi
 
 # Restated from the headers on purpose: the emulation must not trust the code under test's numbers.
@@ -130,17 +130,7 @@ class EmulatedPower:
             self.violations.append(message)
 
     def guard(self, name: str, function: Callable[..., Any], restype: Any) -> Callable[..., Any]:
-        """An exception must not unwind through C: recorded as a violation, the call fails."""
-        failure: Any = None if restype is None else 0
-
-        def call(*args: Any) -> Any:
-            try:
-                return function(*args)
-            except Exception as exc:
-                self.violation(f"{name} raised {type(exc).__name__}: {exc}")
-                return failure
-
-        return call
+        return guarded(name, function, restype, self.violation)
 
     def assert_clean(self) -> None:
         with self.lock:

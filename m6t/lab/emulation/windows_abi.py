@@ -399,17 +399,23 @@ class Host:
             self.violation(message)
 
     def guard(self, name: str, function: Callable[..., Any], restype: Any) -> Callable[..., Any]:
-        """An exception must not unwind through C: record it as a violation and return a failure."""
-        failure: Any = None if restype is None else 0
+        return guarded(name, function, restype, self.violation)
 
-        def call(*args: Any) -> Any:
-            try:
-                return function(*args)
-            except Exception as exc:
-                self.violation(f"{name} raised {type(exc).__name__}: {exc}")
-                return failure
 
-        return call
+def guarded(
+    name: str, function: Callable[..., Any], restype: Any, violation: Callable[[str], None]
+) -> Callable[..., Any]:
+    """An exception must not unwind through C: record it as a violation and return a failure."""
+    failure: Any = None if restype is None else 0
+
+    def call(*args: Any) -> Any:
+        try:
+            return function(*args)
+        except Exception as exc:
+            violation(f"{name} raised {type(exc).__name__}: {exc}")
+            return failure
+
+    return call
 
 
 # kernel32 ----------------------------------------------------------------------------------------------

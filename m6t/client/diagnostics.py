@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from m6t.client.journal import atomic_write
+from m6t.atomic import atomic_write
 
 KEEP_BUNDLES = 5
 _SECRET_KEY = re.compile(r"secret|password|passwd|token|psk|private", re.IGNORECASE)

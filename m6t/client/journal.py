@@ -9,16 +9,14 @@ client driver needs no change to be journaled: it records before a create and fo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
 
+from m6t.atomic import atomic_write
 from m6t.platform.base import (
     Backend,
     ConnectivityMonitor,
@@ -34,31 +32,6 @@ from m6t.protocol.values import Route
 log = logging.getLogger(__name__)
 
 JOURNAL_NAME = "journal.json"
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` so that a reader (or a crash) sees either the old or the new content, never a mix."""
-    directory = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            # mkstemp creates 0600 and the umask would otherwise decide the final mode.
-            os.chmod(tmp, mode)
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    # The rename itself is only durable once the directory entry is on disk.
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,8 @@ import json
 import time
 from pathlib import Path
 
+from m6t.atomic import atomic_write
 from m6t.client.api.schema import Wanted
-from m6t.client.journal import atomic_write
 
 STATE_FILE = "state.json"
 

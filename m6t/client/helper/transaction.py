@@ -12,6 +12,7 @@ import copy
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
+from m6t.atomic import atomic_write
 from m6t.client.api import schema
 from m6t.client.api.schema import ErrorCode
 from m6t.client.api.server import ApiError
@@ -25,7 +26,6 @@ from m6t.client.config import (
     load_client_config,
     set_client_option,
 )
-from m6t.client.journal import atomic_write
 from m6t.configfile import toml_value
 from m6t.platform.base import PlatformError
 

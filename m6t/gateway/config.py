@@ -16,12 +16,16 @@ max_temporary = 10000
 new_states_per_ipv4_per_s = 10
 new_states_per_ipv4_burst = 20
 max_states = 2000000
+state_directory = "/var/lib/m6t-gateway"   # kept across restarts (states.m6t); "" = not kept
+save_interval_s = 5                  # at most this long between a change and its save
 [metrics]
 listen = "127.0.0.1:9477"            # or "[::1]:9477", "unix:/run/m6t-gateway/metrics.sock"; "" = off
 ```
 
 The state limits are the draft's defences against a DoS on the gateway (6.1.3): a short
-temporary lifetime (an HA round trip), a per-IPv4-address rate of new states, and caps.
+temporary lifetime (an HA round trip), a per-IPv4-address rate of new states, and caps.  The table is
+saved in ``state_directory`` on stop and a few seconds after it changes, and restored at start, so that a
+restart (an upgrade, a crash) loses no mobile node.
 """
 
 from __future__ import annotations
@@ -81,6 +85,12 @@ MAX_MTU: Final = MAX_TUNNEL_MTU
 UNIX_PATH_MAX: Final = 107
 """sun_path is 108 bytes on Linux, one of which is the terminating NUL."""
 
+DEFAULT_STATE_DIRECTORY: Final = Path("/var/lib/m6t-gateway")
+DEFAULT_SAVE_INTERVAL_S: Final = 5
+MAX_SAVE_INTERVAL_S: Final = 3600
+PATH_MAX: Final = 4095
+"""Linux's PATH_MAX less the terminating NUL; the state file's name is added to it, so keep well under."""
+
 _LINK_LOCAL: Final = IPv6Network("fe80::/10")
 _MULTICAST: Final = IPv6Network("ff00::/8")
 
@@ -107,6 +117,10 @@ class StatesSection:
     new_states_per_ipv4_per_s: float = 10.0
     new_states_per_ipv4_burst: int = 20
     max_states: int = 2_000_000
+    state_directory: Path | None = DEFAULT_STATE_DIRECTORY
+    """Where the state table is kept across restarts; ``None``: not kept (a restart forgets every MN)."""
+    save_interval_s: int = DEFAULT_SAVE_INTERVAL_S
+    """The longest a change waits before it is saved: what a crash (``kill -9``) can lose."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +179,20 @@ def _home_agent(address: IPv6Address) -> str | None:
     if address.is_multicast or address.is_unspecified or address.is_loopback or address in _LINK_LOCAL:
         return f"{address} is not a global or unique-local unicast address; it cannot be a Home Agent"
     return None
+
+
+def _state_directory(value: object) -> Path:
+    raw = text(min_length=1)(value)
+    path = Path(raw)
+    if not path.is_absolute():
+        raise Invalid(f"{raw!r} must be an absolute path (like {DEFAULT_STATE_DIRECTORY})")
+    if ".." in path.parts:
+        raise Invalid(f"{raw!r} must not contain '..'")
+    if path == Path("/"):
+        raise Invalid("the state directory cannot be / itself")
+    if len(raw.encode()) > PATH_MAX - 64:
+        raise Invalid(f"a state directory path has at most {PATH_MAX - 64} bytes")
+    return path
 
 
 _PORT_TEXT: Final = re.compile(r"[0-9]{1,5}")
@@ -228,6 +256,13 @@ def _read(root: Reader) -> GatewayConfig:
     rate = states.get_number("new_states_per_ipv4_per_s", defaults.new_states_per_ipv4_per_s, greater_than=0)
     burst = states.get_int("new_states_per_ipv4_burst", defaults.new_states_per_ipv4_burst, min_value=1)
     max_states = states.get_int("max_states", defaults.max_states, min_value=1)
+    if states.has("state_directory"):
+        state_directory = states.get_optional("state_directory", _state_directory, empty_is_none=True)
+    else:
+        state_directory = defaults.state_directory
+    save_interval = states.get_int(
+        "save_interval_s", defaults.save_interval_s, min_value=1, max_value=MAX_SAVE_INTERVAL_S
+    )
 
     metrics = root.section("metrics")
     endpoint = metrics.get_optional("listen", _metrics_endpoint, empty_is_none=True)
@@ -243,6 +278,8 @@ def _read(root: Reader) -> GatewayConfig:
             new_states_per_ipv4_per_s=rate,
             new_states_per_ipv4_burst=burst,
             max_states=max_states,
+            state_directory=state_directory,
+            save_interval_s=save_interval,
         ),
         metrics=MetricsSection(listen=endpoint),
     )
@@ -283,6 +320,8 @@ def gateway_config_to_dict(cfg: GatewayConfig) -> dict[str, dict[str, Any]]:
             "new_states_per_ipv4_per_s": plain_number(s.new_states_per_ipv4_per_s),
             "new_states_per_ipv4_burst": s.new_states_per_ipv4_burst,
             "max_states": s.max_states,
+            "state_directory": "" if s.state_directory is None else str(s.state_directory),
+            "save_interval_s": s.save_interval_s,
         },
         "metrics": metrics,
     }

@@ -239,6 +239,32 @@ class GatewayCore:
         self.counters[_STATES_CREATED] += 1
         return None
 
+    def restore(self, address: int, endpoint: int, active: bool, remaining_s: float, now: float) -> bool:
+        """Put back a state an earlier run saved, with ``remaining_s`` of its life left; False if refused.
+
+        Checked as a new state would be: the address inside a configured prefix, absent from the table,
+        within the caps.  The lifetime is capped at the configured one, so that a file written under a
+        clock far ahead cannot keep a state forever.  From then on its binding is as final as any other's
+        (draft 2.4): nothing here or on the data path ever rewrites it.
+        """
+        if not remaining_s > 0:
+            return False
+        for mask, network in self._prefixes:
+            if address & mask == network:
+                break
+        else:
+            return False
+        table = self.table
+        if table.get(address) is not None or len(table) >= self._max_states:
+            return False
+        if not active and table.temporary >= self._max_temporary:
+            return False
+        lifetime = self.settings.active_lifetime_s if active else self.settings.temporary_lifetime_s
+        deadline = self.tick_of(now) + _ticks(min(remaining_s, lifetime), self.settings.tick_s)
+        table.add(address, endpoint, deadline, active=active)
+        self.counters[_STATES_RESTORED] += 1
+        return True
+
     def _reply_keepalive(self, data: bytes, endpoint: int) -> Verdict:
         reply = build_keepalive_reply(parse_ipv6(data))
         # The reply never outgrows the request, so the gateway cannot be used as an amplifier.
@@ -328,6 +354,7 @@ _TO_MN_BYTES: Final = int(Counter.TO_MN_BYTES)
 _KEEPALIVES: Final = int(Counter.KEEPALIVES)
 _STATES_CREATED: Final = int(Counter.STATES_CREATED)
 _STATES_PROMOTED: Final = int(Counter.STATES_PROMOTED)
+_STATES_RESTORED: Final = int(Counter.STATES_RESTORED)
 _BAD_OUTER_SOURCE: Final = int(Drop.MN_BAD_OUTER_SOURCE)
 _SOURCE_NOT_IN_PREFIX: Final = int(Drop.MN_SOURCE_NOT_IN_PREFIX)
 _DESTINATION_NOT_ALLOWED: Final = int(Drop.MN_DESTINATION_NOT_ALLOWED)

@@ -77,6 +77,8 @@ class Counter(IntEnum):
     """Temporary states created."""
     STATES_PROMOTED = 10
     """Temporary states made active by a packet from the Home Agent side."""
+    STATES_RESTORED = 11
+    """States put back from the snapshot an earlier run saved (a restart)."""
 
 
 MN_PROBLEM_DROPS: dict[Reason, Drop] = {

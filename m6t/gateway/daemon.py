@@ -3,7 +3,9 @@
 The gateway runs on Linux only: this is where it takes the Linux backend and hands the Linux platform
 objects (TUN, sockets) to its driver; ``m6t-gateway run`` refuses other systems before importing it.
 The TUN is non-persistent: it lives exactly as long as this process holds its descriptor, so a crash
-(or SIGKILL) removes it and the routes through it, and a restart starts from a clean slate.
+(or SIGKILL) removes it and the routes through it.  The state table is what survives: restored from the
+state directory before the sockets listen, saved there a few seconds after it changes and once more at
+stop (:mod:`m6t.gateway.persistence`), so a restart keeps every mobile node reachable.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from m6t.gateway.counters import Counter
 from m6t.gateway.driver import GatewayDriver
 from m6t.gateway.metrics import render
 from m6t.gateway.metrics_server import MetricsServer
+from m6t.gateway.persistence import StateSaver, prepare_directory, restore
 from m6t.platform.base import PlatformError
 from m6t.platform.linux.backend import LinuxBackend
 from m6t.platform.linux.netlink import get_sysctl, set_sysctl
@@ -63,6 +66,16 @@ async def serve(
     """Run the gateway until ``stop`` is set or SIGTERM/SIGINT arrives; always tears down what it set up."""
     loop = asyncio.get_running_loop()
     stop = stop if stop is not None else asyncio.Event()
+    saver: StateSaver | None = None
+    saved = False
+    core = GatewayCore(settings_from_config(config), time.monotonic())
+    if config.states.state_directory is not None:
+        directory = prepare_directory(config.states.state_directory)
+        # Before any socket listens: the first packet from the Home Agent side already finds its state.
+        report, refused = restore(directory, core, config.listen.ports)
+        saver = StateSaver(
+            core, config.listen.ports, directory, config.states.save_interval_s, restored=report, refused=refused
+        )
     _enable_forwarding()
     backend = LinuxBackend()
     tun: LinuxTun | None = None
@@ -82,11 +95,18 @@ async def serve(
         for port in config.listen.ports:
             sockets.append(open_udp_listener(str(config.listen.address), port, buffer_bytes=SOCKET_BUFFER_BYTES))
 
-        core = GatewayCore(settings_from_config(config), time.monotonic())
         running = driver = GatewayDriver(core, tun, sockets)
+        if saver is not None:
+            saver.start(loop)
+            driver.on_change = saver.changed
         driver.start(loop)
         if config.metrics.listen is not None:
-            metrics = MetricsServer(config.metrics.listen, lambda: render(running.metrics()))
+            keeping = saver
+
+            def current() -> str:
+                return render(running.metrics() + (keeping.metrics() if keeping is not None else []))
+
+            metrics = MetricsServer(config.metrics.listen, current)
             await metrics.start()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
@@ -117,6 +137,8 @@ async def serve(
             loop.remove_signal_handler(signum)
         if driver is not None:
             driver.stop()
+            if saver is not None:
+                saved = await saver.close()
         if metrics is not None:
             await metrics.close()
         if tun is not None:
@@ -130,10 +152,10 @@ async def serve(
             tun.close()
         await backend.close()
     if driver is not None:
-        core = driver.core
         log.info(
-            "stopped: %d packets to the Home Agent side, %d to mobile nodes, %d states at exit",
+            "stopped: %d packets to the Home Agent side, %d to mobile nodes, %d states at exit%s",
             core.counters[Counter.TO_HA_PACKETS],
             core.counters[Counter.TO_MN_PACKETS],
             len(core.table),
+            "" if saver is None else f", {saver.last_states} saved to {saver.path}" if saved else ", NOT saved",
         )

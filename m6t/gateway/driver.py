@@ -92,6 +92,8 @@ class GatewayDriver:
         """Datagrams the kernel refused as too large for the path (EMSGSIZE) toward mobile nodes."""
         self.coalescer = tun.coalescer()
         """Merges what the sockets receive into what the TUN takes in one write (``None``: nothing merged)."""
+        self.on_change: Callable[[], None] | None = None
+        """Told when states may have changed: output left (created, promoted, refreshed) or states expired."""
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -158,6 +160,8 @@ class GatewayDriver:
             return
         # Taken over before any I/O, so that a write raising cannot leave packets to be sent twice.
         to_ha, to_mn = core.take_outputs()
+        if self.on_change is not None:
+            self.on_change()
         if to_ha:
             write = self.tun.write
             for packet in to_ha:
@@ -188,9 +192,13 @@ class GatewayDriver:
         loop = self._loop
         if loop is None:
             return
+        table = self.core.table
+        expired = table.expired_active + table.expired_temporary
         started = time.perf_counter()
         caught_up = collect_for(self.core, self._clock(), limit_s=self._gc_slice_s)
         elapsed = time.perf_counter() - started
+        if self.on_change is not None and table.expired_active + table.expired_temporary != expired:
+            self.on_change()
         self.gc_seconds += elapsed
         self.gc_slice_max_s = max(self.gc_slice_max_s, elapsed)
         if caught_up:

@@ -85,10 +85,11 @@ def core_metrics(core: GatewayCore) -> list[Metric]:
         Metric(
             "state_events_total",
             "counter",
-            "State life cycle: created (temporary), promoted (active), expired by kind.",
+            "State life cycle: created (temporary), promoted (active), restored at start, expired by kind.",
             (
                 ({"event": "created"}, c[Counter.STATES_CREATED]),
                 ({"event": "promoted"}, c[Counter.STATES_PROMOTED]),
+                ({"event": "restored"}, c[Counter.STATES_RESTORED]),
                 ({"event": "expired_temporary"}, table.expired_temporary),
                 ({"event": "expired_active"}, table.expired_active),
             ),
@@ -194,6 +195,28 @@ def _bytes(value: float) -> str:
     raise AssertionError("unreachable")
 
 
+def _restart_line(s: Sequence[Sample]) -> str:
+    if not any(sample.name == PREFIX + "state_saves_total" for sample in s):
+        return "restart:     states not kept (no state directory)"
+    v = _value
+    line = f"restart:     {_count(v(s, 'restored_states', outcome='restored'))} states restored at start"
+    lost = [
+        f"{_count(v(s, 'restored_states', outcome=outcome))} {label}"
+        for outcome, label in (("expired", "expired"), ("port_gone", "on ports gone"), ("refused", "refused"))
+        if v(s, "restored_states", outcome=outcome)
+    ]
+    if lost:
+        line += f" ({', '.join(lost)})"
+    if v(s, "state_file_refused"):
+        line += " - the saved file was REFUSED (see the log)"
+    line += (
+        f"; {_count(v(s, 'state_saves_total'))} saves, last {_count(v(s, 'state_save_last_states'))} states "
+        f"in {v(s, 'state_save_last_seconds') * 1000:.1f} ms"
+    )
+    errors = v(s, "state_save_errors_total")
+    return line + (f", {_count(errors)} FAILED" if errors else "")
+
+
 def format_status(text: str) -> str:
     """A human-readable summary of the gateway's metrics text."""
     s = parse(text)
@@ -213,6 +236,7 @@ def format_status(text: str) -> str:
         f"{_count(v(s, 'state_events_total', event='expired_temporary'))} temporary and "
         f"{_count(v(s, 'state_events_total', event='expired_active'))} active expired",
         f"rate limit:  {_count(v(s, 'rate_limited_total'))} new states refused",
+        _restart_line(s),
         f"gc:          {_count(v(s, 'gc_slices_total'))} slices, "
         f"{_count(v(s, 'gc_entries_visited_total'))} entries visited, "
         f"worst slice {v(s, 'gc_slice_max_seconds') * 1000:.2f} ms",

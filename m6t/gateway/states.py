@@ -113,6 +113,15 @@ class StateTable:
         self._wheel[deadline & self._mask].append(key)
         self.temporary += 1
 
+    def add(self, key: int, endpoint: int, deadline: int, *, active: bool) -> None:
+        """File a state of either kind (an active one comes back from a snapshot); ``key`` must be absent."""
+        self.shards[key % self.nshards][key] = (deadline << DEADLINE_SHIFT) | (ACTIVE if active else 0) | endpoint
+        self._wheel[deadline & self._mask].append(key)
+        if active:
+            self.active += 1
+        else:
+            self.temporary += 1
+
     def replace_expired(self, key: int, old: int, endpoint: int, deadline: int) -> None:
         """Reuse the entry of a state that expired but was not collected yet as a new temporary one.
 

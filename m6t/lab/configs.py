@@ -7,8 +7,10 @@ benchmarks all start from here and only say what they change.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
+from pathlib import Path
 from typing import Final
 
 from m6t.client.config import (
@@ -46,17 +48,20 @@ def gateway_config(
     mtu: int = DEFAULT_MTU,
     states: StatesSection | None = None,
     metrics: str | None = None,
+    state_directory: Path | None = None,
 ) -> str:
     """The gateway's TOML: listens on ``ports``, accepts the lab's m6t /48, forwards to the lab's HA.
 
     ``metrics`` is the config spelling of the endpoint (``"unix:/path"`` or ``"127.0.0.1:9477"``).
+    ``state_directory``: where the states are kept across restarts; none by default, because every lab
+    shares the host's file system and one lab's gateway must never restore another's states.
     """
     config = GatewayConfig(
         listen=ListenSection(address=IPv4Address("0.0.0.0"), ports=tuple(ports)),
         tunnel=GatewayTunnelSection(
             prefixes=(IPv6Network(a.M6T_PREFIX),), home_agents=(IPv6Address(a.HA),), interface=interface, mtu=mtu
         ),
-        states=states if states is not None else StatesSection(),
+        states=dataclasses.replace(states if states is not None else StatesSection(), state_directory=state_directory),
         metrics=MetricsSection(listen=parse_metrics_endpoint(metrics) if metrics else None),
     )
     text = dump_gateway_config(config)

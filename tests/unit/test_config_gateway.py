@@ -47,6 +47,8 @@ BASE: dict[str, str | None] = {
     "states.new_states_per_ipv4_per_s": "10",
     "states.new_states_per_ipv4_burst": "20",
     "states.max_states": "2000000",
+    "states.state_directory": '"/var/lib/m6t-gateway"',
+    "states.save_interval_s": "5",
     "metrics.listen": '"127.0.0.1:9477"',
 }
 KEYS = list(BASE)
@@ -228,6 +230,13 @@ def test_unknown_keys(key: str, expected: str) -> None:
         ("states.new_states_per_ipv4_per_s", "1000", 1000.0),
         ("states.new_states_per_ipv4_burst", "1", 1),
         ("states.max_states", "1", 1),
+        ("states.state_directory", '"/srv/m6t gw/état"', Path("/srv/m6t gw/état")),
+        ("states.state_directory", '"/var/lib/m6t-gateway/"', Path("/var/lib/m6t-gateway")),
+        ("states.state_directory", '""', None),
+        ("states.state_directory", None, Path("/var/lib/m6t-gateway")),
+        ("states.save_interval_s", "1", 1),
+        ("states.save_interval_s", "3600", 3600),
+        ("states.save_interval_s", None, 5),
         ("metrics.listen", '"[::1]:9477"', TcpEndpoint(IPv6Address("::1"), 9477)),
         ("metrics.listen", '"0.0.0.0:1"', TcpEndpoint(IPv4Address("0.0.0.0"), 1)),
         ("metrics.listen", '"unix:/run/m6t-gateway/metrics.sock"', UnixEndpoint("/run/m6t-gateway/metrics.sock")),
@@ -293,6 +302,15 @@ INVALID = [
     ("states.new_states_per_ipv4_burst", "2.5", "must be an integer"),
     ("states.max_states", "0", "must be at least 1"),
     ("states.max_states", "-5", "must be at least 1"),
+    ("states.state_directory", '"var/lib/m6t"', "must be an absolute path"),
+    ("states.state_directory", '"/var/lib/../tmp"', "must not contain '..'"),
+    ("states.state_directory", '"/"', "cannot be / itself"),
+    ("states.state_directory", '"/a\\u0000b"', "control characters"),
+    ("states.state_directory", f'"/{"x" * 4100}"', "at most"),
+    ("states.state_directory", "false", "must be a string"),
+    ("states.save_interval_s", "0", "must be in the range 1..3600"),
+    ("states.save_interval_s", "3601", "must be in the range 1..3600"),
+    ("states.save_interval_s", "2.5", "must be an integer"),
     ("metrics.listen", "9477", "must be a string"),
     ("metrics.listen", '"localhost:9477"', "is not an IPv4 address"),
     ("metrics.listen", '"127.0.0.1"', "is not HOST:PORT"),
@@ -375,6 +393,8 @@ def test_to_dict_holds_plain_values() -> None:
             "new_states_per_ipv4_per_s": 10,
             "new_states_per_ipv4_burst": 20,
             "max_states": 2000000,
+            "state_directory": "/var/lib/m6t-gateway",
+            "save_interval_s": 5,
         },
         "metrics": {},
     }
@@ -424,6 +444,15 @@ gateway_configs = st.builds(
         | st.integers(1, 10**6).map(float),
         new_states_per_ipv4_burst=st.integers(1, 10**6),
         max_states=st.integers(1, 2**40),
+        state_directory=st.none()
+        | st.lists(
+            st.text(
+                st.characters(exclude_categories=("Cc", "Cs"), exclude_characters="/"), min_size=1, max_size=12
+            ).filter(lambda part: part not in (".", "..")),
+            min_size=1,
+            max_size=4,
+        ).map(lambda parts: Path("/", *parts)),
+        save_interval_s=st.integers(1, 3600),
     ),
     metrics=st.builds(MetricsSection, listen=_ENDPOINT),
 )

@@ -177,3 +177,36 @@ def test_an_idle_gateway_collects_rarely() -> None:
     assert idle <= 2  # no state: about once a second, where a 10 ms tick would have run ~150 times
     # A state to expire: the pending idle wait ends (within a second), then about ten slices a second.
     assert 4 <= with_a_state <= 25
+
+
+def test_the_driver_reports_changes_for_the_state_saver() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        listener = open_udp_listener("127.0.0.1", 0)
+        core = GatewayCore(
+            CoreSettings(prefixes=(IPv6Network("fd6d:3674:a1b2::/48"),), home_agents=(HA,), temporary_lifetime_s=0.05),
+            loop.time(),
+        )
+        driver = GatewayDriver(core, FakeTun(), [listener], clock=loop.time, gc_interval_s=0.02)
+        changes: list[int] = []
+        driver.on_change = lambda: changes.append(len(core.table))
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        driver.start(loop)
+        try:
+            await asyncio.sleep(0.1)
+            assert changes == [], "an idle gateway reports nothing"
+            client.sendto(build_echo_request(MN.packed, HA.packed, 1, 1), listener.getsockname())
+            await _until(lambda: changes == [1])
+            # The temporary state expires: reported too, with the table empty.
+            await _until(lambda: changes == [1, 0], timeout=2.0)
+            # Dropped datagrams change nothing.
+            client.sendto(b"not ipv6", listener.getsockname())
+            await _until(lambda: core.drops[Drop.MN_TOO_SHORT] == 1)
+            await asyncio.sleep(0.05)
+            assert changes == [1, 0]
+        finally:
+            driver.stop()
+            client.close()
+            listener.close()
+
+    asyncio.run(scenario())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ipaddress import IPv6Address, IPv6Network
+from pathlib import Path
 
 from m6t.client.config import parse_client_config
 from m6t.gateway.config import StatesSection, UnixEndpoint, parse_gateway_config
@@ -23,6 +24,10 @@ def test_gateway_config_says_what_the_caller_asked_and_the_lab_defaults_otherwis
     assert parsed.states.new_states_per_ipv4_burst == 7
     assert parsed.states.new_states_per_ipv4_per_s == 5
     assert parsed.metrics.listen == UnixEndpoint("/tmp/m6t-metrics.sock")
+    # Labs share the host's file system: a lab's gateway keeps states only where it is told to.
+    assert parsed.states.state_directory is None
+    kept = parse_gateway_config(configs.gateway_config(state_directory=Path("/tmp/m6t-lab-x/gw-state")))
+    assert kept.states.state_directory == Path("/tmp/m6t-lab-x/gw-state")
 
 
 def test_client_config_probe_keepalive_and_autoconnect() -> None:

@@ -85,12 +85,12 @@ class Reply:
 class Prober:
     """bench.tunnel_probe running in the MN's namespace, its output collected by a thread."""
 
-    def __init__(self, lab: StandardLab, target: str, *, interval: float, duration: float) -> None:
-        """Start probing; stop() (or the with block's end) ends it."""
+    def __init__(self, lab: StandardLab, target: str, *, interval: float, duration: float, host: str = MN) -> None:
+        """Start probing from ``host`` (the MN unless told); stop() (or the with block's end) ends it."""
         argv = tl.python_argv(
             "bench.tunnel_probe", "--target", target, "--interval", f"{interval:g}", "--duration", f"{duration:g}"
         )
-        self._proc = lab.spawn(MN, argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=tl.python_env())
+        self._proc = lab.spawn(host, argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=tl.python_env())
         self._cond = threading.Condition()
         self.sent: dict[int, float] = {}
         self.replies: list[Reply] = []

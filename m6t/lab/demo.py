@@ -50,11 +50,16 @@ class DemoError(RuntimeError):
     """A step of the demo failed; the message says which and what was seen."""
 
 
-def gateway_config(metrics: Path) -> str:
+GATEWAY_SAVE_INTERVAL_S = 2
+"""How soon the lab's gateway saves a change of its states, when it keeps them (production default: 5 s)."""
+
+
+def gateway_config(metrics: Path, state_directory: Path | None = None) -> str:
     return configs.gateway_config(
         ports=GATEWAY_PORTS,
-        states=StatesSection(temporary_lifetime_ms=1000, active_lifetime_s=60),
+        states=StatesSection(temporary_lifetime_ms=1000, active_lifetime_s=60, save_interval_s=GATEWAY_SAVE_INTERVAL_S),
         metrics=f"unix:{metrics}",
+        state_directory=state_directory,
     )
 
 
@@ -96,6 +101,8 @@ class DemoLab:
     helper_runs: int = 0
     emulate: str | None = None
     """An emulated OS (``m6t.lab.emulation.EMULATIONS``) whose backend the helper runs instead of Linux's."""
+    keep_states: bool = False
+    """The gateway keeps its states across restarts, in :attr:`gateway_state_dir`."""
     _logs: list[Any] = field(default_factory=list)
 
     @property
@@ -118,13 +125,23 @@ class DemoLab:
     def gateway_log(self) -> Path:
         return self.workdir / "gateway.log"
 
-    def start_gateway(self, timeout: float = 15.0) -> None:
-        from m6t.gateway.config import UnixEndpoint
-        from m6t.gateway.metrics_server import fetch_metrics
+    @property
+    def gateway_state_dir(self) -> Path:
+        return self.workdir / "gw-state"
 
-        metrics = self.workdir / "gw-metrics.sock"
+    @property
+    def gateway_metrics(self) -> Path:
+        return self.workdir / "gw-metrics.sock"
+
+    def start_gateway(self, timeout: float = 15.0) -> None:
+        """Start the gateway daemon in ``gw`` and wait until its metrics endpoint answers."""
+        self.spawn_gateway()
+        self.wait_gateway(timeout)
+
+    def spawn_gateway(self) -> subprocess.Popen[str]:
+        """Start the gateway daemon in ``gw`` without waiting for it."""
         config = self.workdir / "gateway.toml"
-        config.write_text(gateway_config(metrics))
+        config.write_text(gateway_config(self.gateway_metrics, self.gateway_state_dir if self.keep_states else None))
         log = self.gateway_log.open("a")
         self._logs.append(log)
         self.gateway = self.lab.spawn(
@@ -134,12 +151,20 @@ class DemoLab:
             stderr=log,
             env=_python_env(),
         )
+        return self.gateway
+
+    def wait_gateway(self, timeout: float = 15.0) -> None:
+        """Wait until the gateway's metrics endpoint answers (it opens after the data path started)."""
+        from m6t.gateway.config import UnixEndpoint
+        from m6t.gateway.metrics_server import fetch_metrics
+
+        assert self.gateway is not None
         deadline = time.monotonic() + timeout
         while True:
             if self.gateway.poll() is not None:
                 raise DemoError(f"the gateway exited with status {self.gateway.returncode}:\n{_tail(self.gateway_log)}")
             try:
-                fetch_metrics(UnixEndpoint(str(metrics)), timeout=1.0)
+                fetch_metrics(UnixEndpoint(str(self.gateway_metrics)), timeout=1.0)
                 return
             except Exception:
                 if time.monotonic() > deadline:
@@ -209,6 +234,22 @@ class DemoLab:
             proc.wait(timeout=5)
             raise DemoError(f"m6t-helper ignored SIGTERM for {timeout:g} s:\n{_tail(self.helper_log)}") from None
 
+    def stop_gateway(self, *, kill: bool = False, timeout: float = 15.0) -> int | None:
+        """SIGTERM (or SIGKILL) the gateway and wait for it; its exit status."""
+        proc, self.gateway = self.gateway, None
+        if proc is None or proc.poll() is not None:
+            return None if proc is None else proc.returncode
+        if kill:
+            proc.kill()
+        else:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+            raise DemoError(f"the gateway ignored SIGTERM for {timeout:g} s:\n{_tail(self.gateway_log)}") from None
+
     def client(self, timeout: float = 15.0) -> HelperClient:
         return HelperClient(self.socket_path, timeout=timeout).connect()
 
@@ -248,10 +289,8 @@ class DemoLab:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.stop_helper(timeout=5.0)
-        if self.gateway is not None and self.gateway.poll() is None:
-            self.gateway.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.gateway.wait(timeout=5)
+        with contextlib.suppress(Exception):
+            self.stop_gateway(timeout=5.0)
         try:
             self.lab.close()
         finally:
@@ -262,15 +301,18 @@ class DemoLab:
 
 
 @contextlib.contextmanager
-def demo_lab(*, start_helper: bool = True, config: str | None = None, emulate: str | None = None) -> Iterator[DemoLab]:
+def demo_lab(
+    *, start_helper: bool = True, config: str | None = None, emulate: str | None = None, keep_states: bool = False
+) -> Iterator[DemoLab]:
     """A standard lab with the gateway (and, by default, the helper) running; everything torn down after.
 
-    ``emulate``: the helper runs the backend of that emulated OS (see :mod:`m6t.lab.emulation`)."""
+    ``emulate``: the helper runs the backend of that emulated OS (see :mod:`m6t.lab.emulation`).
+    ``keep_states``: the gateway keeps its states across restarts (in the lab's own directory)."""
     # Short and world-traversable: a Unix socket path has at most 107 bytes, and the tray runs as a user.
     workdir = Path(tempfile.mkdtemp(prefix="m6t-demo-"))
     workdir.chmod(0o755)
     lab = StandardLab()
-    demo = DemoLab(lab, workdir, emulate=emulate)
+    demo = DemoLab(lab, workdir, emulate=emulate, keep_states=keep_states)
     try:
         lab.start()
         demo.start_gateway()

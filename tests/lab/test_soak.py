@@ -1,0 +1,71 @@
+"""The soak suite's short mode, as CI runs it: one command, every invariant from its JSON.
+
+``python -m bench.soak --short`` (the real gateway and helper in the lab, spoofed, flooded, fuzzed,
+impaired, killed and restarted; see bench/README.md).  Needs root; about a minute and a half.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from m6t.lab import unavailable_reason
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
+
+REPO = Path(__file__).resolve().parents[2]
+STEPS = {
+    "spoof",
+    "flood",
+    "fuzz-gateway",
+    "fuzz-client",
+    "control",
+    "loss",
+    "resources",
+    "kill-helper",
+    "restart-gateway",
+    "kill-gateway",
+}
+
+
+def test_the_short_soak_holds_every_invariant(tmp_path: Path) -> None:
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    out = tmp_path / "soak.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.soak", "--short", "--json", str(out)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    print(done.stdout)
+    assert out.exists(), done.stdout + done.stderr
+    result: dict[str, Any] = json.loads(out.read_text())
+    steps = {step["name"]: step for step in result["steps"]}
+    assert set(steps) == STEPS, done.stdout
+
+    assert steps["spoof"]["figures"]["attempts"] >= 1000
+    assert steps["spoof"]["figures"]["hijacks"] == 0
+    assert steps["spoof"]["figures"]["binding_mismatch_drops"] >= 500
+    assert steps["fuzz-gateway"]["figures"]["gateway_alive"] and steps["fuzz-gateway"]["figures"]["sent"] >= 5000
+    assert steps["fuzz-client"]["figures"]["helper_alive"] and steps["fuzz-client"]["figures"]["address_kept"]
+    assert steps["control"]["figures"]["replies"] == steps["control"]["figures"]["sent"] >= 1000
+    assert steps["loss"]["figures"]["address_kept"] and steps["loss"]["figures"]["mn_loss_percent"] > 0
+    for name in ("gateway", "helper"):
+        assert steps["resources"]["figures"][name]["fd_growth"] <= 2
+        assert steps["resources"]["figures"][name]["rss_growth"] <= 16 << 20
+    assert steps["kill-helper"]["figures"]["recovered_s"] is not None
+    for name in ("restart-gateway", "kill-gateway"):
+        figures = steps[name]["figures"]
+        assert figures["reach_s"] is not None and figures["reach_s"] <= 1.0 and figures["address_kept"]
+    assert result["ok"], done.stdout + done.stderr[-3000:]

@@ -43,6 +43,8 @@ from m6t.protocol import (
 from m6t.protocol.values import wire_size
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from m6t.gateway.config import GatewayConfig
 
 DEFAULT_TICK_S: Final = 0.01
@@ -239,31 +241,40 @@ class GatewayCore:
         self.counters[_STATES_CREATED] += 1
         return None
 
-    def restore(self, address: int, endpoint: int, active: bool, remaining_s: float, now: float) -> bool:
-        """Put back a state an earlier run saved, with ``remaining_s`` of its life left; False if refused.
+    def restore(self, states: Iterable[tuple[int, int, bool, float]], now: float) -> int:
+        """Put back states an earlier run saved, ``(address, packed endpoint, active, remaining_s)`` each;
+        returns how many were taken.
 
-        Checked as a new state would be: the address inside a configured prefix, absent from the table,
-        within the caps.  The lifetime is capped at the configured one, so that a file written under a
-        clock far ahead cannot keep a state forever.  From then on its binding is as final as any other's
-        (draft 2.4): nothing here or on the data path ever rewrites it.
+        Each is checked as a new state would be: the address inside a configured prefix, absent from the
+        table, within the caps; one that is not is left out.  Its lifetime is capped at the configured one,
+        so that a file written under a clock far ahead cannot keep a state forever.  From then on its
+        binding is as final as any other's (draft 2.4): nothing here or on the data path rewrites it.
         """
-        if not remaining_s > 0:
-            return False
-        for mask, network in self._prefixes:
-            if address & mask == network:
-                break
-        else:
-            return False
         table = self.table
-        if table.get(address) is not None or len(table) >= self._max_states:
-            return False
-        if not active and table.temporary >= self._max_temporary:
-            return False
-        lifetime = self.settings.active_lifetime_s if active else self.settings.temporary_lifetime_s
-        deadline = self.tick_of(now) + _ticks(min(remaining_s, lifetime), self.settings.tick_s)
-        table.add(address, endpoint, deadline, active=active)
-        self.counters[_STATES_RESTORED] += 1
-        return True
+        shards = table.shards
+        nshards = table.nshards
+        prefixes = self._prefixes
+        settings = self.settings
+        lifetimes = (settings.temporary_lifetime_s, settings.active_lifetime_s)
+        tick_s = settings.tick_s
+        base = self.tick_of(now)
+        restored = 0
+        for address, endpoint, active, remaining_s in states:
+            if not remaining_s > 0:
+                continue
+            for mask, network in prefixes:
+                if address & mask == network:
+                    break
+            else:
+                continue
+            if address in shards[address % nshards] or table.temporary + table.active >= self._max_states:
+                continue
+            if not active and table.temporary >= self._max_temporary:
+                continue
+            table.add(address, endpoint, base + _ticks(min(remaining_s, lifetimes[active]), tick_s), active=active)
+            restored += 1
+        self.counters[_STATES_RESTORED] += restored
+        return restored
 
     def _reply_keepalive(self, data: bytes, endpoint: int) -> Verdict:
         reply = build_keepalive_reply(parse_ipv6(data))

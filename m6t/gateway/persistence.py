@@ -29,12 +29,12 @@ from m6t.atomic import atomic_write
 from m6t.gateway.core import GatewayCore
 from m6t.gateway.metrics import Metric
 from m6t.gateway.snapshot import (
+    COPY_SHARDS_PER_TURN,
     STATE_FILE,
     RestoreReport,
     SnapshotError,
     decode,
-    encode,
-    records_from_shards,
+    encode_shards,
     restore_records,
 )
 from m6t.platform.base import PlatformError, PlatformErrorCode
@@ -44,8 +44,6 @@ log = logging.getLogger(__name__)
 REFUSED_SUFFIX: Final = ".refused"
 FILE_MODE: Final = 0o600
 DIRECTORY_MODE: Final = 0o700
-SHARDS_PER_TURN: Final = 16
-"""Shards copied per turn of the loop while a save takes its copy: a few thousand states, well under 1 ms."""
 
 
 def prepare_directory(directory: Path) -> Path:
@@ -211,8 +209,8 @@ class StateSaver:
             self._armed = False
             shards = self.core.table.shards
             copies: list[dict[int, int]] = []
-            for start in range(0, len(shards), SHARDS_PER_TURN):
-                copies.extend(shard.copy() for shard in shards[start : start + SHARDS_PER_TURN])
+            for start in range(0, len(shards), COPY_SHARDS_PER_TURN):
+                copies.extend(shard.copy() for shard in shards[start : start + COPY_SHARDS_PER_TURN])
                 await asyncio.sleep(0)
             mono, wall = self._clock(), self._wall()
             await asyncio.to_thread(self._write, copies, mono, wall)
@@ -226,27 +224,24 @@ class StateSaver:
         started = time.perf_counter()
         core = self.core
         try:
-            records = list(
-                records_from_shards(
-                    shards,
-                    self.ports,
-                    tick_s=core.settings.tick_s,
-                    now_tick=core.tick_of(mono),
-                    mono_now=mono,
-                    wall_now=wall,
-                )
+            data, count = encode_shards(
+                shards,
+                self.ports,
+                tick_s=core.settings.tick_s,
+                now_tick=core.tick_of(mono),
+                mono_now=mono,
+                wall_now=wall,
             )
-            data = encode(records, int(wall * 1000))
             atomic_write(self.path, data, FILE_MODE)
         except (OSError, ValueError) as exc:
             self.errors += 1
             log.error("could not save the states to %s: %s", self.path, exc)
             return False
         self.saves += 1
-        self.last_states = len(records)
+        self.last_states = count
         self.last_bytes = len(data)
         self.last_seconds = time.perf_counter() - started
-        log.debug("saved %d states (%d bytes) in %.3f s", len(records), len(data), self.last_seconds)
+        log.debug("saved %d states (%d bytes) in %.3f s", count, len(data), self.last_seconds)
         return True
 
     async def close(self) -> bool:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from m6t.gateway import Counter, Drop, GatewayCore, Verdict, unpack_endpoint
+from m6t.gateway import Counter, Drop, GatewayCore, Verdict, pack_endpoint, unpack_endpoint
 from m6t.gateway.snapshot import (
     HEADER,
     MAGIC,
@@ -20,9 +20,10 @@ from m6t.gateway.snapshot import (
     SnapshotError,
     decode,
     encode,
-    records_from_shards,
+    encode_shards,
     restore_records,
 )
+from m6t.gateway.states import ACTIVE, DEADLINE_SHIFT
 
 from .test_gateway_core import HA, MN, MN2, NAT1, NAT2, PORT, PREFIX, activate, from_ha, make_core, to_ha
 
@@ -123,7 +124,7 @@ def test_the_encoder_refuses_what_it_could_not_read_back() -> None:
 
 def saved(core: GatewayCore, now: float, ports: tuple[int, ...] = PORTS, wall: float = WALL) -> list[Record]:
     """What a save at monotonic ``now`` (wall-clock ``wall``) writes, read back from its bytes."""
-    found = records_from_shards(
+    data, count = encode_shards(
         [dict(shard) for shard in core.table.shards],
         ports,
         tick_s=core.settings.tick_s,
@@ -131,7 +132,11 @@ def saved(core: GatewayCore, now: float, ports: tuple[int, ...] = PORTS, wall: f
         mono_now=now,
         wall_now=wall,
     )
-    return decode(encode(found, int(wall * 1000))).records
+    snapshot = decode(data)
+    assert len(snapshot.records) == count and snapshot.saved_at_ms == int(wall * 1000)
+    # What the save packs straight from the table is what the generic encoder writes for its records.
+    assert encode(snapshot.records, snapshot.saved_at_ms) == data
+    return snapshot.records
 
 
 def test_a_restarted_core_forwards_to_the_same_endpoint_on_the_same_port() -> None:
@@ -248,3 +253,37 @@ def test_the_restored_table_expires_and_collects_like_a_live_one() -> None:
         pass
     assert fresh.active_states == 1 and fresh.table.expired_active == 49
     assert fresh.packet_from_ha(from_ha(MN, HA), 31.0) is Verdict.FORWARDED
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, (1 << 128) - 1),
+            st.integers(1, (1 << 32) - 1),
+            st.integers(1, 65535),
+            st.integers(0, 2),
+            st.booleans(),
+            st.integers(0, 1 << 40),
+        ),
+        max_size=40,
+        unique_by=lambda state: state[0],
+    ),
+    st.integers(0, 1 << 40),
+)
+def test_the_save_packs_the_table_as_the_records_say(
+    states: list[tuple[int, int, int, int, bool, int]], now_tick: int
+) -> None:
+    shards: list[dict[int, int]] = [{}, {}, {}]
+    for address, ipv4, port, sock, active, deadline in states:
+        value = (deadline << DEADLINE_SHIFT) | (ACTIVE if active else 0) | pack_endpoint(ipv4, port, sock)
+        shards[address % 3][address] = value
+    data, count = encode_shards(shards, PORTS, tick_s=0.01, now_tick=now_tick, mono_now=100.0, wall_now=WALL)
+    records = decode(data).records
+    # Due states and states on a socket beyond the ports (index 2 here) are left out.
+    kept = {s[0]: s for s in states if s[5] > now_tick and s[3] < len(PORTS)}
+    assert count == len(records) == len(kept)
+    for record in records:
+        _, ipv4, port, sock, active, deadline = kept[record.address]
+        assert (record.ipv4, record.port, record.local_port, record.active) == (ipv4, port, PORTS[sock], active)
+        assert record.expires_ms == pytest.approx((WALL - 100.0 + deadline * 0.01) * 1000, abs=2)

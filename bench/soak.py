@@ -35,7 +35,6 @@ import argparse
 import contextlib
 import json
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -55,6 +54,7 @@ from m6t.gateway.metrics import PREFIX, parse
 from m6t.gateway.metrics_server import fetch_metrics
 from m6t.lab import GW_WAN, HA, M6T_PREFIX, NAT1, NAT_IF_WAN, WAN2, StandardLab, unavailable_reason
 from m6t.lab.demo import DemoLab, client_config, demo_lab
+from m6t.platform import control_transport
 
 RSS_GROWTH_BOUND = 16 << 20
 """Growth allowed between before and after the load steps: the temporary states and the rate limiter's
@@ -291,15 +291,15 @@ def step_flood(soak: Soak) -> None:
     )
 
 
-def step_fuzz_gateway(soak: Soak) -> None:
-    mode = soak.mode
-    before = soak.metrics()
-    result = soak.run_module(
+def fuzz(soak: Soak, target: str, count: int, *extra: str) -> dict[str, Any]:
+    """``bench.soak_sender fuzz`` from the attacker host toward ``target``, a share aimed at the MN's address."""
+    return soak.run_module(
         WAN2,
         "bench.soak_sender",
         "fuzz",
         "--target",
-        f"{GW_WAN}:{soak.gateway_port()}",
+        target,
+        *extra,
         "--prefix",
         M6T_PREFIX,
         "--home-agent",
@@ -307,11 +307,17 @@ def step_fuzz_gateway(soak: Soak) -> None:
         "--victim",
         soak.address,
         "--count",
-        str(mode.fuzz_gateway),
+        str(count),
         "--duration",
-        str(mode.step_seconds),
-        timeout=mode.step_seconds + 20,
+        str(soak.mode.step_seconds),
+        timeout=soak.mode.step_seconds + 20,
     )
+
+
+def step_fuzz_gateway(soak: Soak) -> None:
+    mode = soak.mode
+    before = soak.metrics()
+    result = fuzz(soak, f"{GW_WAN}:{soak.gateway_port()}", mode.fuzz_gateway)
     alive = soak.demo.gateway is not None and soak.demo.gateway.poll() is None
     after = soak.metrics()
     received = after.get("received_packets_total,side=mn", 0.0) - before.get("received_packets_total,side=mn", 0.0)
@@ -339,25 +345,9 @@ def step_fuzz_gateway(soak: Soak) -> None:
 def step_fuzz_client(soak: Soak) -> None:
     mode = soak.mode
     public_ip, public_port = soak.public_mapping()
-    result = soak.run_module(
-        WAN2,
-        "bench.soak_sender",
-        "fuzz",
-        "--target",
-        f"{public_ip}:{public_port}",
-        "--raw-source",
-        f"{GW_WAN}:{soak.gateway_port()}",
-        "--prefix",
-        M6T_PREFIX,
-        "--home-agent",
-        HA,
-        "--victim",
-        soak.address,
-        "--count",
-        str(mode.fuzz_client),
-        "--duration",
-        str(mode.step_seconds),
-        timeout=mode.step_seconds + 20,
+    # Spoofing the gateway's endpoint: the only datagrams the MN's NAT lets through to the helper.
+    result = fuzz(
+        soak, f"{public_ip}:{public_port}", mode.fuzz_client, "--raw-source", f"{GW_WAN}:{soak.gateway_port()}"
     )
     alive = soak.demo.helper is not None and soak.demo.helper.poll() is None
     reachable = soak.mn_reaches_ha()
@@ -425,22 +415,22 @@ def fuzz_control(path: str, count: int, seconds: float, seed: int | None = None)
     sent = replies = errors = 0
     deadline = time.monotonic() + seconds
     lines = malformed_lines(rng, count)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.connect(path)
-        sock.settimeout(5.0)
+    # The platform's own control channel, as the CLI connects: a Unix socket here.
+    stream = control_transport().connect(path, 5.0)
+    try:
         buffer = b""
         for _ in range(count // 100 + 1):
             batch = [line for _, line in zip(range(100), lines, strict=False)]
             if not batch or time.monotonic() > deadline:
                 break
-            sock.sendall(b"".join(line + b"\n" for line in batch))
+            stream.send(b"".join(line + b"\n" for line in batch), 5.0)
             sent += len(batch)
             wanted = replies + len(batch)
             for _ in range(10_000):
                 if replies >= wanted:
                     break
                 try:
-                    chunk = sock.recv(1 << 16)
+                    chunk = stream.receive(5.0)
                 except TimeoutError:
                     break
                 if not chunk:
@@ -451,6 +441,8 @@ def fuzz_control(path: str, count: int, seconds: float, seed: int | None = None)
                 messages = [json.loads(line) for line in done]
                 replies += sum(1 for message in messages if message.get("type") == "reply")
                 errors += sum(1 for message in messages if message.get("type") == "reply" and not message.get("ok"))
+    finally:
+        stream.close()
     return {"sent": sent, "replies": replies, "errors": errors, "closed": 0}
 
 

@@ -90,6 +90,21 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "\n".join(text[-lines:]) or "(empty log)"
 
 
+def _stop(proc: subprocess.Popen[str] | None, *, kill: bool, timeout: float, what: str, log: Path) -> int | None:
+    if proc is None or proc.poll() is not None:
+        return None if proc is None else proc.returncode
+    if kill:
+        proc.kill()
+    else:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+        raise DemoError(f"{what} ignored SIGTERM for {timeout:g} s:\n{_tail(log)}") from None
+
+
 @dataclass
 class DemoLab:
     """A started standard lab with the gateway running and a helper (re)startable in the MN."""
@@ -220,35 +235,14 @@ class DemoLab:
         ]
 
     def stop_helper(self, *, kill: bool = False, timeout: float = 15.0) -> int | None:
+        """SIGTERM (or SIGKILL) the helper and wait for it; its exit status."""
         proc, self.helper = self.helper, None
-        if proc is None or proc.poll() is not None:
-            return None if proc is None else proc.returncode
-        if kill:
-            proc.kill()
-        else:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            return proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-            raise DemoError(f"m6t-helper ignored SIGTERM for {timeout:g} s:\n{_tail(self.helper_log)}") from None
+        return _stop(proc, kill=kill, timeout=timeout, what="m6t-helper", log=self.helper_log)
 
     def stop_gateway(self, *, kill: bool = False, timeout: float = 15.0) -> int | None:
         """SIGTERM (or SIGKILL) the gateway and wait for it; its exit status."""
         proc, self.gateway = self.gateway, None
-        if proc is None or proc.poll() is not None:
-            return None if proc is None else proc.returncode
-        if kill:
-            proc.kill()
-        else:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            return proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-            raise DemoError(f"the gateway ignored SIGTERM for {timeout:g} s:\n{_tail(self.gateway_log)}") from None
+        return _stop(proc, kill=kill, timeout=timeout, what="the gateway", log=self.gateway_log)
 
     def client(self, timeout: float = 15.0) -> HelperClient:
         return HelperClient(self.socket_path, timeout=timeout).connect()

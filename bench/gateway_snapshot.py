@@ -5,7 +5,7 @@ copies the table, the save itself (on a worker thread), the restore at start-up,
 
 No lab, no root: the core, the snapshot codec and a temporary directory.  Figures are set against the
 budgets they live within, measured in the same run: the copy's longest pause against the garbage
-collector's slice limit (the data path's accepted pause), the save against the save interval (the share
+collector's slice limit (the data path's accepted pause), the save against the time between saves (the share
 of one core it takes while the table keeps changing).  Prints a table and a JSON line.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from m6t.gateway import CoreSettings, GatewayCore, pack_endpoint
 from m6t.gateway.config import DEFAULT_SAVE_INTERVAL_S
 from m6t.gateway.scheduling import SLICE_LIMIT_S
-from m6t.gateway.snapshot import COPY_SHARDS_PER_TURN, decode, encode_shards, restore_records
+from m6t.gateway.snapshot import COPY_SHARDS_PER_TURN, SAVE_DUTY, decode, encode_shards, restore_records
 
 PREFIX = IPv6Network("fd6d:3674:a1b2::/48")
 HA = IPv6Address("fd00:ab::1")
@@ -86,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         restore_s = time.perf_counter() - started
     assert report.restored == states, report
 
+    spacing = max(DEFAULT_SAVE_INTERVAL_S, SAVE_DUTY * save_s)
     figures = {
         "states": states,
         "file_bytes_per_state": round(len(data) / states, 1),
@@ -94,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "copy_total_ms": round(copy_s * 1000, 1),
         "pause_vs_gc_slice_limit": round(longest / SLICE_LIMIT_S, 2),
         "save_s": round(save_s, 3),
-        "save_share_of_interval": round(save_s / DEFAULT_SAVE_INTERVAL_S, 3),
+        "save_spacing_s": round(spacing, 2),
+        "save_share_of_core": round(save_s / spacing, 3),
         "restore_s": round(restore_s, 3),
         "restore_states_per_s": round(states / restore_s),
     }
@@ -108,7 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(
         f"  save:     {save_s:.2f} s encode + write on the worker thread "
-        f"({figures['save_share_of_interval'] * 100:.0f} % of a {DEFAULT_SAVE_INTERVAL_S} s interval)"
+        f"at least {spacing:.1f} s apart (the {DEFAULT_SAVE_INTERVAL_S} s default interval, or {SAVE_DUTY}x the save): "
+        f"{figures['save_share_of_core'] * 100:.0f} % of a core under constant change"
     )
     print(
         f"  restore:  {restore_s:.2f} s read + check + restore at start-up "

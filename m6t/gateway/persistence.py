@@ -10,7 +10,8 @@ with an empty table, as it did before restarts were kept.
 Nothing runs while nothing changes: the driver reports changes (:meth:`StateSaver.changed`: output left
 the data path, or states expired), which arms one deadline ``save_interval_s`` ahead; the save then copies
 the table's shards a few at a time between packets and encodes and writes them on a worker thread, so a
-large table costs the data path no long pause.
+large table costs the data path no long pause; and saves are spaced to at least ten times as long as the
+last one took, so that even a million states under constant change cost it a tenth of the interpreter.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from m6t.gateway.core import GatewayCore
 from m6t.gateway.metrics import Metric
 from m6t.gateway.snapshot import (
     COPY_SHARDS_PER_TURN,
+    SAVE_DUTY,
     STATE_FILE,
     RestoreReport,
     SnapshotError,
@@ -187,6 +189,11 @@ class StateSaver:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
+    @property
+    def delay_s(self) -> float:
+        """How long a change waits for its save: the interval, or more after a long save."""
+        return max(self.interval_s, SAVE_DUTY * self.last_seconds)
+
     def changed(self) -> None:
         """States were created, refreshed, promoted or expired: a save within ``interval_s``."""
         if self._armed:
@@ -194,7 +201,7 @@ class StateSaver:
         self._armed = True
         loop = self._loop
         if loop is not None and self._task is None:
-            self._handle = loop.call_later(self.interval_s, self._begin)
+            self._handle = loop.call_later(self.delay_s, self._begin)
 
     def _begin(self) -> None:
         loop = self._loop
@@ -217,7 +224,7 @@ class StateSaver:
         finally:
             self._task = None
             if self._armed and self._loop is not None:
-                self._handle = self._loop.call_later(self.interval_s, self._begin)
+                self._handle = self._loop.call_later(self.delay_s, self._begin)
 
     def _write(self, shards: Sequence[dict[int, int]], mono: float, wall: float) -> bool:
         """Encode and write (on a worker thread); errors are logged and counted, never raised."""

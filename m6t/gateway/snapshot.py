@@ -41,6 +41,9 @@ ACTIVE_FLAG: Final = 1
 COPY_SHARDS_PER_TURN: Final = 2
 """Table shards a save copies per turn of the loop: a few thousand states each at a million, about a
 millisecond, so packets never wait longer than a garbage-collection slice lets them."""
+SAVE_DUTY: Final = 10
+"""A save waits at least this many times as long as the last one took: with a very large table under
+constant change, saving takes at most a tenth of the interpreter the data path shares with it."""
 MAX_RECORDS: Final = (1 << 32) - 1
 MAX_MS: Final = (1 << 64) - 1
 

@@ -189,3 +189,13 @@ def test_status_says_how_many_states_came_back(tmp_path: Path) -> None:
     saver = StateSaver(core, PORTS, tmp_path, 5, restored=report)
     assert "restart:     1 states restored at start; 0 saves" in format_status(render(saver.metrics()))
     assert "states not kept" in format_status(render([]))
+
+
+def test_a_long_save_spaces_the_next_ones() -> None:
+    core = make_core(now=0.0)
+    saver = StateSaver(core, PORTS, Path("/nonexistent"), 5)
+    assert saver.delay_s == 5
+    saver.last_seconds = 0.1
+    assert saver.delay_s == 5
+    saver.last_seconds = 1.7  # a million states on a busy machine
+    assert saver.delay_s == pytest.approx(17.0)

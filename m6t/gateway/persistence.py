@@ -195,7 +195,7 @@ class StateSaver:
         return max(self.interval_s, SAVE_DUTY * self.last_seconds)
 
     def changed(self) -> None:
-        """States were created, refreshed, promoted or expired: a save within ``interval_s``."""
+        """States were created, refreshed, promoted or expired: a save within :attr:`delay_s`."""
         if self._armed:
             return
         self._armed = True
@@ -240,7 +240,7 @@ class StateSaver:
                 wall_now=wall,
             )
             atomic_write(self.path, data, FILE_MODE)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # a save that fails must never take the data path down with it
             self.errors += 1
             log.error("could not save the states to %s: %s", self.path, exc)
             return False

@@ -482,7 +482,10 @@ class ClientDriver:
     def _apply(self, effect: Effect) -> None:
         if isinstance(effect, Send):
             if self._channel is not None:
-                self._channel.send((effect.datagram,))
+                if effect.dont_fragment:
+                    self._channel.send_probe(effect.datagram)
+                else:
+                    self._channel.send((effect.datagram,))
         elif isinstance(effect, OpenSocket):
             self._open_socket(effect)
         elif isinstance(effect, CloseSocket):

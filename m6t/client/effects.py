@@ -21,6 +21,9 @@ class Send:
     """A datagram the session builds itself (keepalive, probe echo) for the current socket."""
 
     datagram: bytes
+    dont_fragment: bool = False
+    """A path MTU probe: DF set on the outer IPv4 header for this datagram only (``UdpChannel.send_probe``);
+    everything else leaves with DF clear (draft 2.6)."""
 
 
 @dataclass(frozen=True, slots=True)

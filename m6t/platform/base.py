@@ -117,6 +117,16 @@ class UdpChannel(ABC):
         """
 
     @abstractmethod
+    def send_probe(self, datagram: bytes) -> None:
+        """Send one path MTU probe (RFC 8899) with DF set on its outer IPv4 header; data keeps DF clear.
+
+        The OS must neither fragment it nor refuse it for a path MTU it cached (the probe is what finds the
+        path MTU out).  A probe the outgoing link cannot carry reports ``PmtuEvidence("emsgsize")``, an ICMP
+        fragmentation-needed answering it ``PmtuEvidence("icmp")`` (with the router's MTU and the quote where
+        the OS hands them over), both through ``on_pmtu``; nothing raises.
+        """
+
+    @abstractmethod
     def close(self) -> None: ...
 
 

@@ -59,3 +59,6 @@ class PmtuEvidence:
     """The IPv4 path MTU reported (0 if unknown, e.g. a bare EMSGSIZE)."""
     source: str
     """``"icmp"`` for a quoted ICMP fragmentation-needed, ``"emsgsize"`` for a local send failure."""
+    quoted: bytes = b""
+    """What the ICMP error quotes of our datagram past its UDP header (the tunnel's IPv6 packet, as much as the
+    router sent back), when the OS hands it over: it tells which probe did not fit."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 from collections.abc import Sequence
 from ipaddress import IPv4Address
@@ -112,3 +113,53 @@ def test_port_unreachable_is_ignored() -> None:
     assert icmp_errors >= 1
     assert sent >= 3
     assert send_errors == 0
+
+
+def test_a_probe_sets_df_for_itself_only(gateway: socket.socket) -> None:
+    kernel = FakeDarwinKernel()
+    channel = channel_to(kernel, gateway.getsockname()[1])
+    option = (channel.fileno(), IPPROTO_IP, IP_DONTFRAG)
+    channel.send_probe(b"probe")
+    assert kernel.sockopts[option] == 1
+    assert gateway.recv(100) == b"probe"
+    channel.send_probe(b"again")  # DF still set: no system call to set it twice
+    assert kernel.sockopts[option] == 1
+    channel.send([b"data"])
+    assert kernel.sockopts[option] == 0, "data leaves with DF clear"
+    assert gateway.recv(100) == b"again" and gateway.recv(100) == b"data"
+    channel.close()
+    gateway.close()
+
+
+class _ReportsOnce:
+    """A socket whose next send fails once with EMSGSIZE, as the one-shot report of a frag-needed does."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.pending = True
+
+    def send(self, data: bytes) -> int:
+        if self.pending:
+            self.pending = False
+            raise OSError(errno.EMSGSIZE, "Message too long")
+        return self.sock.send(data)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_frag_needed_reported_on_a_later_send_is_icmp_evidence(gateway: socket.socket) -> None:
+    kernel = FakeDarwinKernel()
+    channel = channel_to(kernel, gateway.getsockname()[1])
+    evidence: list[PmtuEvidence] = []
+    channel._on_pmtu = evidence.append
+    channel.sock = _ReportsOnce(channel.sock)  # type: ignore[assignment]
+    channel.send([b"data"])
+    assert evidence == [PmtuEvidence(mtu=0, source="icmp")]
+    assert (channel.oversize, channel.sent) == (0, 1)
+    assert gateway.recv(100) == b"data"
+    channel.close()
+    gateway.close()

@@ -10,6 +10,7 @@ import asyncio
 import os
 import socket
 import struct
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -425,3 +426,124 @@ def test_parse_extended_error() -> None:
     assert udp.parse_extended_error(udp.SOL_IP, udp.IP_RECVERR, ee(udp.SO_EE_ORIGIN_LOCAL, 0, 0, 1500)) is None
     assert udp.parse_extended_error(udp.SOL_IP, udp.IP_RECVERR, frag_needed[:10]) is None
     assert udp.parse_extended_error(udp.SOL_UDP, udp.IP_RECVERR, frag_needed) is None
+
+
+# ------------------------------------------------------------------------------------ path MTU probes
+
+
+@root_only
+def test_a_probe_carries_df_and_the_data_after_it_does_not() -> None:
+    def body() -> list[tuple[bytes, bool]]:
+        with inside(gw):
+            receiver = plain_socket()
+            capture = capture_socket("vb")
+
+        async def main() -> None:
+            channel = LinuxUdpChannel((IPv4Address(GW), PORT))
+            channel.start_reading(asyncio.get_running_loop(), lambda batch: None, lambda evidence: None)
+            channel.send([b"data-1"])
+            channel.send_probe(b"probe-1")
+            channel.send_probe(b"probe-2")
+            channel.send([b"data-2"])
+            channel.send(payloads(4, 600))  # a GSO run after a probe: DF clear too
+            channel.close()
+
+        run_mn(mn, main)
+        receive(receiver, 8)
+        packets = captured_udp(capture)
+        return [(p[(p[0] & 0xF) * 4 + 8 :], df_set(p)) for p in packets if udp_port(p) == PORT]
+
+    with mn_and_gateway() as (mn, gw):
+        seen = run_forked(body)
+    # The capture sees the GSO run as the one buffer it was handed (segmented further down): DF clear.
+    assert [df for _, df in seen] == [False, True, True, False, False], seen
+    assert [payload for payload, _ in seen][:4] == [b"data-1", b"probe-1", b"probe-2", b"data-2"]
+
+
+@root_only
+def test_a_probe_too_large_for_the_link_reports_the_link_mtu_and_data_still_fragments() -> None:
+    def body() -> tuple[list[PmtuEvidence], list[int]]:
+        with inside(gw):
+            receiver = plain_socket()
+
+        async def main() -> list[PmtuEvidence]:
+            channel = LinuxUdpChannel((IPv4Address(GW), PORT))
+            evidence: list[PmtuEvidence] = []
+            channel.start_reading(asyncio.get_running_loop(), lambda batch: None, evidence.append)
+            channel.send_probe(b"p" * 1450)  # 1478 bytes of IPv4 on a 1400-byte link
+            channel.send_probe(b"q" * 1372)  # exactly 1400: leaves
+            channel.send([b"d" * 1450])  # DF clear: fragmented, reassembled at the far end
+            await settle()
+            channel.close()
+            return evidence
+
+        evidence = run_mn(mn, main)
+        return evidence, [len(d) for d in receive(receiver, 2)]
+
+    with mn_and_gateway(mtu=1400) as (mn, gw):
+        evidence, received = run_forked(body)
+    assert evidence == [PmtuEvidence(mtu=1400, source="emsgsize")]
+    assert received == [1372, 1450]
+
+
+@contextmanager
+def mn_router_gateway(path_mtu: int) -> Iterator[tuple[str, str, str]]:
+    """mn (198.51.100.1) ── r ── gw (203.0.113.2): the r-gw link carries ``path_mtu`` bytes."""
+    with netns(3) as (mn, router, gw):
+        ip("-n", mn, "link", "add", "va", "type", "veth", "peer", "name", "ra", "netns", router)
+        ip("-n", router, "link", "add", "rb", "mtu", str(path_mtu), "type", "veth", "peer", "name", "vb", "netns", gw)
+        ip("-n", gw, "link", "set", "vb", "mtu", str(path_mtu))
+        ip("-n", mn, "addr", "add", f"{MN}/24", "dev", "va")
+        ip("-n", router, "addr", "add", "198.51.100.254/24", "dev", "ra")
+        ip("-n", router, "addr", "add", "203.0.113.254/24", "dev", "rb")
+        ip("-n", gw, "addr", "add", f"{FAR_GW}/24", "dev", "vb")
+        for ns, dev in ((mn, "va"), (router, "ra"), (router, "rb"), (gw, "vb")):
+            ip("-n", ns, "link", "set", dev, "up")
+        ip("-n", mn, "route", "add", "default", "via", "198.51.100.254")
+        ip("-n", gw, "route", "add", "default", "via", "203.0.113.254")
+        subprocess.run(
+            ["ip", "netns", "exec", router, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], check=True, timeout=10
+        )
+        yield mn, router, gw
+
+
+FAR_GW = "203.0.113.2"
+
+
+@root_only
+def test_a_frag_needed_answering_a_probe_is_evidence_with_its_quote() -> None:
+    probe = b"\x60" + bytes(47) + b"z" * 1402  # 1450 bytes: an IPv6-looking tunnel packet, 1478 on the wire
+
+    def body() -> tuple[list[PmtuEvidence], int, int]:
+        with inside(gw):
+            receiver = plain_socket_at(FAR_GW)
+
+        async def main() -> tuple[list[PmtuEvidence], int]:
+            channel = LinuxUdpChannel((IPv4Address(FAR_GW), PORT))
+            evidence: list[PmtuEvidence] = []
+            channel.start_reading(asyncio.get_running_loop(), lambda batch: None, evidence.append)
+            channel.send_probe(probe)
+            async with asyncio.timeout(3):
+                while not evidence:
+                    await settle()
+            channel.send([b"d" * 1450])  # DF clear again: the router fragments it, the receiver reassembles
+            await settle()
+            channel.close()
+            return evidence, channel.stats.oversize
+
+        evidence, oversize = run_mn(mn, main)
+        return evidence, len(receive(receiver, 1)[0]), oversize
+
+    with mn_router_gateway(1400) as (mn, _router, gw):
+        evidence, received, oversize = run_forked(body)
+    assert [(e.mtu, e.source) for e in evidence] == [(1400, "icmp")]
+    assert evidence[0].quoted == probe[: len(evidence[0].quoted)] and len(evidence[0].quoted) >= 48
+    assert received == 1450
+    assert oversize == 0, "the one-shot EMSGSIZE report of the ICMP was not taken for an oversize datagram"
+
+
+def plain_socket_at(address: str, port: int = PORT) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((address, port))
+    sock.settimeout(3)
+    return sock

@@ -221,7 +221,8 @@ class ScriptedSocket:
 @pytest.mark.parametrize(
     ("errors", "counters", "pmtu"),
     [
-        ([10040], {"oversize": 1}, True),  # WSAEMSGSIZE
+        ([10040, 10040], {"oversize": 1}, True),  # WSAEMSGSIZE, twice: the datagram is too large
+        ([10040], {"icmp_errors": 1, "sent": 1}, True),  # once: a probe's frag-needed reported late (icmp)
         ([10055], {"dropped": 1}, False),  # WSAENOBUFS
         ([10051], {"dropped": 1}, False),  # WSAENETUNREACH
         ([10065], {"dropped": 1}, False),  # WSAEHOSTUNREACH
@@ -256,3 +257,16 @@ def test_caller_bugs_raise(fake: FakeWindows, gateway: socket.socket) -> None:
     channel.sock = ScriptedSocket([10038])  # type: ignore[assignment]  # WSAENOTSOCK
     with pytest.raises(OSError):
         channel.send([b"x"])
+
+
+def test_a_probe_sets_df_for_itself_only(fake: FakeWindows, gateway: socket.socket) -> None:
+    channel = channel_to(fake, gateway)
+    fileno = channel.sock.fileno()
+    channel.send_probe(b"probe")
+    channel.send_probe(b"again")
+    channel.send([b"data"])
+    flags = [struct.unpack("<I", option[3])[0] for option in fake.ws2_32.sockopts]
+    assert all(option[:3] == (fileno, IPPROTO_IP, IP_DONTFRAGMENT) for option in fake.ws2_32.sockopts)
+    assert flags == [0, 1, 0], "clear at opening, set for the probes, clear again before the data"
+    assert [gateway.recvfrom(100)[0] for _ in range(3)] == [b"probe", b"again", b"data"]
+    channel.close()

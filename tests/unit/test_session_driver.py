@@ -60,6 +60,7 @@ class FakeChannel(UdpChannel):
         self.backend = backend
         self.gateway = gateway
         self.sent: list[bytes] = []
+        self.probes: list[bytes] = []
         self.closed = False
         self._local = ("192.0.2.10", 40000 + number)
         self.on_datagrams: Datagrams | None = None
@@ -90,6 +91,17 @@ class FakeChannel(UdpChannel):
         replies = [r for d in datagrams for r in self.backend.gateway(self, d)]
         if replies:
             asyncio.get_running_loop().call_soon(self.deliver, replies)
+
+    def send_probe(self, datagram: bytes) -> None:
+        """DF set: past the path's limit, nothing comes back but (with ``backend.icmp``) a frag-needed."""
+        self.probes.append(datagram)
+        if len(datagram) <= self.backend.path_limit:
+            replies = self.backend.gateway(self, datagram)
+            if replies:
+                asyncio.get_running_loop().call_soon(self.deliver, replies)
+        elif self.backend.icmp and self.on_pmtu is not None:
+            evidence = PmtuEvidence(self.backend.path_limit + 28, "icmp", quoted=datagram[:64])
+            asyncio.get_running_loop().call_soon(self.on_pmtu, evidence)
 
     def deliver(self, packets: list[bytes]) -> None:
         if self.on_datagrams is not None and not self.closed:
@@ -144,6 +156,7 @@ class FakeBackend(Backend):
         self.probed: Attachment | None = None
         self.gateway: Callable[[FakeChannel, bytes], list[bytes]] = working_gateway
         self.path_limit = 1472
+        self.icmp = False
         self.fail_address = False
         self.closed = False
 

@@ -5,9 +5,15 @@ Differences from Linux, and why:
 * no ``IP_MTU_DISCOVER``: BSD stacks send UDP with DF clear unless ``IP_DONTFRAG`` (28 on macOS) is set,
   so the channel sets it to 0 explicitly -- the outer packets must never carry DF (draft 2.6) -- and
   carries on if an old kernel does not know the option (DF is clear there anyway);
-* no ``IP_RECVERR`` error queue: with DF clear no fragmentation-needed ICMP concerns us, and ICMP errors
-  about our flow surface once as an errno on the connected socket (ECONNREFUSED for port unreachable),
-  which is counted and otherwise ignored; the only PMTU evidence is a local EMSGSIZE on send;
+* path MTU probes (RFC 8899, :meth:`DarwinUdpChannel.send_probe`) set ``IP_DONTFRAG`` for their datagram:
+  ip(4) on macOS, "IP_DONTFRAG ... Set the Don't Fragment flag in the IP header of outgoing packets"; BSD
+  has no per-datagram form, so the option is set before the probe and cleared before the next data
+  datagram (not right after the probe, so that the answer to it still finds the socket asking for DF);
+* no ``IP_RECVERR`` error queue: ICMP errors about our flow surface once as an errno on the connected
+  socket (ECONNREFUSED for port unreachable, counted and otherwise ignored; EMSGSIZE for a
+  fragmentation-needed, ``inetctlerrmap[PRC_MSGSIZE]``, which only a DF probe can draw).  A send that fails
+  with EMSGSIZE is retried once: if the retry leaves, the error was that report (``PmtuEvidence("icmp")``
+  without a size), otherwise the datagram itself is too large for the link (``"emsgsize"``);
 * no UDP GSO/GRO: datagrams are sent and received one system call each (``sendmsg_x``/``recvmsg_x``
   batch on macOS but are private API);
 * ENOBUFS is frequent on macOS when an interface queue is full: a drop, as on Linux.
@@ -86,6 +92,9 @@ class DarwinUdpChannel(UdpChannel):
         self.last_error = 0
         self.icmp_errors = 0
         """ICMP errors about our datagrams (port unreachable, ...): counted, never fatal."""
+        self._syscalls = syscalls
+        self._df = False
+        """IP_DONTFRAG is set: a probe left last."""
 
     @property
     def local_address(self) -> Address:
@@ -120,7 +129,9 @@ class DarwinUdpChannel(UdpChannel):
             except BlockingIOError:
                 break
             except OSError as exc:
-                if exc.errno not in _ICMP_ERRNOS:
+                if exc.errno == errno.EMSGSIZE:
+                    self._report(PmtuEvidence(mtu=0, source="icmp"))  # a probe's fragmentation-needed
+                elif exc.errno not in _ICMP_ERRNOS:
                     raise
                 # Each ICMP error is reported once; the bound only guards against a flood of them.
                 self.icmp_errors += 1
@@ -141,14 +152,38 @@ class DarwinUdpChannel(UdpChannel):
         self._on_pmtu = None
 
     def send(self, datagrams: Sequence[bytes]) -> None:
+        if self._df:
+            self._set_df(False)
         oversize = 0
         for datagram in datagrams:
             oversize += self._send_one(datagram)
-        if oversize and self._on_pmtu is not None:
-            self._on_pmtu(PmtuEvidence(mtu=0, source="emsgsize"))
+        if oversize:
+            self._report(PmtuEvidence(mtu=0, source="emsgsize"))
+
+    def send_probe(self, datagram: bytes) -> None:
+        """One datagram with DF set (``IP_DONTFRAG`` 1; see the module docstring)."""
+        if not self._df:
+            try:
+                self._set_df(True)
+            except OSError as exc:
+                # A kernel without IP_DONTFRAG cannot probe: the probe is lost, the search ends at its floor.
+                self.send_errors += 1
+                self.last_error = exc.errno or 0
+                return
+        if self._send_one(datagram):
+            self._report(PmtuEvidence(mtu=0, source="emsgsize"))
+
+    def _set_df(self, value: bool) -> None:
+        self._syscalls.setsockopt(self.sock.fileno(), IPPROTO_IP, IP_DONTFRAG, int(value))
+        self._df = value
+
+    def _report(self, evidence: PmtuEvidence) -> None:
+        if self._on_pmtu is not None:
+            self._on_pmtu(evidence)
 
     def _send_one(self, datagram: bytes) -> int:
         send = self.sock.send
+        first_error = 0
         for attempt in (0, 1):
             try:
                 send(datagram)
@@ -157,6 +192,10 @@ class DarwinUdpChannel(UdpChannel):
                 return 0
             except OSError as exc:
                 code = exc.errno
+                if code == errno.EMSGSIZE and attempt == 0:
+                    # Maybe the once-only report of a fragmentation-needed about an earlier probe: try again.
+                    first_error = code
+                    continue
                 if code == errno.EMSGSIZE:
                     self.oversize += 1
                     return 1
@@ -173,6 +212,9 @@ class DarwinUdpChannel(UdpChannel):
                 self.send_errors += 1
                 self.last_error = code or 0
                 return 0
+            if first_error == errno.EMSGSIZE:
+                self.icmp_errors += 1
+                self._report(PmtuEvidence(mtu=0, source="icmp"))
             self.sent += 1
             return 0
         return 0

@@ -13,10 +13,18 @@ the lot.  Send batching: runs of equal-size datagrams, and the segments of a sup
 buffers are sized with ``SO_RCVBUFFORCE``/``SO_SNDBUFFORCE`` when allowed (root), so that a reader busy
 elsewhere for a moment does not lose datagrams; the plain options otherwise (capped by ``[rw]mem_max``).
 
-Outer IPv4 packets never carry DF (draft 2.6, as Teredo): ``IP_MTU_DISCOVER = IP_PMTUDISC_DONT``.  A side
-effect worth knowing: with PMTUDISC_DONT the kernel does not queue ICMP fragmentation-needed errors to the
-socket (it only lowers the cached route MTU, which it then fragments to; :meth:`LinuxUdpChannel.path_mtu`
-reads it).  The error-queue parser still understands them, for the day DF is set on purpose.
+Outer IPv4 data packets never carry DF (draft 2.6, as Teredo): ``IP_MTU_DISCOVER = IP_PMTUDISC_DONT``.
+Path MTU probes (RFC 8899, :meth:`LinuxUdpChannel.send_probe`) do.  Linux has no per-datagram DF for IPv4
+(``ip_cmsg_send`` takes no such control message; IPv6 has ``IPV6_DONTFRAG``), so the socket is switched to
+``IP_PMTUDISC_PROBE`` for the probe -- ip(7): "Set the DF flag but ignore the path MTU", the one mode that
+sets DF on datagrams larger than a path MTU the kernel cached, which is what a probe must do -- and back to
+``IP_PMTUDISC_DONT`` before the next data datagram leaves.  Not before: the kernel queues an ICMP
+fragmentation-needed to the socket's error queue only if the socket is not in ``IP_PMTUDISC_DONT`` when the
+ICMP arrives (``__udp4_lib_err``); with DONT it only lowers the cached route MTU (which
+:meth:`LinuxUdpChannel.path_mtu` reads).  So a probe's frag-needed is seen whenever the tunnel sends no data
+within a round trip after it, as during the search right after connecting; otherwise the search falls back
+on its timers.  A queued ICMP error is also reported once as ``sk_err`` (EMSGSIZE) by the next send or
+receive: a send retries once, so that this report never passes for a datagram of its own being too large.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ SOL_IP = 0
 SOL_UDP = 17
 IP_MTU_DISCOVER = 10
 IP_PMTUDISC_DONT = 0
+IP_PMTUDISC_PROBE = 3
 IP_RECVERR = 11
 IP_MTU = 14
 UDP_SEGMENT = 103
@@ -71,6 +80,7 @@ SEGMENT_BUFFER = 2 * RECV_SIZE
 """Room to lay out the segments of one super-packet (64 KB of payload plus a header per segment)."""
 _ANC_SIZE = 64
 _ERRQ_DATA_SIZE = 64
+"""Enough of a quote for the tunnel packet's IPv6 and ICMPv6 echo headers (48 bytes): which probe it was."""
 _ERRQ_ANC_SIZE = 512
 _ERRQ_MAX = 64
 
@@ -347,7 +357,7 @@ def _recv_into(sock: socket.socket, stats: UdpStats, out: Datagrams, limit: int)
     stats.received += len(out) - before
 
 
-def drain_errors(sock: socket.socket, max_errors: int = _ERRQ_MAX) -> list[PmtuEvidence]:
+def drain_errors(sock: socket.socket, max_errors: int = _ERRQ_MAX, *, local: bool = False) -> list[PmtuEvidence]:
     """Empty the socket's error queue (``IP_RECVERR``); returns the fragmentation-needed evidence in it.
 
     An error queue left non-empty keeps the fd reporting EPOLLERR, so a reader must drain it every wakeup.
@@ -357,7 +367,7 @@ def drain_errors(sock: socket.socket, max_errors: int = _ERRQ_MAX) -> list[PmtuE
     evidence: list[PmtuEvidence] = []
     for _ in range(max_errors):
         try:
-            _data, ancdata, _flags, _addr = sock.recvmsg(_ERRQ_DATA_SIZE, _ERRQ_ANC_SIZE, MSG_ERRQUEUE)
+            quoted, ancdata, _flags, _addr = sock.recvmsg(_ERRQ_DATA_SIZE, _ERRQ_ANC_SIZE, MSG_ERRQUEUE)
         except BlockingIOError:
             break
         except OSError as exc:
@@ -366,7 +376,7 @@ def drain_errors(sock: socket.socket, max_errors: int = _ERRQ_MAX) -> list[PmtuE
                 continue
             raise
         for level, kind, data in ancdata:
-            found = parse_extended_error(level, kind, data)
+            found = parse_extended_error(level, kind, data, quoted, local=local)
             if found is not None:
                 evidence.append(found)
             elif level == SOL_IP and kind == IP_RECVERR:
@@ -374,16 +384,22 @@ def drain_errors(sock: socket.socket, max_errors: int = _ERRQ_MAX) -> list[PmtuE
     return evidence
 
 
-def parse_extended_error(level: int, kind: int, data: bytes) -> PmtuEvidence | None:
+def parse_extended_error(
+    level: int, kind: int, data: bytes, quoted: bytes = b"", *, local: bool = False
+) -> PmtuEvidence | None:
     """PMTU evidence in one ``IP_RECVERR`` control message, or ``None``.
 
-    Local EMSGSIZE entries are skipped: the failing send already reported them synchronously.
+    ``quoted``: the message's data, which for an ICMP error is what it quotes past our UDP header.  Local
+    EMSGSIZE entries (``ip_local_error``) are taken only with ``local``, for a probe: one carries the MTU of
+    the link the DF datagram did not fit; the failing send of a data datagram already reported itself.
     """
     if level != SOL_IP or kind != IP_RECVERR or len(data) < _EXTENDED_ERR.size:
         return None
-    _errno, origin, icmp_type, icmp_code, _pad, info, _data = _EXTENDED_ERR.unpack_from(data)
+    ee_errno, origin, icmp_type, icmp_code, _pad, info, _data = _EXTENDED_ERR.unpack_from(data)
     if origin == SO_EE_ORIGIN_ICMP and icmp_type == ICMP_DEST_UNREACH and icmp_code == ICMP_FRAG_NEEDED:
-        return PmtuEvidence(mtu=info, source="icmp")
+        return PmtuEvidence(mtu=info, source="icmp", quoted=bytes(quoted))
+    if local and origin == SO_EE_ORIGIN_LOCAL and ee_errno == errno.EMSGSIZE:
+        return PmtuEvidence(mtu=info, source="emsgsize")
     return None
 
 
@@ -471,10 +487,20 @@ def _send_gso(
 ) -> int:
     ancdata = [(SOL_UDP, UDP_SEGMENT, _GSO_SIZE.pack(size))]
     try:
-        if dest is None:
-            sock.sendmsg(run, ancdata)
-        else:
-            sock.sendmsg(run, ancdata, 0, dest)
+        try:
+            if dest is None:
+                sock.sendmsg(run, ancdata)
+            else:
+                sock.sendmsg(run, ancdata, 0, dest)
+        except OSError as first:
+            if first.errno != errno.EMSGSIZE:
+                raise
+            # A GSO send is never over 64 KB here: this is the one-shot report of a frag-needed (a probe's).
+            stats.icmp_errors += 1
+            if dest is None:
+                sock.sendmsg(run, ancdata)
+            else:
+                sock.sendmsg(run, ancdata, 0, dest)
     except BlockingIOError:
         stats.dropped += len(run)
         return 0
@@ -511,7 +537,7 @@ def _send_one(sock: socket.socket, dest: Address | None, datagram: bytes | memor
             return 0
         except OSError as exc:
             code = exc.errno
-            if code == errno.EMSGSIZE:
+            if code == errno.EMSGSIZE and attempt == 1:
                 stats.oversize += 1
                 return 1
             if code in _FATAL:
@@ -571,6 +597,8 @@ class LinuxUdpChannel(UdpChannel):
         self._on_datagrams: Callable[[Sequence[tuple[bytes, Address]]], None] | None = None
         self._on_pmtu: Callable[[PmtuEvidence], None] | None = None
         self._sparse = False
+        self._df = False
+        """The socket sets DF (``IP_PMTUDISC_PROBE``): a probe left last, so its frag-needed gets queued."""
 
     @property
     def local_address(self) -> Address:
@@ -637,10 +665,7 @@ class LinuxUdpChannel(UdpChannel):
     def _drain_errors(self) -> None:
         """Readable with nothing to read: an error queued (EPOLLERR, level-triggered, until it is read).
         Draining only then saves a system call (and an exception) on every wakeup that brings data."""
-        on_pmtu = self._on_pmtu
-        for evidence in drain_errors(self.sock):
-            if on_pmtu is not None:
-                on_pmtu(evidence)
+        self._report(drain_errors(self.sock))
 
     def stop_reading(self) -> None:
         if self._loop is not None and self.sock.fileno() >= 0:
@@ -650,6 +675,8 @@ class LinuxUdpChannel(UdpChannel):
         self._on_pmtu = None
 
     def send(self, datagrams: Sequence[bytes]) -> None:
+        if self._df:
+            self._clear_df()
         if len(datagrams) == 1 and datagrams[0].__class__ is bytes:
             # The common case when traffic is light: one packet per wakeup, no batching to look for.
             try:
@@ -661,6 +688,51 @@ class LinuxUdpChannel(UdpChannel):
                 return
         if send_batch(self.sock, None, datagrams, self.stats) and self._on_pmtu is not None:
             self._on_pmtu(PmtuEvidence(mtu=0, source="emsgsize"))
+
+    def send_probe(self, datagram: bytes) -> None:
+        """One datagram with DF set, whatever path MTU the kernel cached (``IP_PMTUDISC_PROBE``, see the module
+        docstring); an EMSGSIZE is told apart through the error queue: a local entry is this probe too large
+        for the link (its MTU reported), an ICMP one the delayed report of an earlier probe's frag-needed."""
+        sock, stats = self.sock, self.stats
+        if not self._df:
+            sock.setsockopt(SOL_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE)
+            self._df = True
+        for attempt in (0, 1):
+            try:
+                sock.send(datagram)
+            except BlockingIOError:
+                stats.dropped += 1
+                return
+            except OSError as exc:
+                code = exc.errno
+                if code in _FATAL:
+                    raise
+                if code != errno.EMSGSIZE and code not in _ICMP_ERRNOS:
+                    stats.send_errors += 1
+                    stats.last_error = code or 0
+                    return
+                evidence = drain_errors(sock, local=True)
+                local = any(e.source == "emsgsize" for e in evidence)
+                self._report(evidence)
+                if code == errno.EMSGSIZE and (local or attempt == 1):
+                    stats.oversize += 1
+                    if not local:
+                        self._report([PmtuEvidence(mtu=0, source="emsgsize")])
+                    return
+                stats.icmp_errors += 1
+                continue
+            stats.sent += 1
+            return
+
+    def _clear_df(self) -> None:
+        self.sock.setsockopt(SOL_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
+        self._df = False
+
+    def _report(self, evidence: list[PmtuEvidence]) -> None:
+        on_pmtu = self._on_pmtu
+        if on_pmtu is not None:
+            for found in evidence:
+                on_pmtu(found)
 
     def close(self) -> None:
         self.stop_reading()

@@ -15,8 +15,14 @@ Windows specifics, all through :class:`~m6t.platform.windows.system.Winsock`:
   restarting) or time exceeded makes the next ``recvfrom`` fail with WSAECONNRESET / WSAENETRESET.
 * No UDP GSO/GRO: ``UDP_SEND_MSG_SIZE`` (Windows 10+) exists but Python cannot pass the control message
   it needs through ``sendmsg`` (Windows has no ``sendmsg`` in Python), so datagrams go one by one.
-* WSAEMSGSIZE (10040) on send → :class:`PmtuEvidence` ``("emsgsize")``.  With DF clear Windows does not
-  report ICMP fragmentation-needed to the socket, so that is the only evidence this channel yields.
+* Path MTU probes (RFC 8899, :meth:`WindowsUdpChannel.send_probe`) set ``IP_DONTFRAGMENT`` for their
+  datagram: "Indicates that data should not be fragmented regardless of the local MTU. Valid only for
+  message oriented protocols. Microsoft TCP/IP providers respect this option for UDP and ICMP" (Microsoft,
+  IPPROTO_IP socket options).  Winsock has no per-datagram form for IPv4 sends from Python, so the option
+  is set before the probe and cleared before the next data datagram.
+* WSAEMSGSIZE (10040) on send → :class:`PmtuEvidence` ``("emsgsize")``.  Windows does not report an ICMP
+  fragmentation-needed to a UDP socket, so a probe too large for the path shows only as unanswered (the
+  search's timers) unless the local link refuses it.
 """
 
 from __future__ import annotations
@@ -150,6 +156,9 @@ class WindowsUdpChannel(UdpChannel):
         self.sock = sock
         self._local: Address = sock.getsockname()
         self.stats = UdpCounters()
+        self._winsock = winsock
+        self._df = False
+        """IP_DONTFRAGMENT is set: a probe left last."""
         self._reader: _Reader | None = None
         self._on_pmtu: Callable[[PmtuEvidence], None] | None = None
         self._closed = False
@@ -183,14 +192,35 @@ class WindowsUdpChannel(UdpChannel):
             reader.stop()
 
     def send(self, datagrams: Sequence[bytes]) -> None:
+        if self._df:
+            try:
+                self._winsock.set_dont_fragment(self.sock, False)
+            except PlatformError as exc:
+                log.warning("cannot clear DF after a path MTU probe: %s", exc)
+            else:
+                self._df = False
         oversize = 0
         for datagram in datagrams:
             oversize += self._send_one(datagram)
         if oversize and self._on_pmtu is not None:
             self._on_pmtu(PmtuEvidence(mtu=0, source="emsgsize"))
 
+    def send_probe(self, datagram: bytes) -> None:
+        """One datagram with DF set (``IP_DONTFRAGMENT`` TRUE; see the module docstring)."""
+        if not self._df:
+            try:
+                self._winsock.set_dont_fragment(self.sock, True)
+            except PlatformError as exc:
+                log.info("cannot set DF for a path MTU probe: %s", exc)
+                self.stats.send_errors += 1
+                return
+            self._df = True
+        if self._send_one(datagram) and self._on_pmtu is not None:
+            self._on_pmtu(PmtuEvidence(mtu=0, source="emsgsize"))
+
     def _send_one(self, datagram: bytes) -> int:
         stats = self.stats
+        first_error = 0
         for attempt in (0, 1):
             try:
                 self.sock.send(datagram)
@@ -200,6 +230,11 @@ class WindowsUdpChannel(UdpChannel):
             except OSError as exc:
                 code = os_error_code(exc)
                 if code in _OVERSIZE or exc.errno in _OVERSIZE:
+                    if attempt == 0:
+                        # Maybe an earlier probe's fragmentation-needed reported once (a stack that does so):
+                        # this datagram deserves another try.
+                        first_error = WSAEMSGSIZE
+                        continue
                     stats.oversize += 1
                     return 1
                 if code in _FATAL or exc.errno in _FATAL:
@@ -215,6 +250,10 @@ class WindowsUdpChannel(UdpChannel):
                 stats.send_errors += 1
                 stats.last_error = code
                 return 0
+            if first_error == WSAEMSGSIZE:
+                stats.icmp_errors += 1
+                if self._on_pmtu is not None:
+                    self._on_pmtu(PmtuEvidence(mtu=0, source="icmp"))
             stats.sent += 1
             return 0
         return 0

@@ -89,6 +89,26 @@ def format_attachment(attachment: Any) -> str:
     return text
 
 
+def format_mtu(status: dict[str, Any]) -> str:
+    """The tunnel MTU, and what path MTU discovery found and when."""
+    mtu = status.get("mtu")
+    if mtu is None:
+        return "-"
+    detail = status.get("mtu_detail") or {}
+    search = detail.get("search") if isinstance(detail, dict) else None
+    if not isinstance(search, dict):
+        return str(mtu)
+    if search.get("fragmentation"):
+        return f"{mtu} (the path carries under 1308 bytes: larger packets rely on fragmentation)"
+    if search.get("state") in ("base", "searching"):
+        return f"{mtu} (searching the path MTU)"
+    if search.get("mtu") is None:
+        return str(mtu)
+    when = time.strftime("%H:%M:%S", time.localtime(search["time"])) if search.get("time") else "?"
+    probes = search.get("probes", 0)
+    return f"{mtu} (path searched at {when}: {search.get('found')}, {probes} probe{'s' if probes != 1 else ''})"
+
+
 def format_status(status: dict[str, Any]) -> list[str]:
     """The compact human summary of ``m6t status``."""
     state = str(status.get("state"))
@@ -100,7 +120,7 @@ def format_status(status: dict[str, Any]) -> list[str]:
     interface = status.get("interface")
     lines.append(f"address     {address or '-'}" + (f" on {interface}" if address and interface else ""))
     lines.append(f"gateway     {status.get('gateway') or '-'}")
-    lines.append(f"mtu         {status.get('mtu') if status.get('mtu') is not None else '-'}")
+    lines.append(f"mtu         {format_mtu(status)}")
     ka = status.get("keepalive") or {}
     rtt = ka.get("rtt_ms")
     keepalive = "no answer yet" if rtt is None else f"rtt {rtt:.1f} ms, answered {_age(ka.get('age_s'))}"
@@ -362,8 +382,16 @@ def cmd_probe_mtu(args: argparse.Namespace, helper: HelperClient, out: Output) -
         out.json(result)
     else:
         text = f"path MTU through the tunnel: {result['mtu']}"
+        extras = []
+        if result.get("found"):
+            how = f"found by {result['found']}"
+            if result.get("probes"):
+                how += f", {result['probes']} probes in {result.get('duration', 0):.2f} s"
+            extras.append(how)
         if result.get("previous") is not None:
-            text += f" (interface MTU {result['previous']})"
+            extras.append(f"interface MTU {result['previous']}")
+        if extras:
+            text += f" ({'; '.join(extras)})"
         out.line(text)
     return EXIT_OK
 
@@ -420,7 +448,11 @@ def build_parser(extensions: Sequence[Extension] = ()) -> argparse.ArgumentParse
     p = sub.add_parser("diag", parents=[common], help="write a diagnostics bundle")
     p.add_argument("--out", metavar="FILE", help="where to write it (default: ./m6t-diagnostics-TIME.json)")
     p.set_defaults(handler=cmd_diag)
-    p = sub.add_parser("probe-mtu", parents=[common], help="measure the largest packet the tunnel carries")
+    p = sub.add_parser(
+        "probe-mtu",
+        parents=[common],
+        help="search the largest packet the tunnel carries now (applied as its MTU when tunnel.pmtud is on)",
+    )
     p.set_defaults(handler=cmd_probe_mtu)
 
     for extend in extensions:

@@ -10,6 +10,7 @@ interface = "m6t0"
 mtu = 1472
 keepalive_interval = 30
 probe = "fd00:ab::1"            # optional
+pmtud = true                    # path MTU discovery (RFC 8899) with probes to `probe`; default: on with a probe
 [routes]
 default = true
 metric = 1029
@@ -41,6 +42,7 @@ from m6t.configfile import (
     Problem,
     Reader,
     array,
+    boolean,
     dump_toml,
     host_or_ipv4,
     integer,
@@ -121,6 +123,8 @@ class TunnelSection:
     mtu: int = DEFAULT_MTU
     keepalive_interval: float = KEEPALIVE_INTERVAL_S
     probe: IPv6Address | None = None
+    pmtud: bool | None = None
+    """Path MTU discovery as configured: ``None`` (not given) means on exactly when there is a probe address."""
     ula_prefix: IPv6Network | None = None
     subnet_id: int | None = None
     mn_id: int | None = None
@@ -128,6 +132,11 @@ class TunnelSection:
     @property
     def uses_parts(self) -> bool:
         return self.ula_prefix is not None and self.subnet_id is not None and self.mn_id is not None
+
+    @property
+    def pmtud_enabled(self) -> bool:
+        """Whether the client searches the path MTU: its probes are echoes to ``probe``, so never without one."""
+        return self.probe is not None and self.pmtud is not False
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +193,7 @@ def tunnel_ula_prefix(value: object) -> IPv6Network:
 
 
 gateway_address: Final = host_or_ipv4
+tunnel_pmtud: Final = boolean
 gateway_ports: Final = array(port, min_items=1, unique=True)
 routes_prefixes: Final = array(ipv6_network, unique=True)
 _id16 = integer(0, MAX_ID)
@@ -246,6 +256,9 @@ def _read(root: Reader) -> ClientConfig:
         "keepalive_interval", KEEPALIVE_INTERVAL_S, min_value=KEEPALIVE_MIN_S, max_value=KEEPALIVE_MAX_S
     )
     probe = tunnel.get_optional("probe", ipv6_unicast, empty_is_none=True)
+    pmtud = tunnel.get_optional("pmtud", tunnel_pmtud, empty_is_none=True)
+    if pmtud and probe is None:
+        tunnel.problem("pmtud", "needs tunnel.probe: its probes are echo requests to that address")
 
     routes = root.section("routes")
     default_route = routes.get_bool("default", True)
@@ -267,6 +280,7 @@ def _read(root: Reader) -> ClientConfig:
             mtu=mtu,
             keepalive_interval=keepalive,
             probe=probe,
+            pmtud=pmtud,
             ula_prefix=ula,
             subnet_id=subnet_id,
             mn_id=mn_id,
@@ -313,6 +327,8 @@ def client_config_to_dict(cfg: ClientConfig) -> dict[str, dict[str, Any]]:
     tunnel.update(interface=t.interface, mtu=t.mtu, keepalive_interval=plain_number(t.keepalive_interval))
     if t.probe is not None:
         tunnel["probe"] = str(t.probe)
+    if t.pmtud is not None:
+        tunnel["pmtud"] = t.pmtud
     return {
         "gateway": {"address": cfg.gateway.address, "ports": list(cfg.gateway.ports)},
         "tunnel": tunnel,

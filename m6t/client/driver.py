@@ -103,6 +103,7 @@ def session_settings(config: ClientConfig) -> SessionSettings:
         mtu=tunnel.mtu,
         keepalive_interval=tunnel.keepalive_interval,
         probe=tunnel.probe,
+        pmtud=tunnel.pmtud_enabled,
         routes=settings_routes(config.routes.default, config.routes.metric, config.routes.prefixes),
     )
 
@@ -289,8 +290,11 @@ class ClientDriver:
             problems=tuple(self._problems),
         )
 
-    async def probe_mtu(self, *, per_try: float = 1.0, tries: int = 2, timeout: float = 30.0) -> MtuProbeResult:
-        """Echo sizes between 1280 and the configured MTU to the probe address; the largest answered."""
+    async def probe_mtu(self, *, per_try: float = 1.0, tries: int = 3, timeout: float = 30.0) -> MtuProbeResult:
+        """A path MTU search now (RFC 8899 probes between 1280 and the configured MTU); the largest echoed.
+
+        The same search path MTU discovery runs by itself: with ``tunnel.pmtud`` on, its result is applied.
+        """
         loop = asyncio.get_running_loop()
         probe_id, immediate = self._session.start_mtu_probe(
             time.monotonic(), per_try=per_try, tries=tries, overall=timeout

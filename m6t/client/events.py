@@ -90,7 +90,12 @@ class MtuProbeResult:
     reason: str
     """Empty when ``ok``; otherwise why there is no answer (no probe address, not connected, ...)."""
     duration: float
-    """``effective`` is the tunnel MTU when the probe ran; the probe itself never changes it."""
+    """``effective`` is the tunnel MTU as the search ends; with path MTU discovery on (``tunnel.pmtud``) the
+    result is applied to it right after, with it off the search only measures."""
+    found: str = ""
+    """How the result was found (:class:`~m6t.client.pmtud.Found`), when there is one."""
+    probes: int = 0
+    """Probes sent, retries included."""
 
 
 @dataclass(frozen=True, slots=True)

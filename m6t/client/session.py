@@ -17,7 +17,10 @@ The rules it keeps:
   ones are retried at short intervals and ``max_missed`` of them mean the binding is lost;
 * failures move to the next configured gateway port and back off exponentially (the gateway
   rate-limits new states per IPv4 address, draft 6.1.3);
-* the tunnel MTU is only lowered, never below 1280, and only on evidence about our own flow (2.6).
+* the tunnel MTU stays between 1280 and the configured MTU; with path MTU discovery on
+  (:mod:`m6t.client.pmtud`, RFC 8899) it is what the last search on this path found, searched again on every
+  new path, raised at the raise timer and confirmed when large packets go unanswered while small ones are
+  answered; without it, it is only lowered, and only on evidence about our own flow (2.6).
 """
 
 from __future__ import annotations
@@ -54,8 +57,8 @@ from m6t.client.events import (
     MtuProbeResult,
     StateChanged,
 )
-from m6t.client.mtu_probe import ECHO_OVERHEAD, MtuSearch
-from m6t.client.status import Counters, Drop, KeepaliveStatus, MtuEvidence, Regeneration, Status
+from m6t.client.pmtud import ECHO_OVERHEAD, MAX_PROBES, PROBE_TIMER_S, Found, Pmtud, PmtudResult
+from m6t.client.status import Counters, Drop, KeepaliveStatus, MtuEvidence, MtuSearchStatus, Regeneration, Status
 from m6t.client.vocabulary import ErrorCode, RegenerationReason, State
 from m6t.protocol import (
     DEFAULT_MTU,
@@ -77,6 +80,7 @@ from m6t.protocol import (
     tunnel_address,
 )
 from m6t.protocol.addressing import RandomBytes
+from m6t.protocol.icmp import ICMPV6_ECHO_REQUEST
 from m6t.protocol.values import Attachment, MergedPacket, PmtuEvidence, Route, wire_size
 
 _NEXT_HEADER_ICMPV6 = 58
@@ -104,6 +108,8 @@ class SessionSettings:
     keepalive_interval: float = KEEPALIVE_INTERVAL_S
     probe: IPv6Address | None = None
     """Echoed once per new address to confirm the path (normally the Home Agent)."""
+    pmtud: bool = False
+    """Path MTU discovery with probes echoed by ``probe`` (RFC 8899), its result applied as the tunnel MTU."""
     routes: tuple[Route, ...] = ()
     max_missed: int = 3
     reply_timeout: float = 2.0
@@ -145,6 +151,8 @@ class SessionSettings:
             )
         if self.max_missed < 1 or self.probe_tries < 1:
             raise ValueError("max_missed and probe_tries must be at least 1")
+        if self.pmtud and self.probe is None:
+            raise ValueError("path MTU discovery needs a probe address to echo its probes")
 
     @property
     def keepalive_retry(self) -> float:
@@ -206,8 +214,15 @@ class Session:
         self._probe_deadline: float | None = None
         self._echo_seq = 0
         self._echo_pending: dict[int, int] = {}
-        self._mtu_search: MtuSearch | None = None
+        self._pmtud = Pmtud(settings.mtu)
+        self._pmtud_needed = True
+        """No search finished on this path yet: one starts when an address is confirmed."""
+        self._pmtud_seen: PmtudResult | None = None
         self._mtu_probe_id = 0
+        self._probe_waiting = False
+        """An on-demand probe (``start_mtu_probe``) waits for the search under way."""
+        self._large_out = False
+        """Packets over 1280 bytes left since the last data came in (black-hole detection)."""
 
         self._failures = 0
         self._retry_at: float | None = None
@@ -329,8 +344,8 @@ class Session:
             check = self._reply_check_due()
             if check is not None:
                 candidates.append(check)
-        if self._mtu_search is not None:
-            deadline = self._mtu_search.deadline()
+        if self._may_probe():
+            deadline = self._pmtud.deadline()
             if deadline is not None:
                 candidates.append(deadline)
         deadline = min(candidates) if candidates else None
@@ -367,6 +382,24 @@ class Session:
             regenerations=tuple(self._regenerations),
             failures=self._failures,
             retry_at=self._retry_at,
+            mtu_search=self._search_status(),
+        )
+
+    def _search_status(self) -> MtuSearchStatus | None:
+        if not self._settings.pmtud:
+            return None
+        m = self._pmtud
+        r = m.result
+        return MtuSearchStatus(
+            state=m.state.value,
+            mtu=None if r is None else r.mtu,
+            found=None if r is None else r.found.value,
+            time=None if r is None else r.time,
+            probes=0 if r is None else r.probes,
+            duration=None if r is None else r.duration,
+            fragmentation=r is not None and r.fragmentation,
+            next_search=m.raise_at,
+            probes_total=m.probes_sent,
         )
 
     # ------------------------------------------------------------------ control inputs
@@ -418,7 +451,10 @@ class Session:
             self._teardown(now, "no IPv4")
             self._maybe_connect(now, RegenerationReason.ATTACHED)
             return
-        # A new network is a new path: forget what the old one taught about its MTU.
+        # A new network is a new path: forget what the old one taught about its MTU, search it again.
+        self._cancel_probe_wait("the tunnel address changed (new network)", now)
+        self._pmtud.stop()
+        self._pmtud_needed = True
         self._set_mtu(self._settings.mtu, "attachment", None, now)
         reason = RegenerationReason.ATTACHED if previous is None else RegenerationReason.ATTACHMENT_CHANGED
         self._maybe_connect(now, reason)
@@ -478,8 +514,15 @@ class Session:
             if settings.routes:
                 self._effects.append(SetRoutes(settings.routes))
             self._routes = settings.routes
-        if settings.mtu != old.mtu:
+        if (settings.mtu, settings.pmtud, settings.probe) != (old.mtu, old.pmtud, old.probe):
+            # What the search looks for changed: start over (the configured MTU until it ends).
+            self._cancel_probe_wait("the configuration changed", now)
+            self._pmtud.stop()
+            self._pmtud = Pmtud(settings.mtu)
+            self._pmtud_needed = True
             self._set_mtu(settings.mtu, "configured", None, now)
+            if settings.pmtud and self._confirmed and self._peer is not None:
+                self._start_search(now)
         if self._address is None:
             return
         if settings.prefix != old.prefix or not port_kept:
@@ -515,10 +558,43 @@ class Session:
     # ------------------------------------------------------------------ PMTU evidence
 
     def pmtu_evidence(self, evidence: PmtuEvidence, now: float) -> None:
-        """Evidence the platform's socket already tied to our own flow (its error queue, EMSGSIZE)."""
+        """Evidence the platform's socket already tied to our own flow (its error queue, EMSGSIZE).
+
+        Data never carries DF, so a fragmentation-needed is about a probe: the one it quotes, else the one
+        in flight; the search takes it (RFC 8899 4.6.2: a size to probe next, never the MTU itself).  Without
+        path MTU discovery the MTU is lowered to what it says, as draft 2.6 allows.
+        """
         if self._peer is None:
             return
+        found = Found.EMSGSIZE if evidence.source == "emsgsize" else Found.ICMP
+        probe = self._quoted_probe(evidence.quoted)
+        if probe == 0:
+            return  # quotes a packet of ours that is no probe in flight: stale, or forged
+        size = evidence.mtu - UDP_IPV4_OVERHEAD if evidence.mtu > 0 else None
+        if self._settings.pmtud or self._pmtud.searching:
+            if self._pmtud.too_big(size, found, now, probe=probe):
+                self._evidence = MtuEvidence(evidence.source, evidence.mtu, now)
+                self._poll_pmtud(now)
+            return
+        if found is Found.ICMP and evidence.mtu <= 0:
+            return
         self._lower_mtu(evidence.mtu, evidence.source, now)
+
+    def _quoted_probe(self, quoted: bytes) -> int | None:
+        """The size of the MTU probe an error quotes; ``None`` when the quote is too short to tell, 0 when it
+        quotes something else."""
+        if len(quoted) < ECHO_OVERHEAD:
+            return None
+        if (
+            quoted[0] >> 4 != 6
+            or quoted[6] != _NEXT_HEADER_ICMPV6
+            or quoted[8:24] != self._addr_bytes
+            or quoted[40] != ICMPV6_ECHO_REQUEST
+            or int.from_bytes(quoted[44:46], "big") != self._echo_ident
+        ):
+            return 0
+        mark = self._echo_pending.get(int.from_bytes(quoted[46:48], "big"), _ECHO_REACH)
+        return 0 if mark == _ECHO_REACH else mark
 
     def frag_needed(self, message: FragNeeded, now: float) -> bool:
         """A raw ICMP fragmentation-needed: believed only when the quoted UDP/IPv4 header is our socket's."""
@@ -582,8 +658,11 @@ class Session:
                     extra += packet.segments - 1
                     size += (packet.segments - 1) * packet.overhead
         if out:
-            c.tx_packets += len(out) + extra
+            n = len(out) + extra
+            c.tx_packets += n
             c.tx_bytes += size
+            if size > n * IPV6_MIN_MTU:
+                self._large_out = True  # per batch, not per packet: some packet in it was over 1280 bytes
             self._last_tx = now
             if self._first_unanswered_tx is None:
                 self._first_unanswered_tx = now
@@ -637,8 +716,11 @@ class Session:
             c.rx_packets += len(out) + extra
             c.rx_bytes += size
             self._data_in_since_check = True
+            self._large_out = False
         if accepted:
             self._inbound(now, keepalive_replies)
+            if keepalive_replies and self._large_out and self._confirmed:
+                self._black_hole(now)
         return out
 
     def _probe_bytes(self) -> bytes | None:
@@ -662,6 +744,7 @@ class Session:
             return
         if self._retry_at is not None and self._retry_reason is RegenerationReason.RETRY_AFTER_ERROR:
             return  # the gateway answers, but the OS refused our setup: only the retry can fix that
+        first = not self._confirmed
         self._confirmed = True
         self._ka_outstanding = False
         self._missed = 0
@@ -670,6 +753,8 @@ class Session:
         self._first_unanswered_tx = None
         self._probe_deadline = None
         self._set_state(State.CONNECTED, "confirmed", now)
+        if first and self._settings.pmtud and self._pmtud_needed and not self._pmtud.searching:
+            self._start_search(now)
 
     def _echo_reply(self, data: bytes, now: float) -> bool:
         """Our own probe's echo reply (consumed), or someone else's (delivered)."""
@@ -683,10 +768,9 @@ class Session:
         if mark is None:
             return False
         self._counters.probe_replies += 1
-        search = self._mtu_search
-        if mark != _ECHO_REACH and search is not None and len(data) == mark:
-            search.answered(mark)
-            self._poll_mtu_search(now)
+        if mark != _ECHO_REACH and len(data) == mark:
+            self._pmtud.acked(mark, now)
+            self._poll_pmtud(now)
         return True
 
     # ------------------------------------------------------------------ time
@@ -702,8 +786,7 @@ class Session:
                     self._retry_at = None
         elif self._peer is not None and self._address is not None:
             self._tick_binding(now, s)
-        if self._mtu_search is not None:
-            self._poll_mtu_search(now)
+        self._poll_pmtud(now)
         if now >= self._last_counters_at + s.counters_interval:
             self._last_counters_at = now
             fingerprint = self._counters.fingerprint()
@@ -811,56 +894,122 @@ class Session:
         self._echo_pending[self._echo_seq] = mark
         return self._echo_seq
 
-    # ------------------------------------------------------------------ the MTU probe
+    # ------------------------------------------------------------------ path MTU discovery
 
     def start_mtu_probe(
-        self, now: float, *, per_try: float = 1.0, tries: int = 2, overall: float = 30.0
+        self, now: float, *, per_try: float = 1.0, tries: int = 3, overall: float = 30.0
     ) -> tuple[int, MtuProbeResult | None]:
-        """Start (or join) an on-demand MTU probe; returns its id, and the result if it cannot run.
+        """Run a path MTU search now (or join the one under way); returns its id, and the result if it cannot run.
 
-        The result otherwise arrives as an :class:`MtuProbeDone` event with the same id.
+        The result otherwise arrives as an :class:`MtuProbeDone` event with the same id.  It is the search
+        path MTU discovery runs by itself (:mod:`m6t.client.pmtud`), applied as the tunnel MTU when
+        discovery is on (``pmtud``); with it off, only measured.  ``per_try`` and ``tries`` are its PROBE_TIMER
+        and MAX_PROBES, ``overall`` bounds it.
         """
-        if self._mtu_search is not None:
+        if self._probe_waiting and self._pmtud.searching:
             return self._mtu_probe_id, None
         self._mtu_probe_id += 1
         s = self._settings
         reason = ""
         if s.probe is None:
             reason = "no probe address is configured ([tunnel] probe)"
-        elif self._address is None or self._peer is None:
+        elif self._address is None or self._peer is None or not self._confirmed:
             reason = "not connected"
         if reason:
             return self._mtu_probe_id, MtuProbeResult(False, None, s.mtu, self._mtu, (), reason, 0.0)
-        self._mtu_search = MtuSearch(s.mtu, now, per_try=per_try, tries=tries, overall=overall)
-        self._poll_mtu_search(now)
+        self._probe_waiting = True
+        m = self._pmtud
+        if not m.searching:
+            if s.pmtud:
+                m.probe_timer, m.max_probes = max(per_try, 0.001), max(1, tries)
+                m.start(now, overall=overall)
+            else:
+                # Measured only: a machine of its own, so that nothing is applied.
+                self._pmtud = m = Pmtud(s.mtu, probe_timer=max(per_try, 0.001), max_probes=max(1, tries))
+                m.start(now, overall=overall)
+        self._poll_pmtud(now)
         return self._mtu_probe_id, None
 
-    def _poll_mtu_search(self, now: float) -> None:
-        search = self._mtu_search
+    def _start_search(self, now: float) -> None:
+        self._pmtud.start(now)
+        self._poll_pmtud(now)
+
+    def _poll_pmtud(self, now: float) -> None:
+        """Send the probe the search wants now, and act on what it found."""
+        m = self._pmtud
         probe = self._settings.probe
-        if search is None:
-            return
-        if probe is None or self._peer is None:
-            search.cancel("the tunnel went down")
-        size = search.poll(now)
-        if size is not None and probe is not None:
-            seq = self._next_echo(size)
-            data = bytes(size - ECHO_OVERHEAD)
-            packet = build_echo_request(self._addr_bytes, probe.packed, self._echo_ident, seq, data=data)
-            self._effects.append(Send(packet))
-            self._counters.probes_sent += 1
-        if search.finished:
-            self._mtu_search = None
-            result = MtuProbeResult(
-                ok=search.good is not None,
-                largest=search.good,
-                configured=self._settings.mtu,
-                effective=self._mtu,
-                tried=tuple(search.tried),
-                reason=search.reason,
-                duration=now - search.started,
+        if probe is not None and self._may_probe():
+            size = m.poll(now)
+            if size is not None:
+                seq = self._next_echo(size)
+                data = bytes(size - ECHO_OVERHEAD)
+                packet = build_echo_request(self._addr_bytes, probe.packed, self._echo_ident, seq, data=data)
+                self._effects.append(Send(packet, dont_fragment=True))
+                self._counters.probes_sent += 1
+                self._last_tx = now
+        self._settle_search(now)
+
+    def _may_probe(self) -> bool:
+        """Probes go through a confirmed binding only; meanwhile the search's timers are not armed either."""
+        return self._confirmed and self._peer is not None and self._retry_at is None
+
+    def _settle_search(self, now: float) -> None:
+        m = self._pmtud
+        result = m.result
+        apply = self._settings.pmtud
+        if result is not None and result is not self._pmtud_seen:
+            self._pmtud_seen = result
+            self._pmtud_needed = False
+            m.probe_timer, m.max_probes = PROBE_TIMER_S, MAX_PROBES  # an on-demand search may have set others
+            if self._probe_waiting:
+                self._probe_waiting = False
+                self._events.append(MtuProbeDone(self._mtu_probe_id, self._probe_result(result)))
+            if apply:
+                # The floor (a path under 1308 bytes) keeps 1280: larger packets cross as DF-clear fragments.
+                self._set_mtu(max(IPV6_MIN_MTU, min(result.mtu, self._settings.mtu)), result.found.value, None, now)
+        elif apply and m.searching and self._mtu >= m.known_too_big:
+            # The MTU in use is known not to pass: down to what does until the search ends.
+            safe = max(IPV6_MIN_MTU, m.low if m.low is not None else IPV6_MIN_MTU)
+            self._set_mtu(safe, m.high_by.value, None, now)
+
+    def _probe_result(self, result: PmtudResult) -> MtuProbeResult:
+        ok = result.found is not Found.FLOOR
+        reason = ""
+        if not ok:
+            reason = (
+                "no echo answered"
+                if result.evidence is Found.PROBE
+                else "the path does not carry 1280-byte IPv6 packets unfragmented (under 1308 IPv4 bytes)"
             )
-            self._events.append(MtuProbeDone(self._mtu_probe_id, result))
+        return MtuProbeResult(
+            ok=ok,
+            largest=result.mtu if ok else None,
+            configured=self._settings.mtu,
+            effective=self._mtu,
+            tried=result.tried,
+            reason=reason,
+            duration=result.duration,
+            found=result.found.value,
+            probes=result.probes,
+        )
+
+    def _cancel_probe_wait(self, reason: str, now: float) -> None:
+        if not self._probe_waiting:
+            return
+        self._probe_waiting = False
+        s = self._settings
+        tried = self._pmtud.tried if self._pmtud.searching else ()
+        duration = now - self._pmtud.started
+        self._events.append(
+            MtuProbeDone(self._mtu_probe_id, MtuProbeResult(False, None, s.mtu, self._mtu, tried, reason, duration))
+        )
+
+    def _black_hole(self, now: float) -> None:
+        """Large packets went unanswered while a keepalive was answered: confirm the MTU (RFC 8899 4.3)."""
+        self._large_out = False
+        if self._settings.pmtud:
+            self._pmtud.suspect_black_hole(now)
+            self._poll_pmtud(now)
 
     # ------------------------------------------------------------------ binding lifecycle
 
@@ -925,9 +1074,10 @@ class Session:
         self._probe_deadline = None
         self._probe_sent = 0
         self._echo_pending.clear()
-        if self._mtu_search is not None:
-            self._mtu_search.cancel("the tunnel address changed")
-            self._poll_mtu_search(now)
+        self._large_out = False
+        if self._pmtud.searching:
+            self._cancel_probe_wait("the tunnel address changed", now)
+        self._pmtud.pause(now)
 
     def _release_suffix(self) -> None:
         if self._suffix is not None:

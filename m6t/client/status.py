@@ -117,6 +117,28 @@ class MtuEvidence:
 
 
 @dataclass(frozen=True, slots=True)
+class MtuSearchStatus:
+    """Path MTU discovery on the tunnel (RFC 8899): where it stands and what the last search found."""
+
+    state: str
+    """A :class:`~m6t.client.pmtud.PmtudState` value."""
+    mtu: int | None
+    """The searched tunnel MTU (``None``: no search finished on this path yet)."""
+    found: str | None
+    """How: ``probe``, ``icmp``, ``emsgsize`` or ``floor`` (:class:`~m6t.client.pmtud.Found`)."""
+    time: float | None
+    """When that search ended."""
+    probes: int
+    """Probes that search sent."""
+    duration: float | None
+    fragmentation: bool
+    """The path carries under 1308 bytes: 1280 is kept and larger packets cross as DF-clear fragments."""
+    next_search: float | None
+    """When the raise timer searches upwards again."""
+    probes_total: int
+
+
+@dataclass(frozen=True, slots=True)
 class KeepaliveStatus:
     interval: float
     last_sent: float | None
@@ -150,3 +172,5 @@ class Status:
     regenerations: tuple[Regeneration, ...]
     failures: int
     retry_at: float | None
+    mtu_search: MtuSearchStatus | None = None
+    """``None`` when path MTU discovery is off (``tunnel.pmtud = false``, or no probe address)."""

@@ -73,6 +73,21 @@ def _table(headers: list[str]) -> QTableWidget:
     return table
 
 
+def search_text(search: schema.MtuSearchInfo | None) -> str:
+    """What path MTU discovery found, how and when (RFC 8899 on the tunnel; ``None``: it is off)."""
+    if search is None:
+        return "off"
+    if search["fragmentation"]:
+        return "path under 1308 bytes: 1280 kept, larger packets rely on fragmentation"
+    if search["state"] in ("base", "searching"):
+        return "searching\u2026"
+    if search["mtu"] is None:
+        return "not yet (waits for the tunnel)"
+    when = f" at {format_clock(search['time'])}" if search["time"] is not None else ""
+    probes = search["probes"]
+    return f"{search['mtu']} bytes{when} ({search['found']}, {probes} probe{'s' if probes != 1 else ''})"
+
+
 def _fill(table: QTableWidget, rows: list[tuple[str, ...]], numeric_columns: tuple[int, ...] = ()) -> None:
     table.setRowCount(len(rows))
     for row, values in enumerate(rows):
@@ -185,6 +200,7 @@ class StatusWindow(QMainWindow):
                 [
                     ("mtu_configured", "Configured:"),
                     ("mtu_effective", "Effective:"),
+                    ("mtu_search", "Path search:"),
                     ("mtu_evidence", "Last evidence:"),
                     ("mtu_probe", "Last probe:"),
                 ],
@@ -364,6 +380,7 @@ class StatusWindow(QMainWindow):
         set_text["mtu_configured"](DASH if configured is None else f"{configured} bytes")
         effective = status.get("mtu")
         set_text["mtu_effective"](DASH if effective is None else f"{effective} bytes")
+        set_text["mtu_search"](search_text(detail.get("search") if detail else None))
         evidence = model.last_mtu
         helper_evidence = detail["last_evidence"] if detail else None
         if helper_evidence is not None and (evidence is None or (helper_evidence["time"] or 0) >= evidence.time):

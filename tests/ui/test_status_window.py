@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -115,6 +116,52 @@ def test_mtu_detail_from_the_helper_survives_a_tray_restart(
     assert window.field("mtu_effective") == "1400 bytes"
     assert window.field("mtu_evidence").startswith("path MTU 1428 bytes at ")
     assert window.field("mtu_evidence").endswith("(emsgsize)")
+    assert window.field("mtu_search") == "off"
+
+
+def _search(**changes: object) -> schema.MtuSearchInfo:
+    search: schema.MtuSearchInfo = {
+        "state": "search_complete",
+        "mtu": 1372,
+        "found": "icmp",
+        "time": time.time() - 5,
+        "probes": 3,
+        "duration_s": 0.02,
+        "fragmentation": False,
+        "next_search": time.time() + 600,
+        "probes_total": 3,
+    }
+    search.update(changes)  # type: ignore[typeddict-item]
+    return search
+
+
+@pytest.mark.parametrize(
+    ("search", "shown"),
+    [
+        (_search(), r"1372 bytes at \d\d:\d\d:\d\d \(icmp, 3 probes\)"),
+        (_search(state="searching", mtu=None, found=None), "searching\u2026"),
+        (
+            _search(state="error", mtu=1280, found="floor", fragmentation=True),
+            "path under 1308 bytes: 1280 kept, larger packets rely on fragmentation",
+        ),
+    ],
+)
+def test_path_mtu_search_is_shown(
+    qtbot: QtBot,
+    make_helper: Callable[..., FakeHelper],
+    make_tray: Callable[[], TrayController],
+    search: schema.MtuSearchInfo,
+    shown: str,
+) -> None:
+    helper = make_helper()
+    helper.status = make_status(TunnelState.CONNECTED)
+    helper.status["mtu"] = search["mtu"] or 1472
+    helper.status["mtu_detail"] = {"configured": 1472, "effective": 1372, "last_evidence": None, "search": search}
+    tray = make_tray()
+    wait_online(qtbot, tray.model, helper)
+    window = tray.status_window
+    window.refresh()
+    assert re.fullmatch(shown, window.field("mtu_search")), window.field("mtu_search")
 
 
 def test_address_history_with_reasons(qtbot: QtBot, window: StatusWindow, helper: FakeHelper) -> None:

@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address
+from typing import Any, cast
 
 import pytest
 
 from m6t.client import events as ev
 from m6t.client.api import schema, wire
 from m6t.client.api.schema import Access, ErrorCode, EventKind
+from m6t.client.cli import format_mtu
 from m6t.client.driver import DriverStatus
-from m6t.client.status import KeepaliveStatus, MtuEvidence, Regeneration, Status
+from m6t.client.status import KeepaliveStatus, MtuEvidence, MtuSearchStatus, Regeneration, Status
 from m6t.client.vocabulary import State
 from m6t.platform.base import PlatformError, PlatformErrorCode
 from m6t.protocol.values import Attachment
@@ -135,6 +137,28 @@ def test_status_keepalive_and_mtu_details() -> None:
     assert status.get("mtu_detail") == {"configured": 1472, "effective": 1400, "last_evidence": None}
 
 
+def test_status_shows_the_path_mtu_search() -> None:
+    search = MtuSearchStatus("search_complete", 1372, "icmp", 992.0, 3, 0.02, False, 1592.0, 5)
+    status = wire_status(snapshot(replace(SESSION, mtu_search=search)))
+    detail = status.get("mtu_detail")
+    assert detail is not None and detail.get("search") == {
+        "state": "search_complete",
+        "mtu": 1372,
+        "found": "icmp",
+        "time": WALL + 992.0,
+        "probes": 3,
+        "duration_s": 0.02,
+        "fragmentation": False,
+        "next_search": WALL + 1592.0,
+        "probes_total": 5,
+    }
+    assert format_mtu(cast(dict[str, Any], status)).startswith("1400 (path searched at ")
+    assert format_mtu(cast(dict[str, Any], status)).endswith(": icmp, 3 probes)")
+    floor = replace(search, state="error", mtu=1280, found="floor", fragmentation=True)
+    text = format_mtu(cast(dict[str, Any], wire_status(snapshot(replace(SESSION, mtu_search=floor)))))
+    assert text == "1400 (the path carries under 1308 bytes: larger packets rely on fragmentation)"
+
+
 def test_status_interface_falls_back_to_the_configured_name() -> None:
     snap = snapshot()
     gone = DriverStatus(snap.session, snap.wall_offset, None, False, snap.backend, ())
@@ -250,6 +274,11 @@ def test_mtu_probe() -> None:
     )
     with pytest.raises(ValueError):
         wire.mtu_probe_to_wire(ev.MtuProbeResult(False, None, 1472, 1472, (), "not connected", 0.0))
+    searched = ev.MtuProbeResult(
+        True, 1372, 1472, 1472, ((1280, True), (1472, False), (1372, True)), "", 0.01, "icmp", 3
+    )
+    reply = wire.mtu_probe_to_wire(searched)
+    assert (reply.get("found"), reply.get("probes")) == ("icmp", 3)
 
 
 # ------------------------------------------------------------------------------- platform problems

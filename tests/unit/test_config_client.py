@@ -214,6 +214,10 @@ def test_multiple_errors_reported_together() -> None:
         ("tunnel.probe", '"2001:db8::1"', IPv6Address("2001:db8::1")),
         ("tunnel.probe", '""', None),
         ("tunnel.probe", None, None),
+        ("tunnel.pmtud", "false", False),
+        ("tunnel.pmtud", "true", True),
+        ("tunnel.pmtud", '""', None),
+        ("tunnel.pmtud", None, None),
         ("routes.default", "false", False),
         ("routes.metric", "1", 1),
         ("routes.metric", "4294967295", 4294967295),
@@ -293,6 +297,8 @@ INVALID = [
     ("tunnel.probe", '"fe80::1%eth0"', "carries a zone"),
     ("tunnel.probe", '"198.51.100.2"', "is not an IPv6 address"),
     ("tunnel.probe", "1", "must be a string"),
+    ("tunnel.pmtud", '"yes"', "must be true or false"),
+    ("tunnel.pmtud", "1", "must be true or false"),
     ("routes.default", "1", "must be true or false, not an integer"),
     ("routes.default", '"true"', "must be true or false, not a string"),
     ("routes.metric", "0", "must be in the range 1..4294967295, not 0"),
@@ -686,6 +692,7 @@ def test_client_config_keys() -> None:
         "tunnel.mtu",
         "tunnel.keepalive_interval",
         "tunnel.probe",
+        "tunnel.pmtud",
         "routes.default",
         "routes.metric",
         "routes.prefixes",
@@ -783,3 +790,16 @@ def test_arbitrary_dict_only_raises_config_error(data: dict[str, Any]) -> None:
         assert exc.problems
     else:
         assert client_config_from_dict(client_config_to_dict(cfg), "api") == cfg
+
+
+def test_pmtud_follows_the_probe_unless_set() -> None:
+    assert parse({}).tunnel.pmtud_enabled
+    assert not parse({"tunnel.probe": None}).tunnel.pmtud_enabled
+    off = parse({"tunnel.pmtud": "false"})
+    assert not off.tunnel.pmtud_enabled
+    assert client_config_to_dict(off)["tunnel"]["pmtud"] is False
+    assert "pmtud" not in client_config_to_dict(parse({}))["tunnel"]
+    # Every value the file accepts runs: on without a probe address is refused, naming both keys.
+    error = problems({"tunnel.probe": None, "tunnel.pmtud": "true"})
+    assert [p.key for p in error.problems] == ["tunnel.pmtud"]
+    assert "tunnel.probe" in error.problems[0].message

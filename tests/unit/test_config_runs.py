@@ -38,6 +38,8 @@ def candidate_configs(draw: st.DrawFn) -> dict[str, Any]:
             "prefix": "fd6d:3674:a1b2:0:1::/80",
             "mtu": draw(_mtus),
             "keepalive_interval": draw(_seconds),
+            **draw(st.sampled_from([{}, {"probe": "fd00:ab::1"}, {"probe": ""}])),
+            **draw(st.sampled_from([{}, {"pmtud": True}, {"pmtud": False}, {"pmtud": ""}])),
         },
         "routes": {"default": draw(st.booleans()), "metric": draw(_metrics)},
     }
@@ -52,6 +54,7 @@ def test_every_accepted_config_starts_the_session(data: dict[str, Any]) -> None:
         return
     settings_ = session_settings(config)  # raised ValueError for tunnel.mtu = 65535 before the fix
     assert settings_.mtu == config.tunnel.mtu
+    assert settings_.pmtud == (config.tunnel.probe is not None and data["tunnel"].get("pmtud") is not False)
     assert settings_.ports == config.gateway.ports
 
 

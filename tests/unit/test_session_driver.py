@@ -391,7 +391,7 @@ def test_probe_mtu() -> None:
     async def scenario() -> None:
         backend = FakeBackend()
         backend.path_limit = 1400
-        driver = connected_driver(backend)
+        driver = connected_driver(backend, pmtud=False)
         await driver.up()
         await settle(lambda: driver.session.state is State.CONNECTED)
         result = await driver.probe_mtu(per_try=0.1, tries=1, timeout=10.0)
@@ -403,6 +403,24 @@ def test_probe_mtu() -> None:
         result = await unconfigured.probe_mtu()
         assert not result.ok and "probe" in result.reason
         await unconfigured.close()
+
+    run(scenario)
+
+
+def test_path_mtu_discovery_applies_its_result_to_the_tunnel() -> None:
+    async def scenario() -> None:
+        backend = FakeBackend()
+        backend.path_limit = 1400
+        backend.icmp = True
+        driver = connected_driver(backend)
+        await driver.up()
+        await settle(lambda: ("mtu", "m6t0", 1400) in backend.ops)
+        [channel] = backend.channels
+        assert [len(p) for p in channel.probes] == [1280, 1472, 1400]
+        assert all(len(d) < 1280 for d in channel.sent), "only probes are as large, and only they carry DF"
+        search = driver.status().session.mtu_search
+        assert search is not None and search.mtu == 1400 and search.found == "icmp"
+        await driver.close()
 
     run(scenario)
 

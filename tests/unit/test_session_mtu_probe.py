@@ -1,4 +1,5 @@
-"""The on-demand MTU probe: echoes of several sizes through the tunnel, the largest answered wins."""
+"""The on-demand MTU probe (``m6t probe-mtu``): the path MTU search run now, with ``tunnel.pmtud`` off here, so
+it only measures (test_session_pmtud has it on)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import pytest
 
 from m6t.client.api import wire
 from m6t.client.events import MtuProbeDone, MtuProbeResult
-from m6t.client.mtu_probe import MtuSearch
 
 from .test_session_harness import ATT2, HA, Harness, Responder, ha_answers_everything
 
@@ -55,8 +55,9 @@ def test_whole_path_answers_at_once() -> None:
     h = connected()
     result = run_probe(h)
     assert result.ok and result.largest == 1472
-    assert result.tried == ((1472, True),)
-    assert result.duration == pytest.approx(0.05, abs=0.06)
+    assert result.tried == ((1280, True), (1472, True))
+    assert result.found == "probe" and result.probes == 2
+    assert result.duration == pytest.approx(0.1, abs=0.06)
     assert wire.mtu_probe_to_wire(result)["mtu"] == 1472
 
 
@@ -66,7 +67,7 @@ def test_binary_search_finds_the_exact_limit() -> None:
     result = run_probe(h)
     assert result.ok and result.largest == 1400
     sizes = [size for size, _ in result.tried]
-    assert sizes[:2] == [1472, 1280]
+    assert sizes[:2] == [1280, 1472]
     assert all(answered == (size <= 1400) for size, answered in result.tried)
     assert len(sizes) <= 2 + 8
     # The probe never changes the interface MTU by itself: it reports.
@@ -87,7 +88,7 @@ def test_nothing_answered() -> None:
     result = run_probe(h)
     assert not result.ok and result.largest is None
     assert result.reason == "no echo answered"
-    assert [size for size, _ in result.tried] == [1472, 1280]
+    assert [size for size, _ in result.tried] == [1280]
 
 
 def test_no_probe_address_or_not_connected() -> None:
@@ -118,34 +119,3 @@ def test_concurrent_requests_join_the_running_probe() -> None:
     first, _ = h.session.start_mtu_probe(h.now)
     second, immediate = h.session.start_mtu_probe(h.now)
     assert first == second and immediate is None
-
-
-def test_search_alone() -> None:
-    search = MtuSearch(1500, 0.0, per_try=1.0, tries=1, overall=100.0)
-    now = 0.0
-    limit = 1333
-    while not search.finished:
-        size = search.poll(now)
-        if size is not None and size <= limit:
-            search.answered(size)
-            continue
-        now += 1.0
-    assert search.good == limit
-    assert search.bad == limit + 1
-
-
-def test_search_overall_timeout() -> None:
-    search = MtuSearch(1472, 0.0, per_try=10.0, tries=5, overall=3.0)
-    assert search.poll(0.0) == 1472
-    assert search.poll(2.0) is None
-    assert search.poll(3.0) is None
-    assert search.finished and search.reason == "timed out"
-
-
-def test_search_bounds() -> None:
-    with pytest.raises(ValueError):
-        MtuSearch(1200, 0.0)
-    only = MtuSearch(1280, 0.0, tries=1, per_try=1.0)
-    assert only.poll(0.0) == 1280
-    assert only.poll(1.0) is None
-    assert only.finished and only.good is None

@@ -19,6 +19,7 @@ from m6t.client.config import (
     gateway_address,
     gateway_ports,
     routes_prefixes,
+    tunnel_pmtud,
     tunnel_prefix,
     tunnel_ula_prefix,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "gateway_address",
     "gateway_ports",
     "routes_prefixes",
+    "tunnel_pmtud",
     "tunnel_prefix",
     "tunnel_ula_prefix",
 ]

@@ -191,10 +191,34 @@ class MtuEvidenceInfo(TypedDict):
     time: float | None
 
 
+class MtuSearchInfo(TypedDict):
+    """Path MTU discovery on the tunnel (RFC 8899), when it is on (``tunnel.pmtud``)."""
+
+    state: str
+    """``base``, ``searching``, ``search_complete``, ``error`` or ``disabled`` (tolerate others)."""
+    mtu: int | None
+    """The tunnel MTU the last search found on this path (``null``: none finished yet)."""
+    found: str | None
+    """How: ``probe`` (echoed probes), ``icmp`` (a fragmentation-needed gave the size), ``emsgsize`` (the local
+    link refused a probe) or ``floor`` (the path carries under 1308 bytes: 1280 kept, see ``fragmentation``)."""
+    time: float | None
+    """Unix time that search ended."""
+    probes: int
+    """Probes that search sent."""
+    duration_s: float | None
+    fragmentation: bool
+    """True: packets over 1280 bytes cross only as DF-clear fragments (draft 2.6)."""
+    next_search: float | None
+    """Unix time the raise timer searches upwards again."""
+    probes_total: int
+
+
 class MtuDetail(TypedDict):
     configured: int
     effective: int
     last_evidence: MtuEvidenceInfo | None
+    search: NotRequired[MtuSearchInfo]
+    """Present while path MTU discovery is on (``tunnel.pmtud``)."""
 
 
 class AttachmentInfo(TypedDict):
@@ -304,7 +328,8 @@ class MtuEvent(TypedDict):
     previous: NotRequired[int | None]
     configured: NotRequired[int]
     reason: NotRequired[str]
-    """``configured``, ``attachment``, ``icmp`` or ``emsgsize``."""
+    """``configured``, ``attachment``, ``icmp`` or ``emsgsize``; a path MTU search's result: ``probe``,
+    ``icmp``, ``emsgsize`` or ``floor`` (tolerate others)."""
     path_mtu: NotRequired[int | None]
 
 
@@ -375,6 +400,10 @@ class MtuProbeResult(TypedDict):
     tried: NotRequired[list[dict[str, Any]]]
     """``[{"size": int, "answered": bool}, ...]`` in the order tried."""
     duration: NotRequired[float]
+    found: NotRequired[str]
+    """How the search found it: ``probe``, ``icmp`` or ``emsgsize`` (as :class:`MtuSearchInfo`)."""
+    probes: NotRequired[int]
+    """Probes sent, retries included."""
 
 
 class Hello(TypedDict):

@@ -111,15 +111,36 @@ def _gateway(status: Status) -> str | None:
     return f"{host}:{status.gateway_port}" if host else None
 
 
+def _mtu_search(status: Status, offset: float) -> schema.MtuSearchInfo | None:
+    search = status.mtu_search
+    if search is None:
+        return None
+    return {
+        "state": search.state,
+        "mtu": search.mtu,
+        "found": search.found,
+        "time": _wall(search.time, offset),
+        "probes": search.probes,
+        "duration_s": None if search.duration is None else round(search.duration, 3),
+        "fragmentation": search.fragmentation,
+        "next_search": _wall(search.next_search, offset),
+        "probes_total": search.probes_total,
+    }
+
+
 def _mtu_detail(status: Status, offset: float) -> schema.MtuDetail:
     evidence = status.mtu_evidence
-    return {
+    detail: schema.MtuDetail = {
         "configured": status.mtu_configured,
         "effective": status.mtu_effective,
         "last_evidence": None
         if evidence is None
         else {"source": evidence.source, "path_mtu": evidence.path_mtu, "time": _wall(evidence.time, offset)},
     }
+    search = _mtu_search(status, offset)
+    if search is not None:  # absent with path MTU discovery off: the shape older trays know
+        detail["search"] = search
+    return detail
 
 
 def _regenerations(status: Status, offset: float) -> list[schema.Regeneration]:
@@ -249,13 +270,17 @@ def mtu_probe_to_wire(result: ev.MtuProbeResult) -> schema.MtuProbeResult:
     """The ``mtu.probe`` reply for a probe that found an answer (``result.largest``)."""
     if result.largest is None:
         raise ValueError("a probe without an answer is an error, not a result")
-    return {
+    reply: schema.MtuProbeResult = {
         "mtu": result.largest,
         "previous": result.effective,
         "configured": result.configured,
         "tried": [{"size": size, "answered": answered} for size, answered in result.tried],
         "duration": round(result.duration, 3),
     }
+    if result.found:
+        reply["found"] = result.found
+        reply["probes"] = result.probes
+    return reply
 
 
 # ------------------------------------------------------------------------------- platform problems

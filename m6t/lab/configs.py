@@ -76,10 +76,12 @@ def client_config(
     mtu: int = DEFAULT_MTU,
     keepalive: float = KEEPALIVE_INTERVAL_S,
     probe: bool = True,
+    pmtud: bool | None = None,
     autoconnect: bool = True,
 ) -> str:
     """The mobile node's TOML: the lab gateway on ``ports``, the MN's /80, the default route via the tunnel;
-    ``probe`` echoes the HA after each attachment."""
+    ``probe`` echoes the HA after each attachment (and path MTU discovery probes it, unless ``pmtud`` is
+    False)."""
     config = ClientConfig(
         gateway=GatewaySection(address=a.GW_WAN, ports=tuple(ports)),
         tunnel=TunnelSection(
@@ -88,6 +90,7 @@ def client_config(
             mtu=mtu,
             keepalive_interval=float(keepalive),
             probe=IPv6Address(a.HA) if probe else None,
+            pmtud=pmtud,
         ),
         helper=HelperSection(autoconnect=autoconnect),
     )

@@ -432,6 +432,7 @@ class Demo:
             f"(public {a.NAT1_WAN}), MTU {status['mtu']}"
         )
         self.steps.append(Step("up", up_s, str(status["address"])))
+        self.path_mtu(status)
 
         rtts = env.ping_ha(3)
         if not rtts:
@@ -444,6 +445,23 @@ class Demo:
 
         self.move("nat2", str(status["address"]))
         self.reboot_nat("nat2")
+
+    def path_mtu(self, connected: dict[str, Any]) -> None:
+        """The path MTU search (RFC 8899 over the tunnel) that follows the connection, in one line."""
+
+        def searched(s: dict[str, Any]) -> bool:
+            search = (s.get("mtu_detail") or {}).get("search") or {}
+            return search.get("state") in ("search_complete", "error") and search.get("time") is not None
+
+        status = self.wait_status("the path MTU search", searched, 20)
+        search = status["mtu_detail"]["search"]
+        after = search["time"] - (connected.get("since") or search["time"])
+        how = "path under 1308 bytes, fragmentation relied on" if search["fragmentation"] else search["found"]
+        self.say(
+            f"path MTU search: tunnel MTU {status['mtu']} ({how}, {search['probes']} probes, "
+            f"{max(after, 0.0):.2f} s after connecting)"
+        )
+        self.steps.append(Step("path MTU", max(after, 0.0), f"{status['mtu']} ({how})"))
 
     def move(self, to: NatName, old_address: str) -> None:
         say = self.say

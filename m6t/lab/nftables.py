@@ -51,6 +51,22 @@ def nat(outside: str) -> str:
     return _replace("ip", NAT_TABLE, body)
 
 
+FRAGMENTS_TABLE = "m6t_lab_no_fragments"
+
+
+def drop_ipv4_fragments() -> str:
+    """Drop every IPv4 fragment that arrives (the first, MF set, and the others, an offset), as firewalls and
+    carrier NATs often do: hooked before conntrack's reassembly (priority -400), which would hide them."""
+    body = """\
+  chain prerouting {
+    type filter hook prerouting priority -450; policy accept;
+    ip frag-off & 0x1fff != 0 counter drop
+    ip frag-off & 0x2000 != 0 counter drop
+  }
+"""
+    return _replace("ip", FRAGMENTS_TABLE, body)
+
+
 def drop_table(ifname: str) -> str:
     """The table name used by drop_share for that interface."""
     return f"{TABLE_PREFIX}drop_{_table_suffix(check_ifname(ifname))}"

@@ -63,6 +63,7 @@ def test_demo_runs_end_to_end() -> None:
     out = result.stdout
     assert re.search(r"connected in [\d.]+ s: address fd6d:3674:a1b2:0:1:", out), out
     assert re.search(r"ping6 fd00:ab::1 \(the Home Agent\) through the tunnel: [\d.]+ ms", out), out
+    assert re.search(r"path MTU search: tunnel MTU 1472 \(probe, 2 probes, [\d.]+ s after connecting\)", out), out
     moved = re.search(r"reattached in ([\d.]+) s: new address (\S+),", out)
     assert moved is not None, out
     first = re.search(r"connected in [\d.]+ s: address (\S+)", out)

@@ -459,7 +459,7 @@ class Demo:
         how = "path under 1308 bytes, fragmentation relied on" if search["fragmentation"] else search["found"]
         self.say(
             f"path MTU search: tunnel MTU {status['mtu']} ({how}, {search['probes']} probes, "
-            f"{max(after, 0.0):.2f} s after connecting)"
+            f"{max(after, 0.0):.3f} s after connecting)"
         )
         self.steps.append(Step("path MTU", max(after, 0.0), f"{status['mtu']} ({how})"))
 

@@ -15,7 +15,7 @@ import time
 from argparse import _SubParsersAction
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from m6t.client.api import schema
 from m6t.client.api.client import (
@@ -119,7 +119,7 @@ def format_status(status: dict[str, Any]) -> list[str]:
     address = status.get("address")
     interface = status.get("interface")
     lines.append(f"address     {address or '-'}" + (f" on {interface}" if address and interface else ""))
-    lines.append(f"gateway     {status.get('gateway') or '-'}")
+    lines.append(f"gateway     {schema.gateway_label(cast(schema.Status, status)) or '-'}")
     lines.append(f"mtu         {format_mtu(status)}")
     ka = status.get("keepalive") or {}
     rtt = ka.get("rtt_ms")
@@ -165,6 +165,9 @@ def format_event(event: dict[str, Any]) -> str:
             text += f" (was {data['previous']})"
         if data.get("reason"):
             text += f" [{data['reason']}]"
+        gateway = schema.gateway_label(cast(schema.AddressEvent, data))
+        if gateway and data.get("address"):
+            text += f" via {gateway}"
     elif kind == EventKind.KEEPALIVE:
         text = f"answered in {data.get('rtt_ms', 0):.1f} ms"
     elif kind == EventKind.COUNTERS:

@@ -2,7 +2,8 @@
 
 ```toml
 [gateway]
-address = "198.51.100.2"        # IPv4 literal or host name (required; resolved later, not here)
+address = "198.51.100.2"        # IPv4 literal or host name, or a list of them in order of preference
+                                # (required; names are resolved later, not here)
 ports = [3544, 4500]            # tried in this order when a port stops working
 [tunnel]
 prefix = "fd6d:3674:a1b2:0:1::/80"   # or ula_prefix (/48) + subnet_id + mn_id (draft 2.2)
@@ -32,7 +33,7 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from ipaddress import IPv4Address, IPv6Address, IPv6Network
+from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any, Final
 
@@ -43,6 +44,7 @@ from m6t.configfile import (
     Reader,
     array,
     boolean,
+    describe,
     dump_toml,
     host_or_ipv4,
     integer,
@@ -106,11 +108,24 @@ MAX_ID: Final = 0xFFFF
 _PARTS: Final = ("ula_prefix", "subnet_id", "mn_id")
 
 
+MAX_GATEWAYS: Final = 16
+"""Entries in ``gateway.address``: a failover list, not a directory."""
+
+
 @dataclass(frozen=True, slots=True)
 class GatewaySection:
-    address: str
-    """An IPv4 literal (normalized) or a host name, unresolved."""
+    addresses: tuple[str, ...]
+    """``gateway.address``: IPv4 literals (normalized) or host names, unresolved, in order of preference."""
     ports: tuple[int, ...] = (DEFAULT_PORT,)
+
+    def __post_init__(self) -> None:
+        if not self.addresses:
+            raise ValueError("at least one gateway address is needed")
+
+    @property
+    def address_text(self) -> str:
+        """The addresses as one line, for messages and the status."""
+        return ", ".join(self.addresses)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,14 +174,6 @@ class ClientConfig:
     routes: RoutesSection = field(default_factory=RoutesSection)
     helper: HelperSection = field(default_factory=HelperSection)
 
-    @property
-    def gateway_ipv4(self) -> IPv4Address | None:
-        """The gateway's address when it is configured as a literal; ``None`` for a host name."""
-        try:
-            return IPv4Address(self.gateway.address)
-        except ValueError:
-            return None
-
 
 # --------------------------------------------------------------------------- validation
 #
@@ -192,7 +199,20 @@ def tunnel_ula_prefix(value: object) -> IPv6Network:
     return network
 
 
-gateway_address: Final = host_or_ipv4
+_gateway_list = array(host_or_ipv4, min_items=1, unique=True)
+
+
+def gateway_address(value: object) -> tuple[str, ...]:
+    """One gateway (a string) or several in order of preference (an array of strings)."""
+    if isinstance(value, str):
+        return (host_or_ipv4(value),)
+    if not isinstance(value, list | tuple):
+        raise Invalid(f"must be a string or an array of strings, not {describe(value)}")
+    if len(value) > MAX_GATEWAYS:
+        raise Invalid(f"has {len(value)} entries; at most {MAX_GATEWAYS} gateways can be listed")
+    return _gateway_list(value)
+
+
 tunnel_pmtud: Final = boolean
 gateway_ports: Final = array(port, min_items=1, unique=True)
 routes_prefixes: Final = array(ipv6_network, unique=True)
@@ -273,7 +293,7 @@ def _read(root: Reader) -> ClientConfig:
     # finish() raised if anything was missing or invalid, so the optionals are set by now.
     assert address is not None and prefix is not None
     return ClientConfig(
-        gateway=GatewaySection(address=address, ports=ports),
+        gateway=GatewaySection(addresses=address, ports=ports),
         tunnel=TunnelSection(
             prefix=prefix,
             interface=interface,
@@ -330,7 +350,7 @@ def client_config_to_dict(cfg: ClientConfig) -> dict[str, dict[str, Any]]:
     if t.pmtud is not None:
         tunnel["pmtud"] = t.pmtud
     return {
-        "gateway": {"address": cfg.gateway.address, "ports": list(cfg.gateway.ports)},
+        "gateway": {"address": _address_value(cfg.gateway.addresses), "ports": list(cfg.gateway.ports)},
         "tunnel": tunnel,
         "routes": {
             "default": cfg.routes.default,
@@ -339,6 +359,11 @@ def client_config_to_dict(cfg: ClientConfig) -> dict[str, dict[str, Any]]:
         },
         "helper": {"operator_group": cfg.helper.operator_group, "autoconnect": cfg.helper.autoconnect},
     }
+
+
+def _address_value(addresses: tuple[str, ...]) -> str | list[str]:
+    # One gateway keeps the plain string form every configuration had before lists.
+    return addresses[0] if len(addresses) == 1 else list(addresses)
 
 
 def dump_client_config(cfg: ClientConfig) -> str:
@@ -361,7 +386,6 @@ def client_config_keys() -> tuple[str, ...]:
 # Strings the user types bare: "1234" as a group or "2024-01-01" as a host name stay strings.
 _STRING_KEYS: Final = frozenset(
     {
-        "gateway.address",
         "tunnel.prefix",
         "tunnel.ula_prefix",
         "tunnel.interface",
@@ -374,6 +398,13 @@ _ARRAY_KEYS: Final = frozenset({"gateway.ports", "routes.prefixes"})
 
 def _cli_value(key: str, raw: str) -> object:
     value = parse_cli_value(raw)
+    if key == "gateway.address":
+        # Names and addresses typed bare; "a,b" (or a TOML array) lists several in order of preference.
+        if isinstance(value, list):
+            return value
+        text = value if isinstance(value, str) else raw
+        items = [item.strip() for item in text.split(",")]
+        return items[0] if len(items) == 1 else [item for item in items if item]
     if key in _STRING_KEYS:
         return value if isinstance(value, str) else raw
     if key in _ARRAY_KEYS and not isinstance(value, list):

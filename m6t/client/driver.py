@@ -8,7 +8,10 @@ It owns the I/O the session asks for, through the platform :class:`~m6t.platform
   packets they stand for, split by the backend;
 * the OS changes (address, routes, MTU): coroutines, run one at a time and in order on a queue, so a
   removal never overtakes the install it undoes;
-* the gateway name, resolved off-loop (``getaddrinfo``, IPv4 only), retried with backoff, never fatal;
+* the gateways (addresses or names, in order of preference): names resolved off-loop (``getaddrinfo``, IPv4,
+  every address in the resolver's order) when connecting, at every attachment change and whenever a gateway
+  fails, retried with backoff until one is known, never fatal; the session picks among them
+  (:mod:`m6t.client.gateways`) and the path is watched toward the one in use;
 * the connectivity tracker (:mod:`m6t.client.tracker`): the backend's monitor announces OS changes to it,
   and the driver makes the look-ups and probes it asks for and hands its decisions to the session;
 * the OS's hints, where the backend has them: a resume from sleep (logind) makes the tracker look the
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import socket
 import time
@@ -51,6 +55,8 @@ from m6t.client.events import (
     AddressChanged,
     ErrorEvent,
     Event,
+    GatewayChanged,
+    GatewayUnreachable,
     KeepaliveEvent,
     KeepaliveKind,
     MtuChanged,
@@ -58,7 +64,8 @@ from m6t.client.events import (
     MtuProbeResult,
     StateChanged,
 )
-from m6t.client.session import Session, SessionSettings, settings_routes
+from m6t.client.gateways import Candidate
+from m6t.client.session import Session, SessionSettings, same_path, settings_routes
 from m6t.client.status import Status
 from m6t.client.tracker import (
     Attach,
@@ -86,11 +93,16 @@ from m6t.protocol.values import PmtuEvidence
 log = logging.getLogger("m6t.client")
 
 Listener = Callable[[Event], None]
-Resolver = Callable[[str], Awaitable[IPv4Address]]
+Resolver = Callable[[str], Awaitable[Sequence[IPv4Address]]]
 
 _MIN_SLEEP_S = 0.005
 RESOLVE_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0)
-"""Waits between failed resolutions of the gateway name (the last one repeats)."""
+"""Waits between resolutions that found no gateway at all (the last one repeats); also between failed
+attempts to watch the path toward the gateway."""
+_NAME_GONE = frozenset(
+    code for code in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None)) if code is not None
+)
+"""getaddrinfo's "no such name / no address": an answer, unlike a resolver that cannot be reached."""
 
 
 def session_settings(config: ClientConfig) -> SessionSettings:
@@ -99,7 +111,7 @@ def session_settings(config: ClientConfig) -> SessionSettings:
     return SessionSettings(
         prefix=tunnel.prefix,
         ports=config.gateway.ports,
-        gateway_host=config.gateway.address,
+        gateway_host=config.gateway.address_text,
         mtu=tunnel.mtu,
         keepalive_interval=tunnel.keepalive_interval,
         probe=tunnel.probe,
@@ -122,17 +134,19 @@ def tracker_settings(config: ClientConfig, backstop_s: float | None = None) -> T
     )
 
 
-async def resolve_ipv4(host: str) -> IPv4Address:
-    """The gateway's IPv4 address (literal, or the first A record), resolved in the default executor."""
+async def resolve_ipv4(host: str) -> tuple[IPv4Address, ...]:
+    """A gateway's IPv4 addresses: a literal itself, a name every A record, in the resolver's order
+    (``getaddrinfo`` in the default executor, so the loop never blocks)."""
     try:
-        return IPv4Address(host)
+        return (IPv4Address(host),)
     except ValueError:
         pass
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, None, family=socket.AF_INET, type=socket.SOCK_DGRAM)
-    for _family, _type, _proto, _name, sockaddr in infos:
-        return IPv4Address(sockaddr[0])
-    raise OSError(f"{host} has no IPv4 address")
+    found = dict.fromkeys(IPv4Address(info[4][0]) for info in infos)
+    if not found:
+        raise OSError(f"{host} has no IPv4 address")
+    return tuple(found)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +195,15 @@ class ClientDriver:
         self._hints_task: asyncio.Task[None] | None = None
         self._power: PowerEvents | None = None
         self._reachability: ReachabilityHints | None = None
-        self._gateway_task: asyncio.Task[None] | None = None
+        self._resolving: asyncio.Task[None] | None = None
+        self._resolve_again = False
+        self._answers: dict[str, tuple[IPv4Address, ...]] = {}
+        """The last addresses each configured name resolved to: kept while the resolver cannot be asked."""
+        self._unresolvable: set[str] = set()
+        """Names already reported as not resolving (once per up())."""
+        self._path_task: asyncio.Task[None] | None = None
+        self._watched: IPv4Address | None = None
+        """The gateway the path is watched toward (the one in use)."""
         self._mtu_waiters: dict[int, asyncio.Future[MtuProbeResult]] = {}
         self._problems: list[PlatformError] = []
         self._started = False
@@ -267,9 +289,11 @@ class ClientDriver:
                 return
             self._session.update_settings(session_settings(new), time.monotonic())
             self._flush()
-            if new.gateway.address != old.gateway.address and self._wanted_up:
-                await self._stop_gateway_task()
-                self._start_gateway_task()
+            if new.gateway.addresses != old.gateway.addresses:
+                self._answers.clear()
+                if self._wanted_up:
+                    await self._stop_gateway_task()
+                    self._start_gateway_task()
         await self._os_queue.join()
 
     def resumed(self) -> None:
@@ -380,47 +404,101 @@ class ClientDriver:
         await self._os_queue.join()
 
     def _start_gateway_task(self) -> None:
-        assert self._loop is not None
-        self._gateway_task = self._loop.create_task(self._watch_gateway(), name="m6t-gateway")
+        self._unresolvable.clear()
+        self._resolve_gateways()
+        self._follow_gateway()
 
     async def _stop_gateway_task(self) -> None:
-        task, self._gateway_task = self._gateway_task, None
+        task, self._resolving = self._resolving, None
+        self._resolve_again = False
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        lookup, self._lookup = self._lookup, None
-        if lookup is not None:
-            lookup.cancel()
+        path, self._path_task = self._path_task, None
+        self._watched = None
+        if path is not None:
+            path.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await lookup
-        self._tracker.unwatch()
-        monitor, self._monitor = self._monitor, None
-        if monitor is not None:
-            try:
-                await monitor.stop()
-            except Exception:
-                log.exception("stopping the connectivity monitor failed")
+                await path
+        await self._unwatch_path()
 
-    async def _watch_gateway(self) -> None:
-        """Resolve the gateway, then watch IPv4 connectivity toward it; retried with backoff, never fatal."""
-        host = self._config.gateway.address
-        reported = False
-        for attempt in range(1_000_000):
-            wait = RESOLVE_BACKOFF_S[min(attempt, len(RESOLVE_BACKOFF_S) - 1)]
-            try:
-                address = await self._resolver(host)
-            except (OSError, UnicodeError, ValueError) as exc:
-                if not reported:
-                    log.warning("cannot resolve the gateway %s (%s); retrying", host, exc)
-                    self._dispatch(ErrorEvent.of(ErrorCode.GATEWAY_UNRESOLVABLE, f"{host}: {exc}"))
-                    reported = True
-                await asyncio.sleep(wait)
+    # ------------------------------------------------------------------ the gateways
+
+    def _resolve_gateways(self) -> None:
+        """Resolve the configured gateways now (or once more after the resolution under way)."""
+        if not self._wanted_up or self._loop is None:
+            return
+        if self._resolving is not None and not self._resolving.done():
+            self._resolve_again = True
+            return
+        self._resolving = self._loop.create_task(self._resolve_loop(), name="m6t-gateway-names")
+
+    async def _resolve_loop(self) -> None:
+        """Every configured entry resolved (concurrently) into the session's list, in order of preference;
+        while none gives an address, again with backoff, never fatal."""
+        for attempt in itertools.count():
+            self._resolve_again = False
+            hosts = self._config.gateway.addresses
+            answers = await asyncio.gather(*(self._resolve_one(host) for host in hosts))
+            candidates = [
+                Candidate(address, host) for host, found in zip(hosts, answers, strict=True) for address in found
+            ]
+            if candidates:
+                self._session.set_gateways(candidates, time.monotonic())
+                self._flush()
+                if not self._resolve_again:
+                    return
                 continue
-            if str(address) != host:
-                log.info("gateway %s resolved to %s", host, address)
-            self._session.set_gateway(address, time.monotonic())
-            self._flush()
+            if self._resolve_again:
+                continue
+            await asyncio.sleep(RESOLVE_BACKOFF_S[min(attempt, len(RESOLVE_BACKOFF_S) - 1)])
+
+    async def _resolve_one(self, host: str) -> tuple[IPv4Address, ...]:
+        with contextlib.suppress(ValueError):
+            return (IPv4Address(host),)
+        try:
+            found = tuple(await self._resolver(host))
+            if not found:
+                raise OSError(f"{host} has no IPv4 address")
+        except (OSError, UnicodeError, ValueError) as exc:
+            if isinstance(exc, socket.gaierror) and exc.errno in _NAME_GONE:
+                self._answers.pop(host, None)  # the resolver says the name is gone: believed
+            if host not in self._unresolvable:
+                self._unresolvable.add(host)
+                kept = self._answers.get(host)
+                still = f"; still using {', '.join(map(str, kept))}" if kept else "; retrying"
+                log.warning("cannot resolve the gateway %s (%s)%s", host, exc, still)
+                self._dispatch(ErrorEvent.of(ErrorCode.GATEWAY_UNRESOLVABLE, f"{host}: {exc}"))
+            return self._answers.get(host, ())
+        self._unresolvable.discard(host)
+        if self._answers.get(host) != found:
+            log.info("gateway %s resolved to %s", host, ", ".join(map(str, found)))
+        self._answers[host] = found
+        return found
+
+    def _follow_gateway(self) -> None:
+        """Watch the path toward the gateway in use: a new gateway gets a new watch."""
+        if not self._wanted_up or self._loop is None:
+            return
+        current = self._session.gateway_candidate
+        address = None if current is None else current.address
+        if address == self._watched and self._path_task is not None:
+            return
+        self._watched = address
+        previous = self._path_task
+        self._path_task = self._loop.create_task(self._watch_path(address, previous), name="m6t-gateway-path")
+
+    async def _watch_path(self, address: IPv4Address | None, previous: asyncio.Task[None] | None) -> None:
+        """Watch IPv4 connectivity toward ``address``; retried with backoff, never fatal."""
+        if previous is not None:
+            previous.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await previous
+        await self._unwatch_path()
+        if address is None:
+            return
+        for attempt in itertools.count():
             monitor = self._backend.connectivity_monitor(address, self._ifname)
             self._monitor = monitor
             try:
@@ -435,11 +513,25 @@ class ClientDriver:
                 self._monitor = None
                 with contextlib.suppress(Exception):
                     await monitor.stop()
-                await asyncio.sleep(wait)
+                await asyncio.sleep(RESOLVE_BACKOFF_S[min(attempt, len(RESOLVE_BACKOFF_S) - 1)])
                 continue
             self._tracker.looked_up(first, time.monotonic())
             self._run_tracker()
             return
+
+    async def _unwatch_path(self) -> None:
+        lookup, self._lookup = self._lookup, None
+        if lookup is not None:
+            lookup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lookup
+        self._tracker.unwatch()
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            try:
+                await monitor.stop()
+            except Exception:
+                log.exception("stopping the connectivity monitor failed")
 
     # ------------------------------------------------------------------ callbacks from the backend
 
@@ -556,6 +648,10 @@ class ClientDriver:
             future = self._mtu_waiters.pop(event.probe_id, None)
             if future is not None and not future.done():
                 future.set_result(event.result)
+        elif isinstance(event, GatewayChanged):
+            self._follow_gateway()
+        elif isinstance(event, GatewayUnreachable):
+            self._resolve_gateways()  # a name may have moved to another address
         for listener in tuple(self._listeners):
             try:
                 listener(event)
@@ -661,7 +757,10 @@ class ClientDriver:
                 elif isinstance(decision, Attach | Detach):
                     if decision.by_backstop:
                         log.info("connectivity backstop: the path toward the gateway changed without an event")
+                    before = session.attachment
                     session.attach(decision.attachment if isinstance(decision, Attach) else None, now)
+                    if isinstance(decision, Attach) and not same_path(before, decision.attachment):
+                        self._resolve_gateways()  # a new network may resolve the names otherwise
                 elif isinstance(decision, CheckBinding):
                     # NAT mappings and gateway states may have expired behind our back.
                     if decision.jump is None:
@@ -713,6 +812,12 @@ class ClientDriver:
         elif isinstance(event, AddressChanged):
             gateway = "" if event.gateway is None else f" via {event.gateway[0]}:{event.gateway[1]}"
             log.info("address %s → %s (%s)%s", event.old, event.new, event.reason, gateway)
+        elif isinstance(event, GatewayChanged):
+            if event.previous is not None:
+                log.info("gateway %s → %s (%s)", event.previous, event.gateway or "none", event.reason)
+        elif isinstance(event, GatewayUnreachable):
+            then = "every gateway failed, backing off" if event.all_dead else f"trying {event.next}"
+            log.warning("gateway %s answered on none of its ports; %s", event.gateway, then)
         elif isinstance(event, MtuChanged):
             log.info(
                 "tunnel MTU %d → %d (%s%s)",

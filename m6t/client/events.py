@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address
 
+from m6t.client.gateways import Candidate
 from m6t.client.vocabulary import ErrorCode, State
 from m6t.protocol.values import Attachment
 
@@ -33,6 +34,29 @@ class AddressChanged:
     new: IPv6Address | None
     reason: str
     gateway: tuple[IPv4Address, int] | None
+    gateway_name: str | None = None
+    """The configured host name ``gateway`` came from (``None`` for an address configured as is)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayChanged:
+    """The gateway in use is another one (a failover, the names resolved anew, a new network): the next
+    binding is made with it, under a new suffix."""
+
+    gateway: Candidate | None
+    previous: Candidate | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayUnreachable:
+    """A gateway answered on none of its ports: the next one is tried (the names are looked up again, in
+    case they moved)."""
+
+    gateway: Candidate
+    next: Candidate | None
+    all_dead: bool
+    """Every gateway failed this round: the next attempt waits for the backoff."""
 
 
 class KeepaliveKind(StrEnum):
@@ -108,6 +132,8 @@ Event = (
     StateChanged
     | AttachmentChanged
     | AddressChanged
+    | GatewayChanged
+    | GatewayUnreachable
     | KeepaliveEvent
     | CountersEvent
     | ErrorEvent

@@ -15,8 +15,9 @@ The rules it keeps:
   before that and their silence proves nothing;
 * once confirmed, one keepalive per idle interval (silence in either direction, draft 2.3); unanswered
   ones are retried at short intervals and ``max_missed`` of them mean the binding is lost;
-* failures move to the next configured gateway port and back off exponentially (the gateway
-  rate-limits new states per IPv4 address, draft 6.1.3);
+* failures move to the next configured gateway port, a gateway dead on every port to the next gateway
+  (:mod:`m6t.client.gateways`), and back off exponentially (the gateway rate-limits new states per IPv4
+  address, draft 6.1.3); a new gateway always gets a new suffix, since states never move between gateways;
 * the tunnel MTU stays between 1280 and the configured MTU; with path MTU discovery on
   (:mod:`m6t.client.pmtud`, RFC 8899) it is what the last search on this path found, searched again on every
   new path, raised at the raise timer and confirmed when large packets go unanswered while small ones are
@@ -50,6 +51,8 @@ from m6t.client.events import (
     CountersEvent,
     ErrorEvent,
     Event,
+    GatewayChanged,
+    GatewayUnreachable,
     KeepaliveEvent,
     KeepaliveKind,
     MtuChanged,
@@ -57,6 +60,7 @@ from m6t.client.events import (
     MtuProbeResult,
     StateChanged,
 )
+from m6t.client.gateways import Candidate, GatewaySelector, Move
 from m6t.client.pmtud import ECHO_OVERHEAD, MAX_PROBES, PROBE_TIMER_S, Found, Pmtud, PmtudResult
 from m6t.client.status import Counters, Drop, KeepaliveStatus, MtuEvidence, MtuSearchStatus, Regeneration, Status
 from m6t.client.vocabulary import ErrorCode, RegenerationReason, State
@@ -103,7 +107,7 @@ class SessionSettings:
     ports: tuple[int, ...]
     """Gateway UDP ports, in order of preference (draft 2.1)."""
     gateway_host: str = ""
-    """As configured (literal or name), for the status only: the driver resolves it."""
+    """As configured (literals or names), for the status only: the driver resolves them (``set_gateways``)."""
     mtu: int = DEFAULT_MTU
     keepalive_interval: float = KEEPALIVE_INTERVAL_S
     probe: IPv6Address | None = None
@@ -184,8 +188,9 @@ class Session:
 
         self._enabled = False
         self._attachment: Attachment | None = None
-        self._gateway: IPv4Address | None = None
-        self._port_index = 0
+        self._gateways = GatewaySelector(settings.ports)
+        self._announced: Candidate | None = None
+        """The gateway the last :class:`GatewayChanged` named."""
 
         # The binding in use: address, its suffix and the socket's peer (None: no socket).
         self._address: IPv6Address | None = None
@@ -301,9 +306,15 @@ class Session:
 
     @property
     def gateway(self) -> tuple[IPv4Address, int] | None:
-        if self._gateway is None:
+        current = self._gateways.current
+        if current is None:
             return None
-        return self._gateway, self._settings.ports[self._port_index]
+        return current.address, self._gateways.port
+
+    @property
+    def gateway_candidate(self) -> Candidate | None:
+        """The gateway in use (or next to be tried), with the configured entry it came from."""
+        return self._gateways.current
 
     @property
     def confirmed(self) -> bool:
@@ -354,15 +365,16 @@ class Session:
 
     def status(self, now: float | None = None) -> Status:
         s = self._settings
+        current = self._gateways.current
         return Status(
             now=now,
             state=self._state,
             detail=self._detail,
             since=self._since,
             attachment=self._attachment,
-            gateway_host=s.gateway_host,
-            gateway_address=self._gateway,
-            gateway_port=s.ports[self._port_index],
+            gateway_host=s.gateway_host if current is None else current.host,
+            gateway_address=None if current is None else current.address,
+            gateway_port=self._gateways.port,
             ports=s.ports,
             address=self._address,
             confirmed=self._confirmed,
@@ -383,6 +395,8 @@ class Session:
             failures=self._failures,
             retry_at=self._retry_at,
             mtu_search=self._search_status(),
+            gateways=self._gateways.candidates,
+            gateways_dead=self._gateways.dead,
         )
 
     def _search_status(self) -> MtuSearchStatus | None:
@@ -410,7 +424,8 @@ class Session:
             return
         self._enabled = True
         self._failures = 0
-        self._port_index = 0
+        self._gateways.restart()
+        self._announce_gateway("connecting")
         self._maybe_connect(now, RegenerationReason.ATTACHED)
 
     def down(self, now: float) -> None:
@@ -422,12 +437,19 @@ class Session:
         self._set_state(State.DISCONNECTED, "disconnected", now)
 
     def set_gateway(self, gateway: IPv4Address | None, now: float) -> None:
-        """The gateway's IPv4 address, once resolved (``None``: not known, e.g. the name does not resolve)."""
-        if gateway == self._gateway:
-            return
+        """One gateway address (``None``: not known, e.g. the name does not resolve)."""
+        self.set_gateways(() if gateway is None else (Candidate.literal(gateway),), now)
+
+    def set_gateways(self, candidates: Sequence[Candidate], now: float) -> None:
+        """The gateways' IPv4 addresses in order of preference, once resolved (empty: none known yet).
+
+        The gateway in use is kept while it is listed; otherwise the first one listed gets a new binding.
+        """
         had_binding = self._address is not None
-        self._gateway = gateway
-        if gateway is None:
+        if not self._gateways.set_candidates(candidates):
+            return
+        self._announce_gateway("the list of gateways changed")
+        if self._gateways.current is None:
             self._teardown(now, "gateway unknown")
             self._maybe_connect(now, RegenerationReason.GATEWAY_CHANGED)
             return
@@ -446,7 +468,9 @@ class Session:
             return
         self._failures = 0
         self._retry_at = None
-        self._port_index = 0
+        # A new network: the most preferred gateway may be reachable from here.
+        self._gateways.restart()
+        self._announce_gateway("new network")
         if attachment is None:
             self._teardown(now, "no IPv4")
             self._maybe_connect(now, RegenerationReason.ATTACHED)
@@ -474,7 +498,8 @@ class Session:
         self._portal = held
         self._failures = 0
         self._retry_at = None
-        self._port_index = 0
+        self._gateways.restart()
+        self._announce_gateway("captive portal" if held else "network let through")
         if held:
             self._teardown(now, "captive portal")
         self._maybe_connect(now, RegenerationReason.ATTACHED)
@@ -502,10 +527,8 @@ class Session:
         old = self._settings
         if settings == old:
             return
-        current_port = old.ports[self._port_index]
         self._settings = settings
-        port_kept = current_port in settings.ports
-        self._port_index = settings.ports.index(current_port) if port_kept else 0
+        port_kept = not self._gateways.set_ports(settings.ports)
         # Routes are installed exactly while an address is: change them now only in that case.
         if self._address is not None and settings.routes != self._routes:
             stale = tuple(r for r in self._routes if r not in settings.routes)
@@ -752,6 +775,7 @@ class Session:
         self._failures = 0
         self._first_unanswered_tx = None
         self._probe_deadline = None
+        self._gateways.confirmed()
         self._set_state(State.CONNECTED, "confirmed", now)
         if first and self._settings.pmtud and self._pmtud_needed and not self._pmtud.searching:
             self._start_search(now)
@@ -800,7 +824,7 @@ class Session:
                 self._send_probe(now)
             else:
                 self._probe_deadline = None
-                port = s.ports[self._port_index]
+                port = self._gateways.port
                 self._fail(
                     now,
                     RegenerationReason.PROBE_UNANSWERED,
@@ -814,7 +838,7 @@ class Session:
             and self._first_unanswered_tx is not None
             and now >= self._first_unanswered_tx + s.confirm_timeout
         ):
-            port = s.ports[self._port_index]
+            port = self._gateways.port
             self._fail(
                 now,
                 RegenerationReason.NO_REPLY,
@@ -1014,14 +1038,16 @@ class Session:
     # ------------------------------------------------------------------ binding lifecycle
 
     def _can_connect(self) -> bool:
-        return self._enabled and self._attachment is not None and self._gateway is not None and not self._portal
+        return (
+            self._enabled and self._attachment is not None and self._gateways.current is not None and not self._portal
+        )
 
     def _maybe_connect(self, now: float, reason: RegenerationReason) -> None:
         if not self._enabled:
             return  # down() already said so; the snapshot is only remembered
         if self._can_connect():
             self._connect(now, reason)
-        elif self._gateway is None:
+        elif self._gateways.current is None:
             self._set_state(State.WAITING_FOR_NETWORK, "resolving the gateway address", now)
         elif self._attachment is None:
             self._set_state(State.WAITING_FOR_NETWORK, "no IPv4 route to the gateway", now)
@@ -1030,8 +1056,9 @@ class Session:
 
     def _connect(self, now: float, reason: RegenerationReason) -> None:
         """A new suffix, a new socket: a new state at the gateway (draft 3)."""
-        gateway = self._gateway
-        assert gateway is not None
+        current = self._gateways.current
+        assert current is not None
+        gateway = current.address
         s = self._settings
         self._retry_at = None
         old = self._address
@@ -1046,7 +1073,7 @@ class Session:
         if not self._routes and s.routes:
             self._effects.append(SetRoutes(s.routes))
             self._routes = s.routes
-        port = s.ports[self._port_index]
+        port = self._gateways.port
         self._effects.append(OpenSocket(gateway, port))
         self._peer = (str(gateway), port)
         self._local = None
@@ -1054,9 +1081,11 @@ class Session:
         self._addr_bytes = new.packed
         self._reset_binding(now)
         self._regenerations.append(Regeneration(now, reason.value, old, new))
-        self._events.append(AddressChanged(old, new, reason.value, (gateway, port)))
+        name = current.host if current.named else None
+        self._events.append(AddressChanged(old, new, reason.value, (gateway, port), name))
         probing = f", probing {s.probe}" if s.probe is not None else ""
-        self._set_state(State.CONNECTING, f"attached, not yet confirmed (port {port}{probing})", now)
+        where = f"gateway {current}, port {port}" if len(self._gateways.candidates) > 1 else f"port {port}"
+        self._set_state(State.CONNECTING, f"attached, not yet confirmed ({where}{probing})", now)
         if s.probe is not None:
             self._start_probe(now)
 
@@ -1113,13 +1142,18 @@ class Session:
         return float(min(s.backoff_initial * 2 ** (self._failures - 2), s.backoff_max))
 
     def _fail(self, now: float, reason: RegenerationReason, code: ErrorCode, detail: str) -> None:
-        """The binding does not work: next port, new suffix, after a backoff if this keeps happening."""
-        s = self._settings
+        """The binding does not work: next port (or next gateway), new suffix, after a backoff if this keeps
+        happening; a gateway not tried yet in this round is tried at once."""
         self._failures += 1
-        if len(s.ports) > 1:
-            self._port_index = (self._port_index + 1) % len(s.ports)
+        left = self._gateways.current
+        move = self._gateways.failed(was_confirmed=self._confirmed)
         self._events.append(ErrorEvent.of(code, detail))
-        delay = self._backoff()
+        if move is not Move.NEXT_PORT and left is not None:
+            self._events.append(GatewayUnreachable(left, self._gateways.current, move is Move.ALL_DEAD))
+            if len(self._gateways.candidates) > 1:  # with one, the failure's own error says it all
+                self._events.append(ErrorEvent.of(ErrorCode.GATEWAY_UNREACHABLE, f"{left}: no answer on any port"))
+        self._announce_gateway(f"{left} did not answer on any port")
+        delay = 0.0 if move is Move.NEXT_GATEWAY else self._backoff()
         if delay <= 0:
             self._connect(now, reason)
             return
@@ -1128,8 +1162,9 @@ class Session:
         self._ka_outstanding = False
         self._probe_deadline = None
         self._first_unanswered_tx = None
-        port = s.ports[self._port_index]
-        self._set_state(State.DEGRADED, f"{detail}; retrying in {delay:g} s via port {port}", now)
+        port = self._gateways.port
+        via = f"{self._gateways.current} port {port}" if len(self._gateways.candidates) > 1 else f"port {port}"
+        self._set_state(State.DEGRADED, f"{detail}; retrying in {delay:g} s via {via}", now)
 
     def _schedule_retry(self, now: float, message: str) -> None:
         self._failures += 1
@@ -1139,6 +1174,14 @@ class Session:
         self._ka_outstanding = False
         self._probe_deadline = None
         self._set_state(State.ERROR, f"{message}; retrying in {delay:g} s", now)
+
+    def _announce_gateway(self, reason: str) -> None:
+        """Say so when the gateway in use is another one than the last one named."""
+        current = self._gateways.current
+        if current == self._announced:
+            return
+        previous, self._announced = self._announced, current
+        self._events.append(GatewayChanged(current, previous, reason))
 
     def _set_state(self, state: State, detail: str, now: float) -> None:
         if state == self._state and detail == self._detail:

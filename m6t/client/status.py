@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address
 
+from m6t.client.gateways import Candidate
 from m6t.client.vocabulary import State
 from m6t.protocol.values import Attachment
 
@@ -174,3 +175,7 @@ class Status:
     retry_at: float | None
     mtu_search: MtuSearchStatus | None = None
     """``None`` when path MTU discovery is off (``tunnel.pmtud = false``, or no probe address)."""
+    gateways: tuple[Candidate, ...] = ()
+    """Every gateway address known, in order of preference (``gateway_address`` is the one in use)."""
+    gateways_dead: tuple[Candidate, ...] = ()
+    """Those that answered on none of their ports since the last confirmation."""

@@ -78,12 +78,13 @@ def client_config(
     probe: bool = True,
     pmtud: bool | None = None,
     autoconnect: bool = True,
+    gateways: Sequence[str] = (a.GW_WAN,),
 ) -> str:
-    """The mobile node's TOML: the lab gateway on ``ports``, the MN's /80, the default route via the tunnel;
-    ``probe`` echoes the HA after each attachment (and path MTU discovery probes it, unless ``pmtud`` is
-    False)."""
+    """The mobile node's TOML: the lab gateway on ``ports`` (or ``gateways``, addresses or names in order of
+    preference), the MN's /80, the default route via the tunnel; ``probe`` echoes the HA after each attachment
+    (and path MTU discovery probes it, unless ``pmtud`` is False)."""
     config = ClientConfig(
-        gateway=GatewaySection(address=a.GW_WAN, ports=tuple(ports)),
+        gateway=GatewaySection(addresses=tuple(gateways), ports=tuple(ports)),
         tunnel=TunnelSection(
             prefix=MN_PREFIX,
             interface=interface,

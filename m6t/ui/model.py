@@ -155,7 +155,7 @@ class TunnelModel(QObject):
             tray=self.tray_state,
             state=self.state,
             address=self.address,
-            gateway=self.status.get("gateway") if self.status else None,
+            gateway=schema.gateway_label(self.status) if self.status else None,
             connected_for_s=None if since is None else self._now() - since,
             hint=hint,
         )
@@ -316,6 +316,7 @@ class TunnelModel(QObject):
         self.status["address"] = new
         if data.get("gateway"):
             self.status["gateway"] = data.get("gateway")
+            self.status["gateway_name"] = data.get("gateway_name")
         if new and old and new != old:
             regeneration: schema.Regeneration = {"time": when, "reason": data.get("reason", ""), "old": old, "new": new}
             self.status["regenerations"] = [*self.regenerations(), regeneration]

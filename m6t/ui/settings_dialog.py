@@ -172,11 +172,12 @@ class SettingsDialog(QDialog):
         box = QGroupBox("Gateway")
         form = QFormLayout(box)
         self.gateway_edit = QLineEdit()
-        self.gateway_edit.setPlaceholderText("IPv4 address or host name")
+        self.gateway_edit.setPlaceholderText("IPv4 address or host name; several: gw1.example.org, 198.51.100.2")
+        self.gateway_edit.setToolTip("Gateways in order of preference: the next one is used when one does not answer.")
         self.ports_edit = QLineEdit()
         self.ports_edit.setPlaceholderText("e.g. 3544, 4500")
         self.ports_edit.setToolTip("UDP ports, in the order they are tried when one fails.")
-        self._row(form, "gateway.address", "Address:", self.gateway_edit)
+        self._row(form, "gateway.address", "Addresses (in order):", self.gateway_edit)
         self._row(form, "gateway.ports", "Ports (in order):", self.ports_edit)
         for edit in (self.gateway_edit, self.ports_edit):
             edit.textChanged.connect(self._edited)
@@ -289,7 +290,8 @@ class SettingsDialog(QDialog):
 
     def _fill(self, config: dict[str, Any]) -> None:
         gateway, tunnel, routes = (config.get(name, {}) for name in ("gateway", "tunnel", "routes"))
-        self.gateway_edit.setText(str(gateway.get("address", "")))
+        address = gateway.get("address", "")
+        self.gateway_edit.setText(", ".join(map(str, address)) if isinstance(address, list) else str(address))
         self.ports_edit.setText(", ".join(str(port) for port in gateway.get("ports", [])))
         uses_parts = "ula_prefix" in tunnel
         # Both forms are filled, the unused one with the equivalent of the used one, so switching form

@@ -66,7 +66,7 @@ REGENERATION_REASONS: Final[dict[str, str]] = {
     "probe-unanswered": "the Home Agent stopped answering",
     "no-reply": "nothing came back through the tunnel",
     "port-failover": "moved to the next gateway port",
-    "gateway-changed": "moved to another gateway port",
+    "gateway-changed": "moved to another gateway",
     "config-change": "the configuration changed",
     "config-changed": "the configuration changed",
     "reconnect": "reconnected",

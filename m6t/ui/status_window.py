@@ -364,7 +364,10 @@ class StatusWindow(QMainWindow):
         set_text["egress"](attachment["local_ipv4"] if attachment else "none (no IPv4 path toward the gateway)")
         set_text["egress_if"](attachment["interface"] if attachment else DASH)
         set_text["router"]((attachment.get("router") or DASH) if attachment else DASH)
-        set_text["gateway"](status.get("gateway") or str(model.config_value("gateway.address") or DASH))
+        configured = model.config_value("gateway.address")
+        if isinstance(configured, list):
+            configured = ", ".join(map(str, configured))
+        set_text["gateway"](schema.gateway_label(status) or str(configured or DASH))
         set_text["address"](status.get("address") or DASH)
         set_text["interface"](status.get("interface") or DASH)
         latest = next((r for r in reversed(model.regenerations()) if r.get("new") == status.get("address")), None)

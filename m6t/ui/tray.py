@@ -207,7 +207,7 @@ class TrayController(QObject):
     def _on_connected(self) -> None:
         if time.monotonic() - self._last_regeneration_notice < QUIET_AFTER_REGENERATION_S:
             return
-        gateway = self.model.status.get("gateway") if self.model.status else None
+        gateway = schema.gateway_label(self.model.status) if self.model.status else None
         via = f" via {gateway}" if gateway else ""
         self.notify("m6t connected", f"Tunnel address {self.model.address or 'pending'}{via}.")
 

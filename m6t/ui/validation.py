@@ -48,8 +48,12 @@ def _number(item: str) -> int | str:
         return item
 
 
-def gateway_address(text: str) -> str:
-    return _checked(rules.gateway_address, text.strip())
+def gateway_address(text: str) -> str | list[str]:
+    """One gateway, or several in order of preference (``"gw1.example.org, 198.51.100.2"``): the value as the
+    file holds it, a string for one, a list for more."""
+    items = _items(text)
+    addresses = _checked(rules.gateway_address, items if len(items) > 1 else (items or [""])[0])
+    return addresses[0] if len(addresses) == 1 else list(addresses)
 
 
 def ports(text: str) -> list[int]:
@@ -74,7 +78,7 @@ def prefix_list(text: str) -> list[str]:
 class TunnelForm:
     """The helper-side settings as the dialog's fields hold them, already checked one by one."""
 
-    gateway_address: str
+    gateway_address: str | list[str]
     ports: list[int]
     prefix: IPv6Network | None
     """Set when the /80 is given whole; otherwise the three parts are."""

@@ -124,6 +124,20 @@ def test_apply_sends_the_whole_config_and_closes_on_ok(
     assert len(config_sets(helper, dry_run=False)) == 1
 
 
+def test_several_gateways_in_order(qtbot: QtBot, dialog: SettingsDialog, helper: FakeHelper) -> None:
+    # A list from the helper reads as one line, in order.
+    helper.config["gateway"]["address"] = ["gw1.example.org", "198.51.100.3"]
+    helper.push_event(schema.EventKind.CONFIG, {"changed": ["gateway.address"]})
+    qtbot.waitUntil(lambda: dialog.gateway_edit.text() == "gw1.example.org, 198.51.100.3", timeout=WAIT_MS)
+    dialog.gateway_edit.setText("gw1.example.org, gw1.example.org")
+    assert "repeats gw1.example.org" in dialog.field_error("gateway.address")
+    dialog.gateway_edit.setText("198.51.100.3 gw2.example.org, gw1.example.org")
+    assert dialog.field_error("gateway.address") == ""
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=WAIT_MS)
+    assert helper.config["gateway"]["address"] == ["198.51.100.3", "gw2.example.org", "gw1.example.org"]
+
+
 def test_switching_prefix_form_removes_the_other(qtbot: QtBot, dialog: SettingsDialog, helper: FakeHelper) -> None:
     dialog.parts_radio.setChecked(True)
     dialog.ula_edit.setText("fd6d:3674:a1b2::/48")

@@ -96,7 +96,7 @@ def test_tooltip_omits_unknown_connection_time() -> None:
         ("keepalive_unanswered", "the gateway lost the binding"),
         ("lost-binding", "the gateway lost the binding"),
         ("port-failover", "moved to the next gateway port"),
-        ("gateway_changed", "moved to another gateway port"),
+        ("gateway_changed", "moved to another gateway"),
         ("something-new", "something-new"),
         (None, "unknown reason"),
     ],

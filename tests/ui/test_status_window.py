@@ -54,6 +54,26 @@ def test_shows_attachment_gateway_address_mtu_keepalive(window: StatusWindow) ->
     assert not window.banner.isVisible()
 
 
+def test_a_failover_names_the_gateway_and_where_it_came_from(
+    qtbot: QtBot, window: StatusWindow, tray: TrayController, helper: FakeHelper
+) -> None:
+    # The helper's own status agrees with the event (the window asks for it after an address event).
+    helper.status.update({"address": ADDRESS2, "gateway": "198.51.100.3:3544", "gateway_name": "gw.example.org"})
+    helper.push_event(
+        EventKind.ADDRESS,
+        {
+            "address": ADDRESS2,
+            "previous": ADDRESS,
+            "reason": "probe_unanswered",
+            "gateway": "198.51.100.3:3544",
+            "gateway_name": "gw.example.org",
+        },
+    )
+    label = "198.51.100.3:3544 (gw.example.org)"
+    qtbot.waitUntil(lambda: window.field("gateway") == label, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: f"Gateway: {label}" in tray.icon.toolTip().splitlines(), timeout=WAIT_MS)
+
+
 def test_counters_and_drops_by_reason(window: StatusWindow) -> None:
     counters = {name: value for name, value in rows(window.counters_table)}
     assert counters["tx_packets"] == "120" and counters["rx_bytes"] == "96,000"

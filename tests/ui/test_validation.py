@@ -18,7 +18,7 @@ def test_gateway_address_accepts_ipv4_and_host_names(text: str) -> None:
     assert validation.gateway_address(text) == text.strip()
 
 
-@pytest.mark.parametrize("text", ["", "198.51.100.300", "-bad.example", "a..b", "has space", "fd00::1"])
+@pytest.mark.parametrize("text", ["", "198.51.100.300", "-bad.example", "a..b", "has space..", "fd00::1"])
 def test_gateway_address_rejects(text: str) -> None:
     with pytest.raises(FieldError):
         validation.gateway_address(text)
@@ -136,6 +136,8 @@ def _helper_verdict(key: str, value: object) -> list[str]:
         (validation.gateway_address, "gw.example.123", "gateway.address", "gw.example.123"),
         (validation.gateway_address, "10.1", "gateway.address", "10.1"),
         (validation.gateway_address, "gw_1.example.org", "gateway.address", "gw_1.example.org"),
+        (validation.gateway_address, "gw.example.org, 10.1", "gateway.address", ["gw.example.org", "10.1"]),
+        (validation.gateway_address, "gw.example.org gw.example.org", "gateway.address", ["gw.example.org"] * 2),
         (validation.ports, "3544, 0", "gateway.ports", [3544, 0]),
         (validation.prefix80, "fd6d:3674:a1b2::/64", "tunnel.prefix", "fd6d:3674:a1b2::/64"),
         (validation.prefix_list, "fd00:ab::1/64", "routes.prefixes", ["fd00:ab::1/64"]),
@@ -155,3 +157,8 @@ def test_what_the_helper_takes_the_field_takes() -> None:
     for name in ("gw.example.org", "gw-1.example.", "198.51.100.2", "a" * 63 + ".example"):
         assert _helper_verdict("gateway.address", name) == []
         assert validation.gateway_address(name) == name
+    # Several, in order of preference: the list the file holds.
+    assert _helper_verdict("gateway.address", ["gw.example.org", "198.51.100.2"]) == []
+    assert validation.gateway_address(" gw.example.org,198.51.100.2 ") == ["gw.example.org", "198.51.100.2"]
+    assert validation.gateway_address("gw.example.org,") == "gw.example.org"
+    assert validation.gateway_address("gw1.example.org gw2.example.org") == ["gw1.example.org", "gw2.example.org"]

@@ -75,7 +75,7 @@ def wire_status(snap: DriverStatus | None) -> schema.Status:
 
 STATUS_LINE = (
     '{"state":"connected","detail":"confirmed","address":"fd6d:3674:a1b2:0:1:aaaa:bbbb:cccc",'
-    '"gateway":"198.51.100.2:4500","mtu":1400,"keepalive":{"rtt_ms":3.1,"age_s":3.8,'
+    '"gateway":"198.51.100.2:4500","gateway_name":"gw.example","mtu":1400,"keepalive":{"rtt_ms":3.1,"age_s":3.8,'
     '"interval_s":30.0,"last_sent":1700000996.0,"last_reply":1700000996.25,"missed":0},'
     '"mtu_detail":{"configured":1472,"effective":1400,"last_evidence":{"source":"icmp",'
     '"path_mtu":1428,"time":1700000995.5}},"attachment":{"local_ipv4":"192.0.2.10",'
@@ -91,7 +91,8 @@ STATUS_LINE = (
 SESSION_LINE = (
     '{"state":"connected","detail":"confirmed","since":1700000990.0,'
     '"address":"fd6d:3674:a1b2:0:1:aaaa:bbbb:cccc","confirmed":true,"gateway":"198.51.100.2:4500",'
-    '"gateway_detail":{"host":"gw.example","address":"198.51.100.2","port":4500,"ports":[3544,4500]},'
+    '"gateway_detail":{"host":"gw.example","address":"198.51.100.2","port":4500,"ports":[3544,4500],'
+    '"candidates":[],"dead":[]},'
     '"mtu":1400,"mtu_detail":{"configured":1472,"effective":1400,"last_evidence":{"source":"icmp",'
     '"path_mtu":1428,"time":1700000995.5}},"keepalive":{"interval_s":30.0,"rtt_ms":3.1,"age_s":3.75,'
     '"last_sent":1700000996.0,"last_reply":1700000996.25,"missed":0,"counting":true},'
@@ -105,7 +106,7 @@ SESSION_LINE = (
 )
 
 
-def test_status_is_byte_for_byte_the_old_one() -> None:
+def test_status_is_byte_for_byte_the_old_one_with_the_gateway_name() -> None:
     line = schema.encode(wire_status(snapshot())).decode()
     assert line == STATUS_LINE + ',"session":' + SESSION_LINE + "}\n"
 
@@ -203,12 +204,20 @@ EVENTS: list[tuple[ev.Event, str | None]] = [
         ev.AddressChanged(OLD, NEW, "attachment_changed", GW),
         (
             'address {"address":"fd6d:3674:a1b2:0:1:aaaa:bbbb:cccc","previous":"fd6d:3674:a1b2:0:1:5e1:'
-            'a2b3:c4d5","reason":"attachment_changed","gateway":"198.51.100.2:4500"}'
+            'a2b3:c4d5","reason":"attachment_changed","gateway":"198.51.100.2:4500","gateway_name":null}'
+        ),
+    ),
+    (
+        ev.AddressChanged(None, NEW, "attached", GW, "gw.example"),
+        (
+            'address {"address":"fd6d:3674:a1b2:0:1:aaaa:bbbb:cccc","previous":null,"reason":"attached",'
+            '"gateway":"198.51.100.2:4500","gateway_name":"gw.example"}'
         ),
     ),
     (
         ev.AddressChanged(NEW, None, "", None),
-        'address {"address":null,"previous":"fd6d:3674:a1b2:0:1:aaaa:bbbb:cccc","reason":"","gateway":null}',
+        'address {"address":null,"previous":"fd6d:3674:a1b2:0:1:aaaa:bbbb:cccc","reason":"","gateway":null,'
+        '"gateway_name":null}',
     ),
     (
         ev.KeepaliveEvent(ev.KeepaliveKind.REPLY, 0.0123456, 0),

@@ -307,3 +307,15 @@ def test_the_program_keeps_the_client_commands(helper: RunningHelper) -> None:
     out = io.StringIO()
     assert program.main(["--socket", helper.socket_path, "status", "--json"], stdout=out, stderr=io.StringIO()) == 0
     assert json.loads(out.getvalue())["state"] == "disconnected"
+
+
+def test_status_and_events_name_the_gateway_in_use() -> None:
+    status = {"state": "connected", "gateway": "198.51.100.2:3544", "gateway_name": "gw.example.org"}
+    assert "gateway     198.51.100.2:3544 (gw.example.org)" in cli.format_status(status)
+    assert "gateway     198.51.100.2:3544" in cli.format_status({**status, "gateway_name": None})
+    event = {
+        "event": "address",
+        "time": 0,
+        "data": {"address": "fd6d::1", "reason": "probe_unanswered", "gateway": "198.51.100.3:3544"},
+    }
+    assert cli.format_event(event).endswith("fd6d::1 [probe_unanswered] via 198.51.100.3:3544")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import string
-from ipaddress import IPv4Address, IPv6Address, IPv6Network
+from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,9 @@ def problems(overrides: dict[str, str | None]) -> ConfigError:
 
 def field_of(cfg: ClientConfig, dotted: str) -> object:
     section, key = dotted.split(".")
+    if dotted == "gateway.address":
+        addresses = cfg.gateway.addresses
+        return addresses[0] if len(addresses) == 1 else addresses
     return getattr(getattr(cfg, section), key)
 
 
@@ -89,7 +92,7 @@ def field_of(cfg: ClientConfig, dotted: str) -> object:
 def test_full_file() -> None:
     cfg = parse()
     assert cfg == ClientConfig(
-        gateway=GatewaySection("198.51.100.2", (3544, 4500)),
+        gateway=GatewaySection(("198.51.100.2",), (3544, 4500)),
         tunnel=TunnelSection(
             prefix=IPv6Network("fd6d:3674:a1b2:0:1::/80"),
             interface="m6t0",
@@ -100,13 +103,12 @@ def test_full_file() -> None:
         routes=RoutesSection(default=True, metric=1029, prefixes=()),
         helper=HelperSection(operator_group="m6t", autoconnect=False),
     )
-    assert cfg.gateway_ipv4 == IPv4Address("198.51.100.2")
 
 
 def test_minimal_file_takes_every_default() -> None:
     cfg = parse_client_config('[gateway]\naddress = "gw.example.org"\n[tunnel]\nprefix = "fd6d:3674:a1b2:0:1::/80"\n')
     assert cfg == ClientConfig(
-        gateway=GatewaySection("gw.example.org", (3544,)),
+        gateway=GatewaySection(("gw.example.org",), (3544,)),
         tunnel=TunnelSection(prefix=IPv6Network("fd6d:3674:a1b2:0:1::/80")),
     )
     assert cfg.tunnel.interface == "m6t0"
@@ -115,7 +117,6 @@ def test_minimal_file_takes_every_default() -> None:
     assert cfg.tunnel.probe is None
     assert cfg.routes == RoutesSection(default=True, metric=1029, prefixes=())
     assert cfg.helper == HelperSection(operator_group="m6t", autoconnect=False)
-    assert cfg.gateway_ipv4 is None
     assert default_client_config("gw.example.org", "fd6d:3674:a1b2:0:1::/80") == cfg
 
 
@@ -135,7 +136,7 @@ def test_config_is_immutable() -> None:
 
 def test_example_file_parses() -> None:
     cfg = load_client_config(EXAMPLE)
-    assert cfg.gateway.address == "198.51.100.2"
+    assert cfg.gateway.addresses == ("198.51.100.2",)
     assert cfg.tunnel.prefix == IPv6Network("fd6d:3674:a1b2:0:1::/80")
 
 
@@ -198,6 +199,12 @@ def test_multiple_errors_reported_together() -> None:
         ("gateway.address", '"GW-1.Example.ORG."', "GW-1.Example.ORG."),
         ("gateway.address", '"localhost"', "localhost"),
         ("gateway.address", '"10.1.2.3"', "10.1.2.3"),
+        ("gateway.address", '["198.51.100.2"]', "198.51.100.2"),
+        (
+            "gateway.address",
+            '["gw1.example.org", "198.51.100.2", "gw2.example.org"]',
+            ("gw1.example.org", "198.51.100.2", "gw2.example.org"),
+        ),
         ("gateway.ports", "[3544]", (3544,)),
         ("gateway.ports", "[4500, 53, 3544]", (4500, 53, 3544)),
         ("gateway.ports", "[1, 65535]", (1, 65535)),
@@ -243,7 +250,7 @@ def test_valid_value(key: str, literal: str | None, expected: object) -> None:
 
 INVALID = [
     ("gateway.address", None, "is required"),
-    ("gateway.address", "1", "must be a string, not an integer"),
+    ("gateway.address", "1", "must be a string or an array of strings, not an integer"),
     ("gateway.address", '""', "must not be empty"),
     ("gateway.address", '"-gw.example.org"', "not a valid host name"),
     ("gateway.address", '"gw_1.example.org"', "not a valid host name"),
@@ -253,7 +260,11 @@ INVALID = [
     ("gateway.address", f'"{".".join(["a" * 63] * 4)}"', "at most 253"),
     ("gateway.address", '"198.51.100.300"', "not a valid IPv4 address"),
     ("gateway.address", '"2001:db8::1"', "looks like an IPv6 address"),
-    ("gateway.address", '["198.51.100.2"]', "must be a string, not an array"),
+    ("gateway.address", "[]", "must not be empty"),
+    ("gateway.address", '["198.51.100.2", "198.51.100.2"]', "repeats 198.51.100.2 (already at index 0)"),
+    ("gateway.address", '["198.51.100.2", 7]', "must be a string, not an integer"),
+    ("gateway.address", '["gw.example.org", "2001:db8::1"]', "looks like an IPv6 address"),
+    ("gateway.address", "[" + ", ".join(f'"198.51.100.{i}"' for i in range(17)) + "]", "at most 16 gateways"),
     ("gateway.ports", "[]", "must not be empty"),
     ("gateway.ports", "3544", "must be an array, not an integer"),
     ("gateway.ports", '"3544"', "must be an array, not a string"),
@@ -544,7 +555,9 @@ def tunnels(draw: st.DrawFn) -> TunnelSection:
 
 client_configs = st.builds(
     ClientConfig,
-    gateway=st.builds(GatewaySection, address=_ADDRESS, ports=_PORTS),
+    gateway=st.builds(
+        GatewaySection, addresses=st.lists(_ADDRESS, min_size=1, max_size=4, unique=True).map(tuple), ports=_PORTS
+    ),
     tunnel=tunnels(),
     routes=st.builds(
         RoutesSection,
@@ -581,6 +594,9 @@ def test_toml_round_trip(cfg: ClientConfig) -> None:
         ("gateway.address", "gw.example.org", "gw.example.org"),
         ("gateway.address", '"gw.example.org"', "gw.example.org"),
         ("gateway.address", "203.0.113.9", "203.0.113.9"),
+        ("gateway.address", "203.0.113.9,gw.example.org", ("203.0.113.9", "gw.example.org")),
+        ("gateway.address", "203.0.113.9, gw.example.org", ("203.0.113.9", "gw.example.org")),
+        ("gateway.address", '["gw.example.org", "203.0.113.9"]', ("gw.example.org", "203.0.113.9")),
         ("tunnel.interface", "m6t1", "m6t1"),
         ("tunnel.interface", "1234", "1234"),
         ("tunnel.probe", "fd00:ab::2", IPv6Address("fd00:ab::2")),
@@ -652,6 +668,8 @@ def test_set_part_on_a_non_ula_prefix_names_the_key() -> None:
         ("gateway.ports", "[]", "must not be empty"),
         ("gateway.address", "bad_name", "not a valid host name"),
         ("gateway.address", "", "must not be empty"),
+        ("gateway.address", "gw.example.org,bad_name", "not a valid host name"),
+        ("gateway.address", "gw.example.org,gw.example.org", "repeats gw.example.org"),
         ("tunnel.prefix", "fd6d::/64", "must be a /80"),
         ("tunnel.probe", "ff02::1", "multicast"),
         ("routes.default", "yes", "must be true or false"),

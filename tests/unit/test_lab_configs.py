@@ -32,7 +32,7 @@ def test_gateway_config_says_what_the_caller_asked_and_the_lab_defaults_otherwis
 
 def test_client_config_probe_keepalive_and_autoconnect() -> None:
     parsed = parse_client_config(configs.client_config(ports=(4500,), keepalive=1, probe=False, autoconnect=False))
-    assert parsed.gateway.address == "198.51.100.2" and parsed.gateway.ports == (4500,)
+    assert parsed.gateway.addresses == ("198.51.100.2",) and parsed.gateway.ports == (4500,)
     assert parsed.tunnel.prefix == configs.MN_PREFIX
     assert parsed.tunnel.keepalive_interval == 1.0
     assert parsed.tunnel.probe is None

@@ -268,6 +268,9 @@ class Status(TypedDict):
     """The tunnel's IPv6 address, without prefix length."""
     gateway: str | None
     """``host:port`` of the gateway in use."""
+    gateway_name: NotRequired[str | None]
+    """The configured host name the gateway in use was resolved from; ``null`` for an address configured as
+    is (``gateway.address`` may list several gateways: ``session.gateway_detail`` has them all)."""
     interface: str | None
     mtu: int | None
     """The effective tunnel MTU; ``mtu_detail`` has the configured value and the last evidence."""
@@ -310,6 +313,8 @@ class AddressEvent(TypedDict):
     """Why a new address was drawn (``attached``, ``attachment_changed``, ``keepalive_unanswered``...)."""
     gateway: NotRequired[str | None]
     """``host:port`` in use with it."""
+    gateway_name: NotRequired[str | None]
+    """The configured host name that gateway was resolved from (``null``: configured as an address)."""
 
 
 class KeepaliveEvent(TypedDict):
@@ -462,6 +467,15 @@ def error_info(
     if problems is not None:
         info["problems"] = problems
     return info
+
+
+def gateway_label(data: Status | AddressEvent) -> str | None:
+    """The gateway in use as people read it: ``198.51.100.2:3544``, with the name it came from if any
+    (``198.51.100.2:3544 (gw.example.org)``)."""
+    gateway, name = data.get("gateway"), data.get("gateway_name")
+    if not gateway:
+        return None
+    return f"{gateway} ({name})" if name else gateway
 
 
 def hello(access: Access, uid: int | None, server: str, permissions: Permissions | None = None) -> Hello:

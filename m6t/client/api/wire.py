@@ -14,6 +14,7 @@ from m6t.client import events as ev
 from m6t.client.api import schema
 from m6t.client.api.schema import Access, EventKind, Wanted
 from m6t.client.driver import DriverStatus
+from m6t.client.gateways import Candidate
 from m6t.client.status import Status
 from m6t.client.vocabulary import ErrorCode
 from m6t.platform.base import PlatformError, PlatformErrorCode
@@ -71,6 +72,7 @@ def event_to_wire(event: ev.Event) -> WireEvent | None:
             "previous": _text(event.old),
             "reason": event.reason,
             "gateway": gateway,
+            "gateway_name": event.gateway_name,
         }
     if isinstance(event, ev.KeepaliveEvent):
         if event.what is ev.KeepaliveKind.REPLY and event.rtt is not None:
@@ -107,8 +109,22 @@ def wanted_event(wanted: Wanted) -> WireEvent:
 
 
 def _gateway(status: Status) -> str | None:
-    host = str(status.gateway_address) if status.gateway_address is not None else status.gateway_host
-    return f"{host}:{status.gateway_port}" if host else None
+    if status.gateway_address is not None:
+        return f"{status.gateway_address}:{status.gateway_port}"
+    # None resolved yet: the configured entry, when there is one only.
+    host = status.gateway_host
+    return f"{host}:{status.gateway_port}" if host and ", " not in host else None
+
+
+def _gateway_name(status: Status) -> str | None:
+    """The configured name behind the gateway in use (``None`` for a literal, or with none in use)."""
+    if status.gateway_address is None or status.gateway_host == str(status.gateway_address):
+        return None
+    return status.gateway_host
+
+
+def _candidates(candidates: tuple[Candidate, ...]) -> list[dict[str, str]]:
+    return [{"address": str(c.address), "host": c.host} for c in candidates]
 
 
 def _mtu_search(status: Status, offset: float) -> schema.MtuSearchInfo | None:
@@ -167,6 +183,8 @@ def session_to_wire(snapshot: DriverStatus) -> dict[str, Any]:
             "address": _text(status.gateway_address),
             "port": status.gateway_port,
             "ports": list(status.ports),
+            "candidates": _candidates(status.gateways),
+            "dead": _candidates(status.gateways_dead),
         },
         "mtu": status.mtu_effective,
         "mtu_detail": _mtu_detail(status, offset),
@@ -240,6 +258,7 @@ def status_to_wire(
         "detail": status.detail,
         "address": _text(status.address),
         "gateway": _gateway(status),
+        "gateway_name": _gateway_name(status),
         "mtu": status.mtu_effective,
         "keepalive": {
             "rtt_ms": None if ka.rtt is None else _rtt_ms(ka.rtt),

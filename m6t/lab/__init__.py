@@ -14,6 +14,9 @@ accepted, and everything lives inside the lab's namespaces.
 
 from m6t.lab.addresses import (
     GW,
+    GW2,
+    GW2_HA_SIDE,
+    GW2_WAN,
     GW_HA_SIDE,
     GW_IF_HA,
     GW_IF_WAN,
@@ -21,7 +24,10 @@ from m6t.lab.addresses import (
     HA,
     HA_HOST,
     HA_IF,
+    HA_IF2,
     HA_LINK,
+    HA_LINK2,
+    HA_ON_LINK2,
     LAN1,
     LAN2,
     M6T_PREFIX,
@@ -58,13 +64,16 @@ from m6t.lab.standard import NatName, StandardLab, standard_topology
 from m6t.lab.topology import Endpoint, Host, Link, Nat, Route, Switch, Topology
 
 
-def standard_lab(*, udp_timeout: int | None = None) -> StandardLab:
+def standard_lab(*, udp_timeout: int | None = None, second_gateway: bool = False) -> StandardLab:
     """The standard lab, not yet started: use `with standard_lab() as lab:` (same as Lab.standard())."""
-    return StandardLab(udp_timeout=udp_timeout)
+    return StandardLab(udp_timeout=udp_timeout, second_gateway=second_gateway)
 
 
 __all__ = [
     "GW",
+    "GW2",
+    "GW2_HA_SIDE",
+    "GW2_WAN",
     "GW_HA_SIDE",
     "GW_IF_HA",
     "GW_IF_WAN",
@@ -72,7 +81,10 @@ __all__ = [
     "HA",
     "HA_HOST",
     "HA_IF",
+    "HA_IF2",
     "HA_LINK",
+    "HA_LINK2",
+    "HA_ON_LINK2",
     "LAN1",
     "LAN2",
     "M6T_PREFIX",

@@ -17,6 +17,7 @@ MN = "mn"
 NAT1 = "nat1"
 NAT2 = "nat2"
 GW = "gw"
+GW2 = "gw2"
 HA_HOST = "ha"
 WAN2 = "wan2"
 WAN_SWITCH = "wan"
@@ -26,10 +27,12 @@ LAN1 = "192.0.2.0/24"
 LAN2 = "203.0.113.0/24"
 WAN = "198.51.100.0/24"
 HA_LINK = "fd00:ab::/64"
+HA_LINK2 = "fd00:ac::/64"
 M6T_PREFIX = "fd6d:3674:a1b2::/48"
 
 # WAN side.
 GW_WAN = "198.51.100.2"
+GW2_WAN = "198.51.100.3"
 NAT1_WAN = "198.51.100.11"
 NAT2_WAN = "198.51.100.12"
 WAN2_ADDR = "198.51.100.66"
@@ -45,6 +48,8 @@ MN_LAN2_ALT = "203.0.113.20"
 # Home Agent link.
 HA = "fd00:ab::1"
 GW_HA_SIDE = "fd00:ab::2"
+GW2_HA_SIDE = "fd00:ac::2"
+HA_ON_LINK2 = "fd00:ac::1"
 
 # Interface names (each lives inside its host's namespace, so names repeat across hosts).
 MN_IF_LAN1 = "lan1"
@@ -54,6 +59,7 @@ NAT_IF_WAN = "wan0"
 GW_IF_WAN = "wan0"
 GW_IF_HA = "halink"
 HA_IF = "halink"
+HA_IF2 = "halink2"
 WAN2_IF = "wan0"
 
 

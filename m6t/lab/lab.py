@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import os
 import re
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Literal, Self, overload
 
@@ -262,6 +264,11 @@ class Lab:
         self._procs.append(proc)
         return proc
 
+    def etc_file(self, host: str, name: str, text: str) -> contextlib.AbstractContextManager[Path]:
+        """A context in which processes started in a host (run, spawn) see ``text`` as ``/etc/<name>`` (e.g. a
+        hosts file of its own), through ``ip netns exec``'s ``/etc/netns``; the machine's ``/etc`` is untouched."""
+        return netns.etc_file(self.ns(host), name, text)
+
     def read_file(self, host: str, path: str) -> str:
         """The contents of a file as seen from a host's namespace (/proc/sys/net and /sys are per-netns)."""
         return self.run(host, "cat", path).stdout
@@ -317,6 +324,12 @@ class Lab:
         builder.load_nft(self.ns(host), ruleset)
 
     # Impairments
+
+    def fail_host(self, host: str) -> None:
+        """Take every interface of a host down, as a machine that died (its processes keep running, cut off)."""
+        self._topology.host(host)
+        links = [f"link set {end.ifname} down" for end in self._topology.endpoints() if end.host == host]
+        shell.ip_batch(links, self.ns(host))
 
     def drop_share(self, host: str, ifname: str, percent: int, direction: Direction = "both") -> None:
         """Drop percent % of packets at random on a host's interface (0 removes the impairment)."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 
@@ -55,6 +57,32 @@ def kill_processes(namespace: str) -> list[int]:
     if pids(namespace):
         raise LabError(f"processes keep appearing in {namespace}")
     return killed
+
+
+ETC_NETNS = Path("/etc/netns")
+"""``ip netns exec`` bind-mounts ``/etc/netns/<name>/<file>`` over ``/etc/<file>`` for what it runs
+(ip-netns(8)): a per-namespace hosts file that leaves the machine's own ``/etc/hosts`` alone."""
+
+
+@contextlib.contextmanager
+def etc_file(namespace: str, name: str, text: str) -> Iterator[Path]:
+    """``/etc/<name>`` as what ``ip netns exec`` starts in ``namespace`` from now on sees it; removed after."""
+    if "/" in name or name in ("", ".", ".."):
+        raise LabError(f"bad /etc file name {name!r}")
+    made_root = not ETC_NETNS.exists()
+    directory = ETC_NETNS / namespace
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    try:
+        path.write_text(text)
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            directory.rmdir()
+        if made_root:
+            with contextlib.suppress(OSError):
+                ETC_NETNS.rmdir()
 
 
 def delete(namespace: str) -> None:

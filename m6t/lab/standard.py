@@ -3,11 +3,17 @@
     mn (lan1 192.0.2.10) ── nat1 (192.0.2.1 | 198.51.100.11) ─┐
     mn (lan2, down)      ── nat2 (203.0.113.1 | 198.51.100.12) ─┤ WAN switch 198.51.100.0/24
                                  wan2 (198.51.100.66, spare) ─┤
-                                    gw (198.51.100.2) ───────┘
+                                    gw (198.51.100.2) ───────┤
                                     gw (fd00:ab::2) ── ha (fd00:ab::1, default route via gw)
+            with second_gateway:    gw2 (198.51.100.3) ──────┘
+                                    gw2 (fd00:ac::2) ── ha (fd00:ac::1 on halink2)
 
 The MN has one interface on each NAT's LAN. Exactly one is up, with an address and the default route;
 moving takes that one down (addresses gone) and brings the other up, as a laptop changing networks.
+
+With a second gateway, the HA routes the m6t /48 through gw, and through gw2 once gw's link to it has no
+carrier (``ignore_routes_with_linkdown``): the routing a site with two gateways would have, so that a
+gateway that dies (:meth:`Lab.fail_host`) leaves the other one the whole way to the HA.
 """
 
 from __future__ import annotations
@@ -30,12 +36,25 @@ _ATTACHMENTS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
-def standard_topology(udp_timeout: int | None = None) -> Topology:
+def standard_topology(udp_timeout: int | None = None, *, second_gateway: bool = False) -> Topology:
     """The standard lab's description; udp_timeout (seconds) applies to both NATs when given."""
 
     def wan_port(host: str, ifname: str, address: str) -> Link:
         return Link(Endpoint(a.WAN_SWITCH, host), Endpoint(host, ifname, (f"{address}/24",)))
 
+    gw2_hosts = (Host(a.GW2, ipv6_forwarding=True),) if second_gateway else ()
+    gw2_links = (
+        (
+            wan_port(a.GW2, a.GW_IF_WAN, a.GW2_WAN),
+            Link(
+                Endpoint(a.GW2, a.GW_IF_HA, (f"{a.GW2_HA_SIDE}/64",), ipv6=True),
+                Endpoint(a.HA_HOST, a.HA_IF2, (f"{a.HA_ON_LINK2}/64",), ipv6=True),
+            ),
+        )
+        if second_gateway
+        else ()
+    )
+    gw2_routes = (Route(a.GW2, a.HA_LINK, via=a.HA_ON_LINK2, dev=a.GW_IF_HA, ipv6=True),) if second_gateway else ()
     return Topology(
         hosts=(
             Host(a.MN),
@@ -44,6 +63,7 @@ def standard_topology(udp_timeout: int | None = None) -> Topology:
             Host(a.GW, ipv6_forwarding=True),
             Host(a.HA_HOST),
             Host(a.WAN2),
+            *gw2_hosts,
         ),
         switches=(Switch(a.WAN_SWITCH),),
         links=(
@@ -63,11 +83,13 @@ def standard_topology(udp_timeout: int | None = None) -> Topology:
                 Endpoint(a.GW, a.GW_IF_HA, (f"{a.GW_HA_SIDE}/64",), ipv6=True),
                 Endpoint(a.HA_HOST, a.HA_IF, (f"{a.HA}/64",), ipv6=True),
             ),
+            *gw2_links,
         ),
         routes=(
             Route(a.MN, "default", via=a.NAT1_LAN, dev=a.MN_IF_LAN1),
             # The HA answers the m6t prefix (and anything else) through the gateway.
             Route(a.HA_HOST, "default", via=a.GW_HA_SIDE, dev=a.HA_IF, ipv6=True),
+            *gw2_routes,
         ),
         nats=(
             Nat(a.NAT1, inside=a.NAT_IF_LAN, outside=a.NAT_IF_WAN, udp_timeout=udp_timeout),
@@ -79,11 +101,28 @@ def standard_topology(udp_timeout: int | None = None) -> Topology:
 class StandardLab(Lab):
     """The standard lab, with the mobile node's moves."""
 
-    def __init__(self, *, udp_timeout: int | None = None) -> None:
-        """Describe the standard lab; udp_timeout (seconds) applies to both NATs when given."""
-        super().__init__(standard_topology(udp_timeout))
+    def __init__(self, *, udp_timeout: int | None = None, second_gateway: bool = False) -> None:
+        """Describe the standard lab; udp_timeout (seconds) applies to both NATs when given; second_gateway
+        adds gw2 (198.51.100.3), the HA's way back through it taken when gw's link is down."""
+        super().__init__(standard_topology(udp_timeout, second_gateway=second_gateway))
+        self._second_gateway = second_gateway
         self._attachment: NatName = "nat1"
         self._mn_address = a.MN_LAN1
+
+    def _after_build(self) -> None:
+        super()._after_build()
+        if not self._second_gateway:
+            return
+        # Metrics make gw the HA's way to the m6t /48 and gw2 the fallback; a route whose link lost its
+        # carrier is skipped only with ignore_routes_with_linkdown.
+        self.write_sysctl(a.HA_HOST, f"net.ipv6.conf.{a.HA_IF}.ignore_routes_with_linkdown", 1)
+        shell.ip_batch(
+            [
+                f"route add {a.M6T_PREFIX} via {a.GW_HA_SIDE} dev {a.HA_IF} metric 100",
+                f"route add {a.M6T_PREFIX} via {a.GW2_HA_SIDE} dev {a.HA_IF2} metric 200",
+            ],
+            self.ns(a.HA_HOST),
+        )
 
     @property
     def mn_attachment(self) -> NatName:

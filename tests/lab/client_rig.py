@@ -20,10 +20,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
+from m6t.client.api.client import HelperClient
+from m6t.client.api.schema import Method
 from m6t.gateway.config import StatesSection
-from m6t.lab import GW, HA, MN, StandardLab, configs, wait_until
+from m6t.lab import GW, GW_WAN, HA, MN, StandardLab, configs, wait_until
 from m6t.lab.demo import helper_command
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,8 +92,14 @@ BACKENDS = (
 )
 
 
-def client_config(*, ports: tuple[int, ...] = (PORT_A,), keepalive: float = 1, probe: bool = True) -> str:
-    return configs.client_config(ports=ports, interface=TUN, keepalive=keepalive, probe=probe)
+def client_config(
+    *,
+    ports: tuple[int, ...] = (PORT_A,),
+    keepalive: float = 1,
+    probe: bool = True,
+    gateways: tuple[str, ...] = (GW_WAN,),
+) -> str:
+    return configs.client_config(ports=ports, interface=TUN, keepalive=keepalive, probe=probe, gateways=gateways)
 
 
 @dataclass
@@ -102,6 +110,8 @@ class Rig:
     workdir: Path
     backend: Backend = LINUX
     gateway: subprocess.Popen[str] | None = None
+    more_gateways: list[subprocess.Popen[str]] = field(default_factory=list)
+    """Gateway daemons on other hosts than gw (a lab with a second gateway)."""
     client: subprocess.Popen[str] | None = None
     logs: list[IO[str]] = field(default_factory=list)
 
@@ -121,13 +131,18 @@ class Rig:
             env={**os.environ, "PYTHONPATH": str(REPO)},
         )
 
-    def start_gateway(self) -> None:
+    def start_gateway(self, host: str = GW) -> None:
         config = self.workdir / "gateway.toml"
         config.write_text(GATEWAY_CONFIG)
-        self.gateway = self._spawn(GW, ["-m", "m6t.gateway", "--config", str(config)], "gateway.log")
+        name = "gateway.log" if host == GW else f"gateway-{host}.log"
+        proc = self._spawn(host, ["-m", "m6t.gateway", "--config", str(config)], name)
+        if host == GW:
+            self.gateway = proc
+        else:
+            self.more_gateways.append(proc)
         wait_until(
-            lambda: "m6tgw0" in self.lab.run(GW, "ip", "-o", "link", check=False).stdout,
-            what="the gateway's TUN",
+            lambda: "m6tgw0" in self.lab.run(host, "ip", "-o", "link", check=False).stdout,
+            what=f"the gateway's TUN on {host}",
             timeout=15.0,
             interval=0.1,
         )
@@ -158,13 +173,19 @@ class Rig:
         proc.send_signal(signal.SIGTERM)
         return proc.wait(timeout=15)
 
+    def status(self) -> dict[str, Any]:
+        """The helper's ``status`` reply, through its control socket."""
+        with HelperClient(str(self.workdir / "helper.sock"), timeout=10) as client:
+            result: dict[str, Any] = client.call(Method.STATUS)
+            return result
+
     def client_log(self) -> str:
         path = self.workdir / "client.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
     def describe(self) -> str:
         parts = []
-        for name in ("client.log", "gateway.log"):
+        for name in ("client.log", "gateway.log", *sorted(p.name for p in self.workdir.glob("gateway-*.log"))):
             path = self.workdir / name
             text = path.read_text(errors="replace") if path.exists() else "(none)"
             parts.append(f"--- {name}\n{text[-4000:]}")
@@ -215,7 +236,7 @@ def running_rig(lab: StandardLab, backend: Backend = LINUX) -> Iterator[Rig]:
         rig.start_gateway()
         yield rig
     finally:
-        for proc in (rig.client, rig.gateway):
+        for proc in (rig.client, rig.gateway, *rig.more_gateways):
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:

@@ -290,7 +290,13 @@ class ClientDriver:
             self._session.update_settings(session_settings(new), time.monotonic())
             self._flush()
             if new.gateway.addresses != old.gateway.addresses:
-                self._answers.clear()
+                # Gateways no longer configured are forgotten now (the one in use too: a new binding); those
+                # still configured stay until their names are resolved again.
+                kept = set(new.gateway.addresses)
+                self._answers = {host: found for host, found in self._answers.items() if host in kept}
+                still = [c for c in self._session.gateway_candidates if c.host in kept]
+                self._session.set_gateways(still, time.monotonic())
+                self._flush()
                 if self._wanted_up:
                     await self._stop_gateway_task()
                     self._start_gateway_task()

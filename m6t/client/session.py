@@ -317,6 +317,11 @@ class Session:
         return self._gateways.current
 
     @property
+    def gateway_candidates(self) -> tuple[Candidate, ...]:
+        """Every gateway known, in order of preference."""
+        return self._gateways.candidates
+
+    @property
     def confirmed(self) -> bool:
         return self._confirmed
 

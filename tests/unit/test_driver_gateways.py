@@ -139,3 +139,28 @@ def test_an_attachment_change_resolves_again_and_a_failed_lookup_keeps_the_last_
         await driver.close()
 
     run(scenario)
+
+
+def test_a_new_list_keeps_the_binding_only_while_its_gateway_is_still_configured() -> None:
+    async def resolver(host: str) -> tuple[IPv4Address, ...]:
+        raise OSError("Temporary failure in name resolution")
+
+    async def scenario() -> None:
+        backend = FakeBackend()
+        driver = driver_for(backend, (str(B),), resolver)
+        await driver.up()
+        await settle(lambda: driver.session.state is State.CONNECTED)
+        first = driver.session.address
+        cfg = driver.config
+        # A backup added behind the gateway in use: nothing moves.
+        await driver.apply_config(replace(cfg, gateway=GatewaySection(addresses=(str(B), str(C)), ports=(3544,))))
+        await settle(lambda: len(driver.session.gateway_candidates) == 2)
+        assert driver.session.address == first and driver.session.state is State.CONNECTED
+        # Only a name that cannot be resolved now: the old gateway is not used any more.
+        await driver.apply_config(replace(cfg, gateway=GatewaySection(addresses=("gw.example.test",), ports=(3544,))))
+        await settle(lambda: driver.session.state is State.WAITING_FOR_NETWORK)
+        assert driver.session.address is None and driver.session.gateway is None
+        assert backend.installed() == set()
+        await driver.close()
+
+    run(scenario)

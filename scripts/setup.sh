@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 apt_packages=(
   python3 python3-venv python3-pip
   iproute2 nftables conntrack iputils-ping tcpdump procps kmod util-linux
+  # the gateway's kernel fast lane drives nftables through libnftables' own binding (linked below)
+  python3-nftables
   iperf3 socat
   dpkg-dev
   # the Windows installer's compile check (makensis, 7zz to look inside it); shell and workflow lint
@@ -42,6 +44,14 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
 fi
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
+fi
+# libnftables' Python binding comes from Debian, matched to the installed libnftables, and is not on PyPI.
+# It is pure Python over ctypes, so any interpreter can import it: a link to that one package in the
+# venv's site-packages, rather than --system-site-packages, which would let every Debian Python package
+# shadow the venv's own (and give nothing at all to a venv made from a non-Debian Python).
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+if [ -d /usr/lib/python3/dist-packages/nftables ] && [ ! -e "$site/nftables" ]; then
+  ln -s /usr/lib/python3/dist-packages/nftables "$site/nftables"
 fi
 stamp=.venv/.m6t-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then

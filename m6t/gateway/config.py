@@ -18,6 +18,11 @@ new_states_per_ipv4_burst = 20
 max_states = 2000000
 state_directory = "/var/lib/m6t-gateway"   # kept across restarts (states.m6t); "" = not kept
 save_interval_s = 5                  # at most this long between a change and its save
+[fastlane]
+mode = "auto"                        # "required", "off"
+packets_per_new_state = 8
+unknown_total_per_s = 20000
+unknown_total_burst = 2000
 [metrics]
 listen = "127.0.0.1:9477"            # or "[::1]:9477", "unix:/run/m6t-gateway/metrics.sock"; "" = off
 ```
@@ -25,7 +30,9 @@ listen = "127.0.0.1:9477"            # or "[::1]:9477", "unix:/run/m6t-gateway/m
 The state limits are the draft's defences against a DoS on the gateway (6.1.3): a short
 temporary lifetime (an HA round trip), a per-IPv4-address rate of new states, and caps.  The table is
 saved in ``state_directory`` on stop and a few seconds after it changes, and restored at start, so that a
-restart (an upgrade, a crash) loses no mobile node.
+restart (an upgrade, a crash) loses no mobile node.  The fast lane enforces the limits in the kernel before the socket, where a flood cannot crowd established mobile nodes out:
+their packets pass first, every other packet meets a per-IPv4 rate (``packets_per_new_state`` times the
+new-state rate and burst) and an overall ceiling.
 """
 
 from __future__ import annotations
@@ -60,7 +67,9 @@ __all__ = [
     "DEFAULT_INTERFACE",
     "DEFAULT_LISTEN_ADDRESS",
     "DEFAULT_PORT",
+    "FASTLANE_MODES",
     "ConfigError",
+    "FastLaneSection",
     "GatewayConfig",
     "GatewayTunnelSection",
     "ListenSection",
@@ -90,6 +99,10 @@ DEFAULT_SAVE_INTERVAL_S: Final = 5
 MAX_SAVE_INTERVAL_S: Final = 3600
 PATH_MAX: Final = 4095
 """Linux's PATH_MAX less the terminating NUL; the state file's name is added to it, so keep well under."""
+FASTLANE_MODES: Final = ("auto", "required", "off")
+MAX_PACKETS_PER_NEW_STATE: Final = 1000
+MAX_UNKNOWN_RATE: Final = 10_000_000
+"""The kernel's limits are packets per second; more than this is no limit on any host."""
 
 _LINK_LOCAL: Final = IPv6Network("fe80::/10")
 _MULTICAST: Final = IPv6Network("ff00::/8")
@@ -124,6 +137,19 @@ class StatesSection:
 
 
 @dataclass(frozen=True, slots=True)
+class FastLaneSection:
+    mode: str = "auto"
+    """``auto``: the kernel fast lane when nftables is there, a warning and none otherwise; ``required``:
+    refuse to start without it; ``off``: never."""
+    packets_per_new_state: int = 8
+    """Packets an IPv4 address that is no established mobile node may send per new state it is allowed
+    (``[states]`` rate and burst): a new MN's packets until the Home Agent answers, and its retries."""
+    unknown_total_per_s: int = 20_000
+    """All packets from non-established sources together, per second: what the gateway reads at ease."""
+    unknown_total_burst: int = 2_000
+
+
+@dataclass(frozen=True, slots=True)
 class TcpEndpoint:
     host: IPv4Address | IPv6Address
     port: int
@@ -155,6 +181,7 @@ class GatewayConfig:
     tunnel: GatewayTunnelSection
     states: StatesSection = field(default_factory=StatesSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    fastlane: FastLaneSection = field(default_factory=FastLaneSection)
 
 
 # --------------------------------------------------------------------------- validation
@@ -226,6 +253,13 @@ def _metrics_endpoint(value: object) -> MetricsEndpoint:
     return parse_metrics_endpoint(text()(value))
 
 
+def _fastlane_mode(value: object) -> str:
+    mode = text()(value)
+    if mode not in FASTLANE_MODES:
+        raise Invalid(f"must be one of {', '.join(map(repr, FASTLANE_MODES))}, not {mode!r}")
+    return mode
+
+
 def _read(root: Reader) -> GatewayConfig:
     listen = root.section("listen")
     address = listen.get("address", refine(ipv4_address, _bindable), DEFAULT_LISTEN_ADDRESS)
@@ -264,6 +298,15 @@ def _read(root: Reader) -> GatewayConfig:
         "save_interval_s", defaults.save_interval_s, min_value=1, max_value=MAX_SAVE_INTERVAL_S
     )
 
+    fast = root.section("fastlane")
+    lane = FastLaneSection()
+    mode = fast.get("mode", _fastlane_mode, lane.mode)
+    per_state = fast.get_int(
+        "packets_per_new_state", lane.packets_per_new_state, min_value=1, max_value=MAX_PACKETS_PER_NEW_STATE
+    )
+    total = fast.get_int("unknown_total_per_s", lane.unknown_total_per_s, min_value=1, max_value=MAX_UNKNOWN_RATE)
+    total_burst = fast.get_int("unknown_total_burst", lane.unknown_total_burst, min_value=1, max_value=MAX_UNKNOWN_RATE)
+
     metrics = root.section("metrics")
     endpoint = metrics.get_optional("listen", _metrics_endpoint, empty_is_none=True)
 
@@ -282,6 +325,9 @@ def _read(root: Reader) -> GatewayConfig:
             save_interval_s=save_interval,
         ),
         metrics=MetricsSection(listen=endpoint),
+        fastlane=FastLaneSection(
+            mode=mode, packets_per_new_state=per_state, unknown_total_per_s=total, unknown_total_burst=total_burst
+        ),
     )
 
 
@@ -322,6 +368,12 @@ def gateway_config_to_dict(cfg: GatewayConfig) -> dict[str, dict[str, Any]]:
             "max_states": s.max_states,
             "state_directory": "" if s.state_directory is None else str(s.state_directory),
             "save_interval_s": s.save_interval_s,
+        },
+        "fastlane": {
+            "mode": cfg.fastlane.mode,
+            "packets_per_new_state": cfg.fastlane.packets_per_new_state,
+            "unknown_total_per_s": cfg.fastlane.unknown_total_per_s,
+            "unknown_total_burst": cfg.fastlane.unknown_total_burst,
         },
         "metrics": metrics,
     }

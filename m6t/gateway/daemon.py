@@ -5,7 +5,10 @@ objects (TUN, sockets) to its driver; ``m6t-gateway run`` refuses other systems 
 The TUN is non-persistent: it lives exactly as long as this process holds its descriptor, so a crash
 (or SIGKILL) removes it and the routes through it.  The state table is what survives: restored from the
 state directory before the sockets listen, saved there a few seconds after it changes and once more at
-stop (:mod:`m6t.gateway.persistence`), so a restart keeps every mobile node reachable.
+stop (:mod:`m6t.gateway.persistence`), so a restart keeps every mobile node reachable.  The fast
+lane's nftables table is installed before the sockets open (no datagram reaches them unpoliced) and
+removed on the way out; one a crash left behind is replaced at the next start, and the restored states'
+mobile nodes are in its established set before the first datagram is read.
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ from m6t.gateway.config import GatewayConfig
 from m6t.gateway.core import GatewayCore, settings_from_config
 from m6t.gateway.counters import Counter
 from m6t.gateway.driver import GatewayDriver
+from m6t.gateway.fastlane import FastLane, lane_limits
 from m6t.gateway.metrics import render
 from m6t.gateway.metrics_server import MetricsServer
 from m6t.gateway.persistence import StateSaver, prepare_directory, restore
 from m6t.platform.base import PlatformError
 from m6t.platform.linux.backend import LinuxBackend
 from m6t.platform.linux.netlink import get_sysctl, set_sysctl
+from m6t.platform.linux.nftables import FastLaneRules, NftFastLane, delete_table, table_name
 from m6t.platform.linux.tun import LinuxTun
 from m6t.platform.linux.udp import open_udp_listener, udp_stats
 from m6t.protocol.values import Route
@@ -57,6 +62,50 @@ def _quiet_tun(name: str) -> None:
             log.debug("%s", exc)
 
 
+def open_fast_lane(config: GatewayConfig) -> NftFastLane | None:
+    """The kernel fast lane as the configuration asks: ``required`` raises PlatformError when it cannot be had."""
+    table = table_name(config.tunnel.interface)
+    mode = config.fastlane.mode
+    if mode == "off":
+        with contextlib.suppress(PlatformError):
+            delete_table(table)  # a table left by an earlier run with the lane on would police a lane-less gateway
+        log.info('fast lane off ([fastlane] mode = "off"): floods are policed by the gateway process only')
+        return None
+    limits = lane_limits(config)
+    rules = FastLaneRules(
+        table=table,
+        listen_address=str(config.listen.address),
+        ports=config.listen.ports,
+        per_ipv4_per_s=limits.per_ipv4_per_s,
+        per_ipv4_burst=limits.per_ipv4_burst,
+        total_per_s=limits.total_per_s,
+        total_burst=limits.total_burst,
+        established_timeout_s=limits.established_timeout_s,
+        max_established=limits.max_established,
+    )
+    try:
+        lane = NftFastLane(rules)
+    except PlatformError as exc:
+        if mode == "required":
+            raise PlatformError(f"the fast lane is required ([fastlane] mode) but {exc}", hint=exc.hint) from exc
+        log.warning(
+            "fast lane unavailable, running without it: %s%s; a flood of new sources can then crowd out "
+            'established mobile nodes (set [fastlane] mode = "off" to silence this)',
+            exc,
+            f" (hint: {exc.hint})" if exc.hint else "",
+        )
+        return None
+    log.info(
+        "fast lane on: nftables table inet %s; unknown sources %d/s (burst %d) per IPv4, %d/s (burst %d) in all",
+        table,
+        limits.per_ipv4_per_s,
+        limits.per_ipv4_burst,
+        limits.total_per_s,
+        limits.total_burst,
+    )
+    return lane
+
+
 async def serve(
     config: GatewayConfig,
     *,
@@ -83,6 +132,7 @@ async def serve(
     routes_added: list[str] = []
     driver: GatewayDriver | None = None
     metrics: MetricsServer | None = None
+    lane: NftFastLane | None = None
     handled: list[signal.Signals] = []
     try:
         tun = backend.open_tun(config.tunnel.interface)
@@ -92,10 +142,12 @@ async def serve(
         for prefix in config.tunnel.prefixes:
             await backend.replace_route(tun.name, Route(prefix, ROUTE_METRIC))
             routes_added.append(str(prefix))
+        lane = open_fast_lane(config)
         for port in config.listen.ports:
             sockets.append(open_udp_listener(str(config.listen.address), port, buffer_bytes=SOCKET_BUFFER_BYTES))
 
-        running = driver = GatewayDriver(core, tun, sockets)
+        fastlane = FastLane(core, lane, config.listen.ports) if lane is not None else None
+        running = driver = GatewayDriver(core, tun, sockets, fastlane=fastlane)
         if saver is not None:
             saver.start(loop)
             driver.on_change = saver.changed
@@ -148,6 +200,11 @@ async def serve(
                         await backend.remove_route(tun.name, Route(prefix, ROUTE_METRIC))
         for sock in sockets:
             sock.close()
+        if lane is not None:
+            try:
+                lane.close()
+            except PlatformError as exc:
+                log.warning("%s", exc)
         if tun is not None:
             tun.close()
         await backend.close()

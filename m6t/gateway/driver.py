@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from m6t.gateway.core import GatewayCore
+from m6t.gateway.fastlane import FastLane, fastlane_off_metrics
 from m6t.gateway.metrics import Metric, core_metrics
 from m6t.gateway.scheduling import SLICE_LIMIT_S, collect_for
 from m6t.gateway.states import unpack_endpoint
@@ -72,6 +73,7 @@ class GatewayDriver:
         clock: Callable[[], float] = time.monotonic,
         gc_slice_s: float = SLICE_LIMIT_S,
         gc_interval_s: float = GC_INTERVAL_S,
+        fastlane: FastLane | None = None,
     ) -> None:
         self.core = core
         self.tun = tun
@@ -94,9 +96,13 @@ class GatewayDriver:
         """Merges what the sockets receive into what the TUN takes in one write (``None``: nothing merged)."""
         self.on_change: Callable[[], None] | None = None
         """Told when states may have changed: output left (created, promoted, refreshed) or states expired."""
+        self.fastlane = fastlane
+        """Told after each wakeup that may have made states active or expired them (the TUN side, GC)."""
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        if self.fastlane is not None:
+            self.fastlane.start(loop)
         for index, sock in enumerate(self.sockets):
             loop.add_reader(sock.fileno(), self._on_udp, index)
         self.tun.start_reading(loop, self._on_tun)
@@ -119,6 +125,8 @@ class GatewayDriver:
         if self._gc_handle is not None:
             self._gc_handle.cancel()
             self._gc_handle = None
+        if self.fastlane is not None:
+            self.fastlane.stop()
 
     def _on_udp(self, index: int) -> None:
         stats = self._stats[index]
@@ -153,6 +161,8 @@ class GatewayDriver:
         for packet in packets:
             from_ha(packet, now)
         self._flush()
+        if self.fastlane is not None:
+            self.fastlane.poke()
 
     def _flush(self) -> None:
         core = self.core
@@ -201,6 +211,8 @@ class GatewayDriver:
             self.on_change()
         self.gc_seconds += elapsed
         self.gc_slice_max_s = max(self.gc_slice_max_s, elapsed)
+        if self.fastlane is not None:
+            self.fastlane.poke()
         if caught_up:
             interval = self._gc_interval_s if len(self.core.table) else max(self._gc_interval_s, IDLE_GC_INTERVAL_S)
             self._gc_handle = loop.call_later(interval, self._collect)
@@ -219,6 +231,7 @@ class GatewayDriver:
         merged = self.coalescer
         return [
             *core_metrics(self.core),
+            *(self.fastlane.metrics() if self.fastlane is not None else fastlane_off_metrics()),
             Metric(
                 "udp_received_datagrams_total",
                 "counter",

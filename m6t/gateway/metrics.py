@@ -241,6 +241,8 @@ def format_status(text: str) -> str:
         f"{_count(v(s, 'gc_entries_visited_total'))} entries visited, "
         f"worst slice {v(s, 'gc_slice_max_seconds') * 1000:.2f} ms",
     ]
+    if any(sample.name == PREFIX + "fastlane_enabled" for sample in s):
+        lines.append(_fastlane_line(s))
     drops = [
         sample
         for sample in s
@@ -270,3 +272,19 @@ def format_status(text: str) -> str:
     if uptime:
         lines.append(f"uptime:      {uptime:.0f} s")
     return "\n".join(lines) + "\n"
+
+
+def _fastlane_line(s: Sequence[Sample]) -> str:
+    if not _value(s, "fastlane_enabled"):
+        return "fast lane:   off (floods reach the gateway process unpoliced)"
+    rules = {
+        sample.labels.get("rule", ""): sample.value for sample in s if sample.name == PREFIX + "fastlane_packets_total"
+    }
+    if not rules:
+        return "fast lane:   on (kernel counters unreadable)"
+    return (
+        f"fast lane:   {_count(rules.get('established', 0))} established packets; policed in the kernel: "
+        f"{_count(rules.get('policed_per_ipv4', 0))} over a source's rate, "
+        f"{_count(rules.get('policed_ceiling', 0))} over the ceiling; "
+        f"{_count(rules.get('passed', 0))} passed to the gateway"
+    )

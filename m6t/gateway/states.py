@@ -14,6 +14,11 @@ Sized for a million states in CPython, so nothing here is an object per state:
   costs time proportional to the entries due, never a scan of the table.
 
 Deadlines are in coarse ticks of the caller's choosing; nothing here reads a clock.
+
+A driver that mirrors the active states elsewhere (the kernel's fast lane) asks for their life cycle with
+:meth:`StateTable.track_active`: from then on every state that becomes active and every active state that
+goes is recorded as an event, which the driver takes and forwards.  Nobody asking costs one test per
+promotion and per collected state.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ LOW_MASK: Final = (1 << DEADLINE_SHIFT) - 1
 """Everything in a packed state except its deadline."""
 
 MAX_SOCKETS: Final = 256
+
+ActiveEvent = tuple[int, int]
+"""``(MN address as an int, packed endpoint)`` of a state that became active or of an active one that went."""
 
 _SHARD_PRIMES: Final = (251, 257, 263, 269, 271, 277, 281, 283, 293, 307, 311, 313, 317, 331, 337, 347)
 
@@ -67,7 +75,9 @@ class StateTable:
         "_next_tick",
         "_pending",
         "_wheel",
+        "activated",
         "active",
+        "deactivated",
         "expired_active",
         "expired_temporary",
         "gc_refiled",
@@ -99,6 +109,26 @@ class StateTable:
         """Wheel entries looked at: the work garbage collection has done."""
         self.gc_refiled = 0
         """Entries found refreshed and filed again under their new deadline."""
+        self.activated: list[ActiveEvent] | None = None
+        """With :meth:`track_active`: states made active since the events were last taken."""
+        self.deactivated: list[ActiveEvent] | None = None
+        """With :meth:`track_active`: active states expired (collected or reused) since then."""
+
+    def track_active(self) -> list[ActiveEvent]:
+        """Record active states coming and going from now on; returns the ones active now (expired or not)."""
+        if self.activated is None:
+            self.activated = []
+            self.deactivated = []
+        return [(key, value & ENDPOINT_MASK) for shard in self.shards for key, value in shard.items() if value & ACTIVE]
+
+    def take_active_events(self) -> tuple[list[ActiveEvent], list[ActiveEvent]]:
+        """``(activated, deactivated)`` since the last call, in order within each; both lists start over."""
+        activated, deactivated = self.activated, self.deactivated
+        if activated is None or deactivated is None:
+            return [], []
+        self.activated = []
+        self.deactivated = []
+        return activated, deactivated
 
     def __len__(self) -> int:
         return self.temporary + self.active
@@ -128,7 +158,7 @@ class StateTable:
         Its wheel entry stays where it is: it is due no later than the new deadline, and the wheel
         re-files it when it gets there, so the state still has exactly one wheel entry.
         """
-        self._count_expiry(old)
+        self._count_expiry(key, old)
         self.shards[key % self.nshards][key] = (deadline << DEADLINE_SHIFT) | endpoint
         self.temporary += 1
 
@@ -138,12 +168,16 @@ class StateTable:
         self.shards[key % self.nshards][key] = value
         self.temporary -= 1
         self.active += 1
+        if self.activated is not None:
+            self.activated.append((key, old & ENDPOINT_MASK))
         return value
 
-    def _count_expiry(self, value: int) -> None:
+    def _count_expiry(self, key: int, value: int) -> None:
         if value & ACTIVE:
             self.active -= 1
             self.expired_active += 1
+            if self.deactivated is not None:
+                self.deactivated.append((key, value & ENDPOINT_MASK))
         else:
             self.temporary -= 1
             self.expired_temporary += 1
@@ -167,6 +201,7 @@ class StateTable:
         refiled = 0
         gone_active = 0
         gone_temporary = 0
+        deactivated = self.deactivated
         pending = self._pending
         try:
             while work < budget:
@@ -199,6 +234,8 @@ class StateTable:
                         del shard[key]
                         if value & ACTIVE:
                             gone_active += 1
+                            if deactivated is not None:
+                                deactivated.append((key, value & ENDPOINT_MASK))
                         else:
                             gone_temporary += 1
                     else:

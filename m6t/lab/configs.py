@@ -22,6 +22,7 @@ from m6t.client.config import (
     parse_client_config,
 )
 from m6t.gateway.config import (
+    FastLaneSection,
     GatewayConfig,
     GatewayTunnelSection,
     ListenSection,
@@ -49,6 +50,7 @@ def gateway_config(
     states: StatesSection | None = None,
     metrics: str | None = None,
     state_directory: Path | None = None,
+    fastlane: FastLaneSection | None = None,
 ) -> str:
     """The gateway's TOML: listens on ``ports``, accepts the lab's m6t /48, forwards to the lab's HA.
 
@@ -63,6 +65,7 @@ def gateway_config(
         ),
         states=dataclasses.replace(states if states is not None else StatesSection(), state_directory=state_directory),
         metrics=MetricsSection(listen=parse_metrics_endpoint(metrics) if metrics else None),
+        fastlane=fastlane if fastlane is not None else FastLaneSection(),
     )
     text = dump_gateway_config(config)
     parse_gateway_config(text, "<lab gateway config>")

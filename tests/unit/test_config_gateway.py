@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from m6t.configfile import Invalid, toml_value
 from m6t.gateway.config import (
     ConfigError,
+    FastLaneSection,
     GatewayConfig,
     GatewayTunnelSection,
     ListenSection,
@@ -49,6 +50,10 @@ BASE: dict[str, str | None] = {
     "states.max_states": "2000000",
     "states.state_directory": '"/var/lib/m6t-gateway"',
     "states.save_interval_s": "5",
+    "fastlane.mode": '"auto"',
+    "fastlane.packets_per_new_state": "8",
+    "fastlane.unknown_total_per_s": "20000",
+    "fastlane.unknown_total_burst": "2000",
     "metrics.listen": '"127.0.0.1:9477"',
 }
 KEYS = list(BASE)
@@ -237,6 +242,15 @@ def test_unknown_keys(key: str, expected: str) -> None:
         ("states.save_interval_s", "1", 1),
         ("states.save_interval_s", "3600", 3600),
         ("states.save_interval_s", None, 5),
+        ("fastlane.mode", '"required"', "required"),
+        ("fastlane.mode", '"off"', "off"),
+        ("fastlane.mode", None, "auto"),
+        ("fastlane.packets_per_new_state", "1", 1),
+        ("fastlane.packets_per_new_state", "1000", 1000),
+        ("fastlane.unknown_total_per_s", "1", 1),
+        ("fastlane.unknown_total_per_s", "10000000", 10_000_000),
+        ("fastlane.unknown_total_burst", "1", 1),
+        ("fastlane.unknown_total_burst", None, 2000),
         ("metrics.listen", '"[::1]:9477"', TcpEndpoint(IPv6Address("::1"), 9477)),
         ("metrics.listen", '"0.0.0.0:1"', TcpEndpoint(IPv4Address("0.0.0.0"), 1)),
         ("metrics.listen", '"unix:/run/m6t-gateway/metrics.sock"', UnixEndpoint("/run/m6t-gateway/metrics.sock")),
@@ -311,6 +325,14 @@ INVALID = [
     ("states.save_interval_s", "0", "must be in the range 1..3600"),
     ("states.save_interval_s", "3601", "must be in the range 1..3600"),
     ("states.save_interval_s", "2.5", "must be an integer"),
+    ("fastlane.mode", '"on"', "must be one of 'auto', 'required', 'off', not 'on'"),
+    ("fastlane.mode", "true", "must be a string"),
+    ("fastlane.packets_per_new_state", "0", "must be in the range 1..1000"),
+    ("fastlane.packets_per_new_state", "1001", "must be in the range 1..1000"),
+    ("fastlane.unknown_total_per_s", "0", "must be in the range 1..10000000"),
+    ("fastlane.unknown_total_per_s", "10000001", "must be in the range 1..10000000"),
+    ("fastlane.unknown_total_per_s", "2.5", "must be an integer"),
+    ("fastlane.unknown_total_burst", "0", "must be in the range 1..10000000"),
     ("metrics.listen", "9477", "must be a string"),
     ("metrics.listen", '"localhost:9477"', "is not an IPv4 address"),
     ("metrics.listen", '"127.0.0.1"', "is not HOST:PORT"),
@@ -396,6 +418,12 @@ def test_to_dict_holds_plain_values() -> None:
             "state_directory": "/var/lib/m6t-gateway",
             "save_interval_s": 5,
         },
+        "fastlane": {
+            "mode": "auto",
+            "packets_per_new_state": 8,
+            "unknown_total_per_s": 20000,
+            "unknown_total_burst": 2000,
+        },
         "metrics": {},
     }
 
@@ -455,6 +483,13 @@ gateway_configs = st.builds(
         save_interval_s=st.integers(1, 3600),
     ),
     metrics=st.builds(MetricsSection, listen=_ENDPOINT),
+    fastlane=st.builds(
+        FastLaneSection,
+        mode=st.sampled_from(["auto", "required", "off"]),
+        packets_per_new_state=st.integers(1, 1000),
+        unknown_total_per_s=st.integers(1, 10_000_000),
+        unknown_total_burst=st.integers(1, 10_000_000),
+    ),
 )
 
 

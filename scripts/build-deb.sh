@@ -311,6 +311,11 @@ stage="$work/m6t-gateway"
 venv=/opt/m6t-gateway
 echo "== m6t-gateway: venv $venv"
 make_venv "$stage" "$venv" "$wheel"
+# The kernel fast lane's binding is Debian's python3-nftables (matched to libnftables, not on PyPI): the
+# venv sees that one package through a link, as scripts/setup.sh does; without it the gateway runs and
+# says the fast lane is unavailable.
+site=$("$stage$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+ln -s /usr/lib/python3/dist-packages/nftables "$site/nftables"
 mkdir -p "$stage/usr/bin"
 ln -s "$venv/bin/m6t-gateway" "$stage/usr/bin/m6t-gateway"
 install -D -m 0644 "$root/installers/linux/m6t-gateway.service" "$stage/lib/systemd/system/m6t-gateway.service"
@@ -324,5 +329,5 @@ depends=""
 if [ ${#elf[@]} -gt 0 ]; then
   depends=$(shlibs_depends "$stage" "${elf[@]}" | sed -n 's/^shlibs:Depends=//p')
 fi
-write_control "$stage" m6t-gateway "$depends" ""
+write_control "$stage" m6t-gateway "$depends" "python3-nftables"
 build_deb "$stage" m6t-gateway

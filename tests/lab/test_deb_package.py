@@ -144,6 +144,8 @@ def test_gateway_package_control(built: Built) -> None:
     assert {built.python, "procps"} <= deps  # procps: the unit's ExecStartPre runs sysctl
     # Nothing of the desktop: a gateway is a server.
     assert not [d for d in deps if d.startswith(("libx", "libgl", "libegl", "libwayland", "adduser"))]
+    # The kernel fast lane's binding: recommended, linked into the venv (the gateway runs without it).
+    assert fields["Recommends"] == "python3-nftables"
 
 
 def test_maintainer_scripts_and_conffiles(built: Built, tmp_path: Path) -> None:
@@ -199,6 +201,8 @@ def test_gateway_package_files(built: Built, tmp_path: Path) -> None:
     assert example.read_bytes() == (LINUX / "gateway.example.toml").read_bytes()
     assert (tree / "usr/share/man/man8/m6t-gateway.8.gz").is_file()
     assert not (tree / "opt/m6t-gateway/lib" / built.python / "site-packages/PySide6").exists()
+    binding = tree / "opt/m6t-gateway/lib" / built.python / "site-packages/nftables"
+    assert os.readlink(binding) == "/usr/lib/python3/dist-packages/nftables"
 
 
 def test_packages_are_relocated_and_owned_by_root(built: Built, tmp_path: Path) -> None:

@@ -30,9 +30,10 @@ listen = "127.0.0.1:9477"            # or "[::1]:9477", "unix:/run/m6t-gateway/m
 The state limits are the draft's defences against a DoS on the gateway (6.1.3): a short
 temporary lifetime (an HA round trip), a per-IPv4-address rate of new states, and caps.  The table is
 saved in ``state_directory`` on stop and a few seconds after it changes, and restored at start, so that a
-restart (an upgrade, a crash) loses no mobile node.  The fast lane enforces the limits in the kernel before the socket, where a flood cannot crowd established mobile nodes out:
-their packets pass first, every other packet meets a per-IPv4 rate (``packets_per_new_state`` times the
-new-state rate and burst) and an overall ceiling.
+restart (an upgrade, a crash) loses no mobile node.  The fast lane enforces the limits in the kernel
+before the socket, where a flood cannot crowd established mobile nodes out: their packets pass first,
+every other packet meets a per-IPv4 rate (``packets_per_new_state`` times the new-state rate and burst)
+and an overall ceiling.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 
 from m6t.gateway.config import GatewayConfig
 from m6t.gateway.core import GatewayCore, settings_from_config
@@ -73,15 +74,7 @@ def open_fast_lane(config: GatewayConfig) -> NftFastLane | None:
         return None
     limits = lane_limits(config)
     rules = FastLaneRules(
-        table=table,
-        listen_address=str(config.listen.address),
-        ports=config.listen.ports,
-        per_ipv4_per_s=limits.per_ipv4_per_s,
-        per_ipv4_burst=limits.per_ipv4_burst,
-        total_per_s=limits.total_per_s,
-        total_burst=limits.total_burst,
-        established_timeout_s=limits.established_timeout_s,
-        max_established=limits.max_established,
+        table=table, listen_address=str(config.listen.address), ports=config.listen.ports, **asdict(limits)
     )
     try:
         lane = NftFastLane(rules)

@@ -125,3 +125,33 @@ def test_status_with_metrics_off_says_so(workdir: Path, capsys: pytest.CaptureFi
     config.write_text('[tunnel]\nprefixes = ["fd6d:3674:a1b2::/48"]\nhome_agents = ["fd00:ab::1"]\n')
     assert _main(["status", "--config", str(config)]) == 1
     assert "metrics are off" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the fast lane at start-up
+
+
+def _no_binding() -> object:
+    raise PlatformError("nftables' Python binding is not installed", hint="install python3-nftables")
+
+
+@pytest.mark.parametrize("mode", ["auto", "required", "off"])
+def test_without_nftables_the_gateway_says_so_and_runs_unless_required(
+    mode: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from m6t.gateway.config import parse_gateway_config
+    from m6t.gateway.daemon import open_fast_lane
+    from m6t.platform.linux import nftables
+
+    monkeypatch.setattr(nftables, "_load_binding", _no_binding)
+    config = parse_gateway_config(GOOD.format(socket="/run/x.sock") + f'[fastlane]\nmode = "{mode}"\n')
+    caplog.set_level("INFO", logger="m6t.gateway.daemon")
+    if mode == "required":
+        with pytest.raises(PlatformError, match=r"the fast lane is required .* binding is not installed"):
+            open_fast_lane(config)
+        return
+    assert open_fast_lane(config) is None
+    if mode == "auto":
+        assert "fast lane unavailable, running without it: nftables' Python binding" in caplog.text
+        assert "hint: install python3-nftables" in caplog.text
+    else:
+        assert "fast lane off" in caplog.text

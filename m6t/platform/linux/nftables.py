@@ -1,4 +1,4 @@
-"""The gateway's kernel fast lane: an nftables table of its own, driven through libnftables' JSON API.
+"""The gateway's kernel fast lane: an nftables table of its own, driven through libnftables' Python binding.
 
 The table (``inet m6t_gw_<tunnel>``) polices what arrives on the gateway's UDP ports before the socket
 sees it, in the ``input`` hook (after reassembly, so a fragmented datagram is judged whole):
@@ -24,7 +24,6 @@ same name (a crashed gateway's), in the same transaction.
 from __future__ import annotations
 
 import ipaddress
-import logging
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,8 +32,6 @@ from typing import Any, Final, Protocol
 from m6t.platform.base import PlatformError
 
 assert sys.platform == "linux"
-
-log = logging.getLogger(__name__)
 
 FAMILY: Final = "inet"
 TABLE_PREFIX: Final = "m6t_gw_"

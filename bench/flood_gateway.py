@@ -45,7 +45,21 @@ from bench import tunnel_lab as tl
 from m6t.gateway.config import FastLaneSection, StatesSection, UnixEndpoint
 from m6t.gateway.metrics import PREFIX, parse
 from m6t.gateway.metrics_server import MetricsError, fetch_metrics
-from m6t.lab import GW, GW_WAN, MN, NAT2, WAN2, WAN2_IF, StandardLab, configs, unavailable_reason, wait_until
+from m6t.lab import (
+    GW,
+    GW_WAN,
+    MN,
+    NAT1_WAN,
+    NAT2,
+    NAT2_WAN,
+    WAN2,
+    WAN2_ADDR,
+    WAN2_IF,
+    StandardLab,
+    configs,
+    unavailable_reason,
+    wait_until,
+)
 
 PORT = 3544
 GW_IFNAME = "m6tgwflood0"
@@ -58,7 +72,7 @@ MAX_SECONDS = 60.0
 MAX_SENDERS = 8
 MAX_SOURCES = 200
 FIRST_SOURCE = 20
-"""Attacker addresses are 198.51.100.20 and up: clear of the lab's .2, .11, .12 and .66."""
+"""Attacker addresses are 198.51.100.20 and up, the lab's own (.66, wan2's) left out."""
 MODES = ("off", "required")
 
 
@@ -132,7 +146,9 @@ def stop_gateway(gateway: Gateway) -> None:
 
 
 def attacker_sources(count: int) -> list[str]:
-    return [f"198.51.100.{FIRST_SOURCE + i}" for i in range(count)]
+    taken = {GW_WAN, NAT1_WAN, NAT2_WAN, WAN2_ADDR}
+    candidates = (f"198.51.100.{last}" for last in range(FIRST_SOURCE, 255))
+    return [address for address in candidates if address not in taken][:count]
 
 
 def add_attacker_addresses(lab: StandardLab, count: int) -> list[str]:

@@ -174,6 +174,7 @@ def test_the_kernel_polices_unknown_sources_and_lets_established_ones_through() 
         lane = NftFastLane(rules())
         flood = [_echo(IPv6Address(int(OTHER) + i), i) for i in range(50)]
         seen["unknown"] = _send_and_count(sender, receiver, flood)
+        seen["first_read"] = lane.counters()  # reading resets the kernel's counters: the totals go on here
         lane.update([(int(MN), LOCAL, 40000, PORT)], [])
         seen["established"] = _send_and_count(sender, receiver, [_echo(MN, i) for i in range(50)])
         # The same endpoint with another inner source is not established: policed (its bucket is empty).
@@ -192,6 +193,7 @@ def test_the_kernel_polices_unknown_sources_and_lets_established_ones_through() 
     assert counters["established"][0] == 50
     assert counters["passed"][0] == seen["unknown"] + seen["same_endpoint_new_source"]
     assert counters["policed_per_ipv4"][0] + counters["passed"][0] == 60
+    assert seen["first_read"]["policed_per_ipv4"][0] == 50 - seen["unknown"]
     assert seen["after_close"] == 10
 
 

@@ -23,6 +23,7 @@ same name (a crashed gateway's), in the same transaction.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -219,6 +220,7 @@ class NftFastLane:
         self.rules = rules
         self._nft = binding if binding is not None else _load_binding()
         self._closed = False
+        self._totals: dict[str, tuple[int, int]] = {}
         self._install("cannot install the gateway's nftables table")
 
     @property
@@ -235,7 +237,9 @@ class NftFastLane:
         return output
 
     def reset(self) -> None:
-        """Recreate the table as new: every rule in place, the established set empty, the counters at zero."""
+        """Recreate the table as new: every rule in place, the established set empty (the counts go on)."""
+        with contextlib.suppress(PlatformError):
+            self.counters()  # what the old table counted since the last read
         self._install("cannot rebuild the gateway's nftables table")
 
     def update(self, added: Sequence[Element], removed: Sequence[Element]) -> None:
@@ -247,11 +251,19 @@ class NftFastLane:
                 self._run(commands, "cannot update the fast lane's established set")
 
     def counters(self) -> dict[str, tuple[int, int]]:
-        """``name → (packets, bytes)`` of the table's counters."""
+        """``name → (packets, bytes)`` of the table's counters since it was installed.
+
+        Read by resetting them and adding up here: libnftables 1.0.6 lists anything only after fetching the
+        whole ruleset, established elements included (a third of a second at 20 000 of them), while a
+        reset fetches the tables alone.  ``nft list counters`` therefore shows what came since the last read.
+        """
         output = self._run(
-            [{"list": {"counters": {"family": FAMILY, "table": self.table}}}], "cannot read the fast lane's counters"
+            [{"reset": {"counters": {"family": FAMILY, "table": self.table}}}], "cannot read the fast lane's counters"
         )
-        return parse_counters(output, self.table)
+        for name, (packets, nbytes) in parse_counters(output, self.table).items():
+            before = self._totals.get(name, (0, 0))
+            self._totals[name] = (before[0] + packets, before[1] + nbytes)
+        return dict(self._totals)
 
     def established(self) -> list[Element]:
         """The established set's elements (diagnostics and tests: it lists the whole set)."""
@@ -287,6 +299,7 @@ def delete_table(table: str, binding: _Binding | None = None) -> None:
 
 
 def table_exists(table: str, binding: _Binding | None = None) -> bool:
+    """Whether the table is there (diagnostics and tests: libnftables fetches the whole ruleset for it)."""
     nft = binding if binding is not None else _load_binding()
     rc, output, _error = nft.json_cmd({"nftables": [{"list": {"tables": {"family": FAMILY}}}]})
     if rc != 0:

@@ -180,6 +180,9 @@ def test_the_kernel_polices_unknown_sources_and_lets_established_ones_through() 
         # The same endpoint with another inner source is not established: policed (its bucket is empty).
         seen["same_endpoint_new_source"] = _send_and_count(sender, receiver, flood[:10])
         seen["counters"] = lane.counters()
+        # Read again with the ruleset unchanged since: the kernel's new counts, not the last read's.
+        _send_and_count(sender, receiver, [_echo(MN, i) for i in range(5)])
+        seen["again"] = lane.counters()
         lane.close()
         seen["after_close"] = _send_and_count(sender, receiver, flood[:10])
         return seen
@@ -194,6 +197,7 @@ def test_the_kernel_polices_unknown_sources_and_lets_established_ones_through() 
     assert counters["passed"][0] == seen["unknown"] + seen["same_endpoint_new_source"]
     assert counters["policed_per_ipv4"][0] + counters["passed"][0] == 60
     assert seen["first_read"]["policed_per_ipv4"][0] == 50 - seen["unknown"]
+    assert seen["again"]["established"][0] == 55
     assert seen["after_close"] == 10
 
 

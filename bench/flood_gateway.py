@@ -18,7 +18,8 @@ policing counters, and how many new MNs got a state.  Ratios compare the fast la
 Targets (issue 14): ≤ 1 % loss for the established MN, with the flood at ≥ 200 000/s from one host.
 
 For other suites (the soak suite): :func:`run` builds its own lab and returns the figures as plain data;
-:func:`start_gateway` and :func:`measure` work on a lab the caller holds.  Not a test: the figures depend
+:func:`start_gateway` and :func:`measure` work on a lab the caller holds, and :func:`flood` is the flood
+alone (``bench.soak --flood senders`` uses it).  Not a test: the figures depend
 on the machine (two cores here, shared by senders, gateway, NATs and the HA's kernel).
 """
 
@@ -202,8 +203,8 @@ class _Lines:
         return {}
 
 
-def _role(lab: StandardLab, host: str, *args: str) -> _Lines:
-    argv = tl.python_argv("bench.flood_roles", *args, "--gateway", GW_WAN, "--port", str(PORT))
+def _role(lab: StandardLab, host: str, *args: str, port: int = PORT) -> _Lines:
+    argv = tl.python_argv("bench.flood_roles", *args, "--gateway", GW_WAN, "--port", str(port))
     proc = lab.spawn(host, argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=tl.python_env())
     return _Lines(proc)
 
@@ -235,6 +236,30 @@ class Figures:
     socket_drops: int = 0
     kernel: dict[str, float] = field(default_factory=dict)
     gateway: dict[str, float] = field(default_factory=dict)
+
+
+def flood(
+    lab: StandardLab, *, seconds: float, senders: int = 3, sources: Sequence[str] = (), port: int = PORT
+) -> dict[str, Any]:
+    """New sources from wan2 as fast as ``senders`` processes can send them for ``seconds`` (bounded), from
+    wan2's own address or spread over ``sources`` (see :func:`add_attacker_addresses`); the totals."""
+    seconds = max(0.1, min(MAX_SECONDS, seconds))
+    senders = max(1, min(MAX_SENDERS, senders))
+    flooders = []
+    for index in range(senders):
+        share = ",".join(sources[index::senders])
+        flooders.append(_role(lab, WAN2, "flood", "--duration", f"{seconds:g}", "--bind", share, port=port))
+    floods = [f.result(timeout=seconds + 20.0) for f in flooders]
+    sent = sum(int(f.get("sent", 0)) for f in floods)
+    longest = max((float(f.get("seconds", 0.0)) for f in floods), default=0.0)
+    return {
+        "senders": senders,
+        "sources": len(sources) or 1,
+        "sent": sent,
+        "errors": sum(int(f.get("errors", 0)) for f in floods),
+        "seconds": longest,
+        "rate": sent / longest if longest else 0.0,
+    }
 
 
 def measure(
@@ -275,11 +300,7 @@ def measure(
         cpu_before = gateway.cpu_seconds()
         started = time.monotonic()
         new_mns = _role(lab, NAT2, "newmn", "--duration", f"{seconds:g}", "--rate", f"{new_mn_rate:g}")
-        flooders = []
-        for index in range(senders):
-            share = list(sources[index::senders]) if kind == "many" else []
-            flooders.append(_role(lab, WAN2, "flood", "--duration", f"{seconds:g}", "--bind", ",".join(share)))
-        floods = [f.result(timeout=seconds + 20.0) for f in flooders]
+        figures.flood = flood(lab, seconds=seconds, senders=senders, sources=sources if kind == "many" else ())
         ended = time.monotonic()
         cpu = gateway.cpu_seconds() - cpu_before
         figures.new_mns = new_mns.result(timeout=10.0)
@@ -301,16 +322,6 @@ def measure(
                 "received_packets_total{side=mn}",
             )
             if key in after
-        }
-        sent = sum(int(f.get("sent", 0)) for f in floods)
-        longest = max((float(f.get("seconds", 0.0)) for f in floods), default=0.0)
-        figures.flood = {
-            "senders": senders,
-            "sources": len(sources) if kind == "many" else 1,
-            "sent": sent,
-            "errors": sum(int(f.get("errors", 0)) for f in floods),
-            "seconds": longest,
-            "rate": sent / longest if longest else 0.0,
         }
         result = mn.result(timeout=probe_window + 10.0)
         figures.mn = _loss(result, started, ended)

@@ -45,6 +45,7 @@ from typing import Any
 
 import psutil
 
+from bench import flood_gateway
 from bench import restart as bench_restart
 from bench import tunnel_lab as tl
 from bench.tunnel_m6t import Prober
@@ -255,7 +256,12 @@ def flood_tunnel_flood(soak: Soak, rate: int, seconds: float) -> dict[str, Any]:
     )
 
 
-FLOODS: dict[str, FloodRunner] = {"tunnel_flood": flood_tunnel_flood}
+def flood_senders(soak: Soak, rate: int, seconds: float) -> dict[str, Any]:
+    """bench.flood_gateway's senders: as fast as three processes can send, whatever ``rate`` asks."""
+    return flood_gateway.flood(soak.lab, seconds=seconds, port=soak.gateway_port())
+
+
+FLOODS: dict[str, FloodRunner] = {"tunnel_flood": flood_tunnel_flood, "senders": flood_senders}
 """The flood step's engines by name (``--flood``): another benchmark plugs in here."""
 
 

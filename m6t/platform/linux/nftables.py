@@ -15,6 +15,11 @@ send a flood of *new* sources through the fast lane: only its own state's packet
 The gateway adds an element when a state becomes active and deletes it when the state goes; the element's
 timeout (refreshed by the mobile node's own packets) only guards against a removal that never came.
 
+What it does not do: the limits count packets as netfilter sees them, so datagrams a NIC's GRO merged for
+the gateway's UDP_GRO socket before the input hook count once (only same-flow, same-size runs merge); and
+an element kept alive only by the Home Agent's side (the mobile node silent for longer than its timeout)
+lapses before its state, the node's next datagrams then meeting the per-IPv4 policing like a new one's.
+
 Driven through Debian's ``python3-nftables`` binding (``import nftables``: ctypes over libnftables.so.1),
 every change one transaction: the table in libnftables' own syntax (see :func:`ruleset`), elements,
 counters and listings as JSON.  Nothing here shells out.  Creating the table replaces any table of the

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Final
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QObject, QSocketNotifier, Signal
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 from m6t.client.api.host import control_address, os_family
 from m6t.ui.autostart import autostart_for
 from m6t.ui.connection import HelperConnection
+from m6t.ui.i18n import install_translators
 from m6t.ui.icons import app_icon
 from m6t.ui.model import TunnelModel
 from m6t.ui.preferences import APPLICATION, ORGANIZATION, Preferences
@@ -30,6 +33,47 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"where the helper listens: a socket path, a pipe name on Windows (default: {address})",
     )
     return parser.parse_args(argv)
+
+
+class SignalWaker(QObject):
+    """Ctrl-C (and a polite SIGTERM) end the event loop without a timer polling for them.
+
+    Python runs a signal's handler only when the interpreter gets control, which Qt's loop, asleep in C,
+    does not give it.  The documented way out (``signal.set_wakeup_fd``): the C-level handler writes the
+    signal's number to a socket, Qt watches that socket, and the slot it wakes runs Python, which runs the
+    handler.  Nothing wakes while no signal comes.
+    """
+
+    woken = Signal()
+    """The wake-up fd had bytes: a signal arrived (its Python handler runs right after)."""
+
+    SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, parent: QObject, on_signal: Callable[[], None]) -> None:
+        super().__init__(parent)
+        self._reader, self._writer = socket.socketpair()
+        for end in (self._reader, self._writer):
+            end.setblocking(False)
+        self._previous_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+        self._notifier = QSocketNotifier(self._reader.fileno(), QSocketNotifier.Type.Read, self)
+        self._notifier.activated.connect(self._drain)
+        self._previous = {number: signal.signal(number, lambda *_: on_signal()) for number in self.SIGNALS}
+
+    def _drain(self) -> None:
+        try:
+            while self._reader.recv(64):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        self.woken.emit()
+
+    def close(self) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        signal.set_wakeup_fd(self._previous_fd)
+        self._notifier.setEnabled(False)
+        self._reader.close()
+        self._writer.close()
 
 
 def build(socket_path: str) -> TrayController:
@@ -52,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.setApplicationName(APPLICATION)
     app.setApplicationDisplayName("m6t")
     app.setWindowIcon(app_icon())
+    install_translators(app)
     # The tray lives on with every window closed.
     app.setQuitOnLastWindowClosed(False)
     tray = build(args.socket)
@@ -60,12 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # No tray host (a bare window manager, some Wayland shells): the window is then the only way in.
         tray.show_status()
     tray.model.connection.start()
-    # Ctrl-C in a terminal: Python only sees the signal when the interpreter runs, so wake it periodically.
-    signal.signal(signal.SIGINT, lambda *_: app.quit())
-    waker = QTimer()
-    waker.start(250)
-    waker.timeout.connect(lambda: None)
-    return app.exec()
+    waker = SignalWaker(app, app.quit)
+    try:
+        return app.exec()
+    finally:
+        waker.close()
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ from PySide6.QtNetwork import QLocalSocket
 
 from m6t.client.api import schema
 from m6t.client.api.host import helper_end_problem
+from m6t.ui.errors import error_text
+from m6t.ui.i18n import QT_TRANSLATE_NOOP
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +51,7 @@ class Outcome:
     def message(self) -> str:
         if self.error is None:
             return ""
-        hint = self.error.get("hint")
-        return f"{self.error['message']} {hint}" if hint else self.error["message"]
+        return error_text(self.error)
 
 
 ReplyHandler = Callable[[Outcome], None]
@@ -61,10 +62,18 @@ def unreachable_error(message: str) -> schema.ErrorInfo:
 
 
 _SOCKET_REASONS: Final[dict[QLocalSocket.LocalSocketError, str]] = {
-    QLocalSocket.LocalSocketError.ServerNotFoundError: "The m6t helper is not running.",
-    QLocalSocket.LocalSocketError.ConnectionRefusedError: "The m6t helper is not accepting connections.",
-    QLocalSocket.LocalSocketError.SocketAccessError: "This user may not open the m6t helper's socket.",
-    QLocalSocket.LocalSocketError.PeerClosedError: "The m6t helper closed the connection.",
+    QLocalSocket.LocalSocketError.ServerNotFoundError: QT_TRANSLATE_NOOP(
+        "HelperConnection", "The m6t helper is not running."
+    ),
+    QLocalSocket.LocalSocketError.ConnectionRefusedError: QT_TRANSLATE_NOOP(
+        "HelperConnection", "The m6t helper is not accepting connections."
+    ),
+    QLocalSocket.LocalSocketError.SocketAccessError: QT_TRANSLATE_NOOP(
+        "HelperConnection", "This user may not open the m6t helper's socket."
+    ),
+    QLocalSocket.LocalSocketError.PeerClosedError: QT_TRANSLATE_NOOP(
+        "HelperConnection", "The m6t helper closed the connection."
+    ),
 }
 
 
@@ -121,7 +130,7 @@ class HelperConnection(QObject):
     def stop(self) -> None:
         self._running = False
         self._retry_timer.stop()
-        self._drop("The tray stopped talking to the helper.")
+        self._drop(self.tr("The tray stopped talking to the helper."))
 
     def is_online(self) -> bool:
         return self._greeted
@@ -139,7 +148,11 @@ class HelperConnection(QObject):
         """Send a request; ``handler`` gets exactly one :class:`Outcome`, even if the helper goes away."""
         if not self._greeted or self._socket is None or not self._verified:
             if handler is not None:
-                handler(Outcome(False, error=unreachable_error(self._offline_reason or "The helper is not reachable.")))
+                handler(
+                    Outcome(
+                        False, error=unreachable_error(self._offline_reason or self.tr("The helper is not reachable."))
+                    )
+                )
             return
         request_id = self._next_id
         self._next_id += 1
@@ -168,7 +181,7 @@ class HelperConnection(QObject):
             return
         problem = self._check_server(int(socket.socketDescriptor()))
         if problem is not None:
-            self._drop(f"The program at the helper's address is not the m6t helper: {problem}")
+            self._drop(self.tr("The program at the helper's address is not the m6t helper: {why}").format(why=problem))
             return
         self._verified = True
         self._hello_timer.start()
@@ -176,16 +189,17 @@ class HelperConnection(QObject):
             self._read()
 
     def _on_error(self, error: QLocalSocket.LocalSocketError) -> None:
-        reason = _SOCKET_REASONS.get(error)
+        known = _SOCKET_REASONS.get(error)
+        reason = None if known is None else self.tr(known)
         if reason is None and self._socket is not None:
-            reason = f"The m6t helper cannot be reached: {self._socket.errorString()}."
-        self._drop(reason or "The m6t helper cannot be reached.")
+            reason = self.tr("The m6t helper cannot be reached: {error}.").format(error=self._socket.errorString())
+        self._drop(reason or self.tr("The m6t helper cannot be reached."))
 
     def _on_disconnected(self) -> None:
-        self._drop("The m6t helper closed the connection.")
+        self._drop(self.tr("The m6t helper closed the connection."))
 
     def _hello_timed_out(self) -> None:
-        self._drop("The program behind the helper's socket does not speak the m6t control API.")
+        self._drop(self.tr("The program behind the helper's socket does not speak the m6t control API."))
 
     def _drop(self, reason: str) -> None:
         socket, self._socket = self._socket, None
@@ -239,8 +253,9 @@ class HelperConnection(QObject):
         self._hello_timer.stop()
         if hello.get("version") != schema.PROTOCOL_VERSION:
             self._drop(
-                f"The m6t helper speaks control API version {hello.get('version')}, "
-                f"this tray version {schema.PROTOCOL_VERSION}: update one of them."
+                self.tr(
+                    "The m6t helper speaks control API version {helper}, this tray version {tray}: update one of them."
+                ).format(helper=hello.get("version"), tray=schema.PROTOCOL_VERSION)
             )
             return
         self._greeted = True

@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, Signal
 from m6t.client.api import schema
 from m6t.client.api.schema import Access, ErrorCode, EventKind, Method, Permission, TunnelState
 from m6t.ui.connection import HelperConnection, Outcome
+from m6t.ui.errors import error_sentence
 from m6t.ui.state import TooltipFacts, TrayState, tray_state
 
 HISTORY_S: Final = 300.0
@@ -122,16 +123,18 @@ class TunnelModel(QObject):
         answer = self.permission(action)
         if answer == Permission.YES.value or (answer == Permission.AUTH.value and action == CONFIGURE):
             return None
-        reason = f"Read-only: {ErrorCode.FORBIDDEN.sentence}"
+        reason = self.tr("Read-only: {why}").format(why=error_sentence(ErrorCode.FORBIDDEN))
         if self.permissions is None:
             return reason
         polkit_action = f"org.m6t.{action}"
         if answer == Permission.AUTH.value:
-            return (
-                f"{reason} Connecting needs an administrator's password outside the active desktop session; "
-                f"an administrator can allow {polkit_action} for you."
+            more = self.tr(
+                "Connecting needs an administrator's password outside the active desktop session; "
+                "an administrator can allow {action} for you."
             )
-        return f"{reason} An administrator can allow {polkit_action} for you (polkit) or add you to the operator group."
+        else:
+            more = self.tr("An administrator can allow {action} for you (polkit) or add you to the operator group.")
+        return f"{reason} {more.format(action=polkit_action)}"
 
     @property
     def state(self) -> str:

@@ -7,6 +7,8 @@ from typing import Final
 
 from PySide6.QtCore import QObject, QSettings, Signal
 
+from m6t.ui.i18n import QT_TRANSLATE_NOOP, translate
+
 ORGANIZATION: Final = "m6t"
 APPLICATION: Final = "m6t-tray"
 
@@ -19,10 +21,14 @@ class NotifyLevel(StrEnum):
 
 
 NOTIFY_LABELS: Final[dict[NotifyLevel, str]] = {
-    NotifyLevel.ALL: "All (connections, new addresses, errors)",
-    NotifyLevel.ERRORS: "Errors only",
-    NotifyLevel.OFF: "None",
+    NotifyLevel.ALL: QT_TRANSLATE_NOOP("preferences", "All (connections, new addresses, errors)"),
+    NotifyLevel.ERRORS: QT_TRANSLATE_NOOP("preferences", "Errors only"),
+    NotifyLevel.OFF: QT_TRANSLATE_NOOP("preferences", "None"),
 }
+
+
+def notify_label(level: NotifyLevel) -> str:
+    return translate("preferences", NOTIFY_LABELS[level])
 
 
 class Preferences(QObject):

@@ -54,15 +54,19 @@ from m6t.protocol import (
 from m6t.ui import validation
 from m6t.ui.autostart import Autostart
 from m6t.ui.connection import Outcome
+from m6t.ui.errors import error_text
+from m6t.ui.i18n import QT_TRANSLATE_NOOP
 from m6t.ui.icons import app_icon
 from m6t.ui.model import CONFIGURE, TunnelModel
-from m6t.ui.preferences import NOTIFY_LABELS, NotifyLevel, Preferences
+from m6t.ui.preferences import NOTIFY_LABELS, NotifyLevel, Preferences, notify_label
 from m6t.ui.validation import FieldError, TunnelForm
-from m6t.ui.widgets import banner_label, error_label
+from m6t.ui.widgets import banner_label, describe, error_label
 
 DRY_RUN_DELAY_MS: Final = 400
-PASSWORD_NOTE: Final = "Saving asks for an administrator's password (your desktop's polkit agent shows the dialog)."
 """Wait for a pause in typing before asking the helper, so it validates once per thought, not per key."""
+PASSWORD_NOTE: Final = QT_TRANSLATE_NOOP(
+    "SettingsDialog", "Saving asks for an administrator's password (your desktop's polkit agent shows the dialog)."
+)
 
 # Keys the dialog edits; a helper problem about any other key is shown above the fields.
 FIELD_KEYS: Final = (
@@ -112,7 +116,7 @@ class SettingsDialog(QDialog):
         self.model = model
         self.preferences = preferences
         self.autostart = autostart
-        self.setWindowTitle("m6t settings")
+        self.setWindowTitle(self.tr("m6t settings"))
         self.setWindowIcon(app_icon())
         self._errors: dict[str, QLabel] = {}
         self._error_fields: dict[str, QWidget] = {}
@@ -148,6 +152,12 @@ class SettingsDialog(QDialog):
             | QDialogButtonBox.StandardButton.Cancel
         )
         self.buttons.clicked.connect(self._button_clicked)
+        for which, name, description in (
+            (QDialogButtonBox.StandardButton.Ok, self.tr("OK"), self.tr("Save the settings and close")),
+            (QDialogButtonBox.StandardButton.Apply, self.tr("Apply"), self.tr("Save the settings")),
+            (QDialogButtonBox.StandardButton.Cancel, self.tr("Cancel"), self.tr("Close without saving")),
+        ):
+            describe(self.buttons.button(which), name, description)
         layout.addWidget(self.buttons)
 
         self._dry_run_timer = QTimer(self)
@@ -160,34 +170,47 @@ class SettingsDialog(QDialog):
 
     # ---------------------------------------------------------------------------------------- building
 
-    def _row(self, form: QFormLayout, key: str, label: str, widget: QWidget) -> None:
+    def _row(self, form: QFormLayout, key: str, label: str, widget: QWidget, description: str) -> None:
+        """``label`` with its mnemonic (``&Address:``): the form makes it the field's buddy, so Alt+A goes there."""
         form.addRow(label, widget)
+        describe(widget, label.rstrip(" :"), description)
         error = error_label()
+        describe(error, self.tr("{field}: problem").format(field=label.replace("&", "").rstrip(" :")), description)
         error.setObjectName(f"error:{key}")
         self._errors[key] = error
         self._error_fields[key] = widget
         form.addRow("", error)
 
     def _build_gateway(self) -> QGroupBox:
-        box = QGroupBox("Gateway")
+        box = QGroupBox(self.tr("Gateway"))
         form = QFormLayout(box)
         self.gateway_edit = QLineEdit()
-        self.gateway_edit.setPlaceholderText("IPv4 address or host name; several: gw1.example.org, 198.51.100.2")
-        self.gateway_edit.setToolTip("Gateways in order of preference: the next one is used when one does not answer.")
+        self.gateway_edit.setPlaceholderText(
+            self.tr("IPv4 address or host name; several: gw1.example.org, 198.51.100.2")
+        )
+        gateway_help = self.tr("Gateways in order of preference: the next one is used when one does not answer.")
+        self.gateway_edit.setToolTip(gateway_help)
         self.ports_edit = QLineEdit()
-        self.ports_edit.setPlaceholderText("e.g. 3544, 4500")
-        self.ports_edit.setToolTip("UDP ports, in the order they are tried when one fails.")
-        self._row(form, "gateway.address", "Addresses (in order):", self.gateway_edit)
-        self._row(form, "gateway.ports", "Ports (in order):", self.ports_edit)
+        self.ports_edit.setPlaceholderText(self.tr("e.g. 3544, 4500"))
+        ports_help = self.tr("UDP ports, in the order they are tried when one fails.")
+        self.ports_edit.setToolTip(ports_help)
+        self._row(form, "gateway.address", self.tr("&Addresses (in order):"), self.gateway_edit, gateway_help)
+        self._row(form, "gateway.ports", self.tr("&Ports (in order):"), self.ports_edit, ports_help)
         for edit in (self.gateway_edit, self.ports_edit):
             edit.textChanged.connect(self._edited)
         return box
 
     def _build_prefix(self) -> QGroupBox:
-        box = QGroupBox("Prefix")
+        box = QGroupBox(self.tr("Prefix"))
         form = QFormLayout(box)
-        self.prefix80_radio = QRadioButton("A /80 prefix")
-        self.parts_radio = QRadioButton("ULA /48 + subnet ID + MN ID")
+        self.prefix80_radio = QRadioButton(self.tr("A /&80 prefix"))
+        self.parts_radio = QRadioButton(self.tr("&ULA /48 + subnet ID + MN ID"))
+        describe(self.prefix80_radio, self.tr("A /80 prefix"), self.tr("Give the tunnel's /80 prefix whole"))
+        describe(
+            self.parts_radio,
+            self.tr("ULA /48 + subnet ID + MN ID"),
+            self.tr("Build the /80 from a ULA /48, a subnet ID and a mobile node ID"),
+        )
         self.prefix_mode = QButtonGroup(self)
         self.prefix_mode.addButton(self.prefix80_radio)
         self.prefix_mode.addButton(self.parts_radio)
@@ -195,27 +218,40 @@ class SettingsDialog(QDialog):
         form.addRow(self.prefix80_radio)
         self.prefix_edit = QLineEdit()
         self.prefix_edit.setPlaceholderText("fd6d:3674:a1b2:0:1::/80")
-        self._row(form, "tunnel.prefix", "/80 prefix:", self.prefix_edit)
+        self._row(form, "tunnel.prefix", self.tr("/80 pre&fix:"), self.prefix_edit, self.tr("The tunnel's /80 prefix"))
         form.addRow(self.parts_radio)
         ula_row = QWidget()
         ula_layout = QHBoxLayout(ula_row)
         ula_layout.setContentsMargins(0, 0, 0, 0)
         self.ula_edit = QLineEdit()
         self.ula_edit.setPlaceholderText("fd6d:3674:a1b2::/48")
-        self.generate_button = QPushButton("Generate ULA")
-        self.generate_button.setToolTip("A new random ULA /48 by RFC 4193 (time and a local MAC, hashed).")
+        self.generate_button = QPushButton(self.tr("&Generate ULA"))
+        generate_help = self.tr("A new random ULA /48 by RFC 4193 (time and a local MAC, hashed).")
+        self.generate_button.setToolTip(generate_help)
+        describe(self.generate_button, self.tr("Generate ULA"), generate_help)
+        describe(ula_row, self.tr("ULA /48"), self.tr("The ULA /48 and a button to draw a new one"))
         self.generate_button.clicked.connect(self.generate_ula)
         ula_layout.addWidget(self.ula_edit, 1)
         ula_layout.addWidget(self.generate_button)
-        self._row(form, "tunnel.ula_prefix", "ULA /48:", ula_row)
+        self._row(form, "tunnel.ula_prefix", self.tr("U&LA /48:"), ula_row, self.tr("A unique local /48 (RFC 4193)"))
+        describe(self.ula_edit, self.tr("ULA /48"), self.tr("A unique local /48 (RFC 4193)"))
+        # The row's label names the field, not the box around it: Alt+L lands in the text.
+        ula_label = form.labelForField(ula_row)
+        if isinstance(ula_label, QLabel):
+            ula_label.setBuddy(self.ula_edit)
         self.subnet_spin = QSpinBox()
         self.subnet_spin.setRange(0, rules.MAX_ID)
         self.mn_spin = QSpinBox()
         self.mn_spin.setRange(0, rules.MAX_ID)
-        self._row(form, "tunnel.subnet_id", "Subnet ID:", self.subnet_spin)
-        self._row(form, "tunnel.mn_id", "MN ID:", self.mn_spin)
+        self._row(
+            form, "tunnel.subnet_id", self.tr("&Subnet ID:"), self.subnet_spin, self.tr("The subnet ID inside the /48")
+        )
+        self._row(
+            form, "tunnel.mn_id", self.tr("&MN ID:"), self.mn_spin, self.tr("This mobile node's ID in the subnet")
+        )
         self.prefix_preview = QLabel()
-        form.addRow("Resulting /80:", self.prefix_preview)
+        describe(self.prefix_preview, self.tr("Resulting /80"), self.tr("The /80 prefix these values make"))
+        form.addRow(self.tr("Resulting /80:"), self.prefix_preview)
         self.prefix80_radio.toggled.connect(self._edited)
         for edit in (self.prefix_edit, self.ula_edit):
             edit.textChanged.connect(self._edited)
@@ -224,50 +260,81 @@ class SettingsDialog(QDialog):
         return box
 
     def _build_tunnel(self) -> QGroupBox:
-        box = QGroupBox("Tunnel")
+        box = QGroupBox(self.tr("Tunnel"))
         form = QFormLayout(box)
         self.mtu_spin = QSpinBox()
         self.mtu_spin.setRange(rules.MIN_MTU, rules.MAX_MTU)
-        self.mtu_spin.setSuffix(" bytes")
+        self.mtu_spin.setSuffix(self.tr(" bytes"))
         self.keepalive_spin = QDoubleSpinBox()
         self.keepalive_spin.setRange(rules.KEEPALIVE_MIN_S, rules.KEEPALIVE_MAX_S)
         self.keepalive_spin.setDecimals(1)
         self.keepalive_spin.setSuffix(" s")
-        self._row(form, "tunnel.mtu", "MTU:", self.mtu_spin)
-        self._row(form, "tunnel.keepalive_interval", "Keepalive interval:", self.keepalive_spin)
+        self._row(
+            form, "tunnel.mtu", self.tr("M&TU:"), self.mtu_spin, self.tr("The largest IPv6 packet the tunnel carries")
+        )
+        self._row(
+            form,
+            "tunnel.keepalive_interval",
+            self.tr("&Keepalive interval:"),
+            self.keepalive_spin,
+            self.tr("How long the tunnel may be silent before a keepalive keeps the NAT mapping open"),
+        )
         self.mtu_spin.valueChanged.connect(self._edited)
         self.keepalive_spin.valueChanged.connect(self._edited)
         return box
 
     def _build_routes(self) -> QGroupBox:
-        box = QGroupBox("Routes")
+        box = QGroupBox(self.tr("Routes"))
         form = QFormLayout(box)
-        self.default_route_check = QCheckBox("Route all IPv6 (::/0) through the tunnel")
+        self.default_route_check = QCheckBox(self.tr("Route all &IPv6 (::/0) through the tunnel"))
         self.metric_spin = QSpinBox()
         self.metric_spin.setRange(rules.MIN_METRIC, MAX_METRIC_SPIN)
         self.prefixes_edit = QPlainTextEdit()
-        self.prefixes_edit.setPlaceholderText("One IPv6 prefix per line, e.g. fd00:ab::/64")
+        self.prefixes_edit.setPlaceholderText(self.tr("One IPv6 prefix per line, e.g. fd00:ab::/64"))
         self.prefixes_edit.setFixedHeight(70)
-        self._row(form, "routes.default", "Default route:", self.default_route_check)
-        self._row(form, "routes.metric", "Metric:", self.metric_spin)
-        self._row(form, "routes.prefixes", "Extra prefixes:", self.prefixes_edit)
+        # A list of prefixes has no use for a typed tab: Tab moves on.
+        self.prefixes_edit.setTabChangesFocus(True)
+        self._row(
+            form,
+            "routes.default",
+            self.tr("Default route:"),
+            self.default_route_check,
+            self.tr("Send all IPv6 traffic through the tunnel"),
+        )
+        self._row(
+            form, "routes.metric", self.tr("Metri&c:"), self.metric_spin, self.tr("The routes' metric: lower wins")
+        )
+        self._row(
+            form,
+            "routes.prefixes",
+            self.tr("E&xtra prefixes:"),
+            self.prefixes_edit,
+            self.tr("More IPv6 prefixes to route through the tunnel, one per line"),
+        )
         self.default_route_check.toggled.connect(self._edited)
         self.metric_spin.valueChanged.connect(self._edited)
         self.prefixes_edit.textChanged.connect(self._edited)
         return box
 
     def _build_desktop(self) -> QGroupBox:
-        box = QGroupBox("This desktop")
+        box = QGroupBox(self.tr("This desktop"))
         form = QFormLayout(box)
-        self.autostart_check = QCheckBox("Start the m6t tray when I log in")
+        self.autostart_check = QCheckBox(self.tr("Start the m6t tray &when I log in"))
         if not self.autostart.supported:
             self.autostart_check.setEnabled(False)
-            self.autostart_check.setToolTip("This desktop has no start-at-login mechanism m6t knows.")
-        self._row(form, "desktop.autostart", "Start at login:", self.autostart_check)
+            self.autostart_check.setToolTip(self.tr("This desktop has no start-at-login mechanism m6t knows."))
+        self._row(
+            form,
+            "desktop.autostart",
+            self.tr("Start at login:"),
+            self.autostart_check,
+            self.tr("Whether the tray starts with your desktop session"),
+        )
         self.notify_combo = QComboBox()
-        for level, label in NOTIFY_LABELS.items():
-            self.notify_combo.addItem(label, level.value)
-        form.addRow("Notifications:", self.notify_combo)
+        for level in NOTIFY_LABELS:
+            self.notify_combo.addItem(notify_label(level), level.value)
+        describe(self.notify_combo, self.tr("Notifications"), self.tr("Which events the tray tells you about"))
+        form.addRow(self.tr("&Notifications:"), self.notify_combo)
         return box
 
     # ---------------------------------------------------------------------------------------- loading
@@ -393,7 +460,7 @@ class SettingsDialog(QDialog):
             width = self._error_fields[key].width()
             label.setMinimumHeight(label.heightForWidth(width) if text and width > 0 else 0)
         others = [
-            f"{key or 'configuration'}: {message}"
+            f"{key or self.tr('configuration')}: {message}"
             for key, message in self._helper_errors.items()
             if key not in self._errors
         ]
@@ -444,8 +511,7 @@ class SettingsDialog(QDialog):
                 key = problem.get("key", "").split("[", 1)[0]
                 self._helper_errors[key] = problem.get("message", "")
         else:
-            hint = error.get("hint")
-            self._helper_errors[""] = f"{error['message']} {hint}" if hint else error["message"]
+            self._helper_errors[""] = error_text(error)
         self._show_errors()
 
     # ---------------------------------------------------------------------------------------- access
@@ -456,12 +522,16 @@ class SettingsDialog(QDialog):
     def blocked_reason(self) -> str | None:
         if not self.model.reachable:
             why = self.model.offline_reason or ""
-            return f"The helper is not reachable, so its settings cannot be changed now. {why}".strip()
+            return (
+                self.tr("The helper is not reachable, so its settings cannot be changed now. {why}")
+                .format(why=why)
+                .strip()
+            )
         refusal = self.model.refusal(CONFIGURE)
         if refusal is not None:
             return refusal
         if self._loaded is None:
-            return "Reading the configuration from the helper\u2026"
+            return self.tr("Reading the configuration from the helper…")
         return None
 
     def _refresh_access(self) -> None:
@@ -469,7 +539,7 @@ class SettingsDialog(QDialog):
         for group in self.helper_groups:
             group.setEnabled(reason is None)
             group.setToolTip(reason or "")
-        note = reason or (PASSWORD_NOTE if self.needs_password() else None)
+        note = reason or (self.tr(PASSWORD_NOTE) if self.needs_password() else None)
         self.banner.setText(note or "")
         self.banner.setVisible(note is not None)
         if self._loaded is None and self.model.config is not None:
@@ -485,7 +555,7 @@ class SettingsDialog(QDialog):
         asks = self.needs_password() and self.can_change_helper()
         for which in (QDialogButtonBox.StandardButton.Ok, QDialogButtonBox.StandardButton.Apply):
             self.buttons.button(which).setEnabled(ok)
-            self.buttons.button(which).setToolTip(PASSWORD_NOTE if asks else "")
+            self.buttons.button(which).setToolTip(self.tr(PASSWORD_NOTE) if asks else "")
 
     # ---------------------------------------------------------------------------------------- actions
 
@@ -506,14 +576,14 @@ class SettingsDialog(QDialog):
             return
         config = self._merged() if self.can_change_helper() and self.is_dirty() else None
         if config is None:
-            self.status_line.setText("Saved.")
+            self.status_line.setText(self.tr("Saved."))
             if close:
                 self.accept()
             return
         self._generation += 1
         self._dry_run_timer.stop()
         self.status_line.setText(
-            "Waiting for an administrator's password\u2026" if self.needs_password() else "Applying\u2026"
+            self.tr("Waiting for an administrator's password…") if self.needs_password() else self.tr("Applying…")
         )
         for which in (QDialogButtonBox.StandardButton.Ok, QDialogButtonBox.StandardButton.Apply):
             self.buttons.button(which).setEnabled(False)
@@ -524,8 +594,8 @@ class SettingsDialog(QDialog):
                 result = cast(schema.ConfigSetResult, outcome.result)
                 self.model.config = result.get("config", config)
                 self._loaded = self.model.config
-                changed = ", ".join(result.get("changed", [])) or "nothing"
-                self.status_line.setText(f"Applied (changed: {changed}).")
+                changed = ", ".join(result.get("changed", [])) or self.tr("nothing")
+                self.status_line.setText(self.tr("Applied (changed: {changed}).").format(changed=changed))
                 if close:
                     self.accept()
                 return
@@ -542,7 +612,9 @@ class SettingsDialog(QDialog):
             try:
                 self.autostart.set_enabled(wanted)
             except OSError as exc:
-                self._desktop_errors["desktop.autostart"] = f"Could not change it: {exc.strerror or exc}"
+                self._desktop_errors["desktop.autostart"] = self.tr("Could not change it: {why}").format(
+                    why=exc.strerror or exc
+                )
                 self._show_errors()
                 return False
         self._desktop_errors.clear()

@@ -1,4 +1,8 @@
-"""What the tray shows, derived from the helper's status: pure functions, no Qt, easy to test exhaustively."""
+"""What the tray shows, derived from the helper's status: pure functions, easy to test exhaustively.
+
+The words are English in the source, marked for the catalogue (:func:`QT_TRANSLATE_NOOP`) and translated
+where they are shown (:func:`translate`, which needs no QApplication).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,9 @@ from typing import Final
 
 from m6t.client.api.host import OsFamily, conventions_of
 from m6t.client.api.schema import TunnelState
+from m6t.ui.i18n import QT_TRANSLATE_NOOP, translate
+
+CONTEXT: Final = "state"
 
 
 class TrayState(StrEnum):
@@ -24,23 +31,23 @@ class TrayState(StrEnum):
 
 
 TRAY_LABELS: Final[dict[TrayState, str]] = {
-    TrayState.DISCONNECTED: "Disconnected",
-    TrayState.WAITING: "Waiting for network",
-    TrayState.CONNECTING: "Connecting",
-    TrayState.CONNECTED: "Connected",
-    TrayState.DEGRADED: "Connected, gateway not answering",
-    TrayState.ERROR: "Error",
-    TrayState.UNAVAILABLE: "Helper not reachable",
+    TrayState.DISCONNECTED: QT_TRANSLATE_NOOP("state", "Disconnected"),
+    TrayState.WAITING: QT_TRANSLATE_NOOP("state", "Waiting for network"),
+    TrayState.CONNECTING: QT_TRANSLATE_NOOP("state", "Connecting"),
+    TrayState.CONNECTED: QT_TRANSLATE_NOOP("state", "Connected"),
+    TrayState.DEGRADED: QT_TRANSLATE_NOOP("state", "Connected, gateway not answering"),
+    TrayState.ERROR: QT_TRANSLATE_NOOP("state", "Error"),
+    TrayState.UNAVAILABLE: QT_TRANSLATE_NOOP("state", "Helper not reachable"),
 }
 
 _TUNNEL_LABELS: Final[dict[str, str]] = {
-    TunnelState.DISCONNECTED: "Disconnected",
-    TunnelState.WAITING_FOR_NETWORK: "Waiting for an IPv4 network",
-    TunnelState.SIGN_IN_REQUIRED: "This network needs you to sign in",
-    TunnelState.CONNECTING: "Connecting to the gateway",
-    TunnelState.CONNECTED: "Connected",
-    TunnelState.DEGRADED: "Connected, gateway not answering",
-    TunnelState.ERROR: "Error",
+    TunnelState.DISCONNECTED: QT_TRANSLATE_NOOP("state", "Disconnected"),
+    TunnelState.WAITING_FOR_NETWORK: QT_TRANSLATE_NOOP("state", "Waiting for an IPv4 network"),
+    TunnelState.SIGN_IN_REQUIRED: QT_TRANSLATE_NOOP("state", "This network needs you to sign in"),
+    TunnelState.CONNECTING: QT_TRANSLATE_NOOP("state", "Connecting to the gateway"),
+    TunnelState.CONNECTED: QT_TRANSLATE_NOOP("state", "Connected"),
+    TunnelState.DEGRADED: QT_TRANSLATE_NOOP("state", "Connected, gateway not answering"),
+    TunnelState.ERROR: QT_TRANSLATE_NOOP("state", "Error"),
 }
 
 _TRAY_BY_TUNNEL: Final[dict[str, TrayState]] = {
@@ -57,39 +64,49 @@ _TRAY_BY_TUNNEL: Final[dict[str, TrayState]] = {
 # Why a new address was drawn, as a notification finishes the sentence "New tunnel address: ...".  Both the
 # schema's documented words and the session's RegenerationReason values appear on the wire, so both are here.
 REGENERATION_REASONS: Final[dict[str, str]] = {
-    "attach": "connected to a network",
-    "attached": "connected to a network",
-    "network-change": "the network changed",
-    "attachment-changed": "the network changed",
-    "lost-binding": "the gateway lost the binding",
-    "keepalive-unanswered": "the gateway lost the binding",
-    "probe-unanswered": "the Home Agent stopped answering",
-    "no-reply": "nothing came back through the tunnel",
-    "port-failover": "moved to the next gateway port",
-    "gateway-changed": "moved to another gateway",
-    "config-change": "the configuration changed",
-    "config-changed": "the configuration changed",
-    "reconnect": "reconnected",
-    "retry-after-error": "retrying after an error",
+    "attach": QT_TRANSLATE_NOOP("state", "connected to a network"),
+    "attached": QT_TRANSLATE_NOOP("state", "connected to a network"),
+    "network-change": QT_TRANSLATE_NOOP("state", "the network changed"),
+    "attachment-changed": QT_TRANSLATE_NOOP("state", "the network changed"),
+    "lost-binding": QT_TRANSLATE_NOOP("state", "the gateway lost the binding"),
+    "keepalive-unanswered": QT_TRANSLATE_NOOP("state", "the gateway lost the binding"),
+    "probe-unanswered": QT_TRANSLATE_NOOP("state", "the Home Agent stopped answering"),
+    "no-reply": QT_TRANSLATE_NOOP("state", "nothing came back through the tunnel"),
+    "port-failover": QT_TRANSLATE_NOOP("state", "moved to the next gateway port"),
+    "gateway-changed": QT_TRANSLATE_NOOP("state", "moved to another gateway"),
+    "config-change": QT_TRANSLATE_NOOP("state", "the configuration changed"),
+    "config-changed": QT_TRANSLATE_NOOP("state", "the configuration changed"),
+    "reconnect": QT_TRANSLATE_NOOP("state", "reconnected"),
+    "retry-after-error": QT_TRANSLATE_NOOP("state", "retrying after an error"),
 }
+
+
+def _t(text: str) -> str:
+    return translate(CONTEXT, text)
 
 
 def tunnel_label(state: str) -> str:
     """Unknown states (the schema lets the helper add some) are shown verbatim rather than hidden."""
-    return _TUNNEL_LABELS.get(state, state)
+    label = _TUNNEL_LABELS.get(state)
+    return state if label is None else _t(label)
+
+
+def tray_label(tray: TrayState) -> str:
+    return _t(TRAY_LABELS[tray])
 
 
 def header_label(tray: TrayState, state: str) -> str:
     """The menu's header: the icon's words, or the tunnel's own where the user has something to do."""
     if tray is not TrayState.UNAVAILABLE and state == TunnelState.SIGN_IN_REQUIRED:
         return tunnel_label(state)
-    return TRAY_LABELS[tray]
+    return tray_label(tray)
 
 
 def reason_label(reason: str | None) -> str:
     if not reason:
-        return "unknown reason"
-    return REGENERATION_REASONS.get(reason.replace("_", "-"), reason)
+        return translate("state", "unknown reason")
+    label = REGENERATION_REASONS.get(reason.replace("_", "-"))
+    return reason if label is None else _t(label)
 
 
 def tray_state(*, reachable: bool, state: str, wanted: str) -> TrayState:
@@ -117,12 +134,27 @@ def format_duration(seconds: float) -> str:
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
     if days:
-        return f"{days} d {hours} h"
+        return translate("state", "{days} d {hours} h").format(days=days, hours=hours)
     if hours:
-        return f"{hours} h {minutes:02d} min"
+        return translate("state", "{hours} h {minutes:02d} min").format(hours=hours, minutes=minutes)
     if minutes:
-        return f"{minutes} min {secs:02d} s"
-    return f"{secs} s"
+        return translate("state", "{minutes} min {seconds:02d} s").format(minutes=minutes, seconds=secs)
+    return translate("state", "{seconds} s").format(seconds=secs)
+
+
+def format_minutes(seconds: float) -> str:
+    """A duration to the minute, for text that is refreshed only when something happens (the tooltip): a
+    seconds count there would be stale at once, and ticking it would wake a sleeping laptop."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return translate("state", "less than a minute")
+    days, rest = divmod(seconds, 86400)
+    hours, minutes = divmod(rest // 60, 60)
+    if days:
+        return translate("state", "{days} d {hours} h").format(days=days, hours=hours)
+    if hours:
+        return translate("state", "{hours} h {minutes:02d} min").format(hours=hours, minutes=minutes)
+    return translate("state", "{minutes} min").format(minutes=minutes)
 
 
 def format_bits_per_second(value: float) -> str:
@@ -151,22 +183,33 @@ class TooltipFacts:
 def tooltip(facts: TooltipFacts) -> str:
     """The tray tooltip: state, tunnel address, gateway, time connected (issue 6), or the way out of trouble."""
     if facts.tray is TrayState.UNAVAILABLE:
-        lines = ["m6t: helper not reachable"]
+        lines = [translate("state", "m6t: helper not reachable")]
     else:
-        lines = [f"m6t: {tunnel_label(facts.state)}"]
+        lines = [translate("state", "m6t: {state}").format(state=tunnel_label(facts.state))]
     if facts.tray is not TrayState.UNAVAILABLE:
         if facts.address:
-            lines.append(f"Address: {facts.address}")
+            lines.append(translate("state", "Address: {address}").format(address=facts.address))
         if facts.gateway:
-            lines.append(f"Gateway: {facts.gateway}")
+            lines.append(translate("state", "Gateway: {gateway}").format(gateway=facts.gateway))
         if facts.connected_for_s is not None and facts.tray in (TrayState.CONNECTED, TrayState.DEGRADED):
-            lines.append(f"Connected for {format_duration(facts.connected_for_s)}")
+            duration = format_minutes(facts.connected_for_s)
+            lines.append(translate("state", "Connected for {duration}").format(duration=duration))
     if facts.hint:
         lines.append(facts.hint)
     return "\n".join(lines)
 
 
+# The platform's sentences (m6t.platform.hints, which knows no Qt), marked here for the catalogue and
+# translated where shown; tests/ui/test_translations.py keeps the two lists equal.
+START_HINTS: Final = (
+    QT_TRANSLATE_NOOP("state", "Start it with: sudo systemctl start m6t-helper"),
+    QT_TRANSLATE_NOOP("state", "Start it with: sudo launchctl kickstart system/org.m6t.helper"),
+    QT_TRANSLATE_NOOP("state", "Start the “m6t helper” service (services.msc), or run: sc start m6t-helper"),
+    QT_TRANSLATE_NOOP("state", "Start it as root with: m6t-helper"),
+)
+
+
 def helper_start_hint(family: OsFamily | None) -> str:
     """How to get a helper running on ``family``: the installers register it under the names the platform's
     conventions give."""
-    return conventions_of(family).start_helper_sentence
+    return _t(conventions_of(family).start_helper_sentence)

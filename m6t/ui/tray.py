@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction, QActionGroup, QGuiApplication
 from PySide6.QtWidgets import QApplication, QMenu, QSystemTrayIcon
 
@@ -13,18 +13,18 @@ from m6t.client.api import schema
 from m6t.client.api.schema import ErrorCode
 from m6t.ui.autostart import Autostart
 from m6t.ui.connection import Outcome
+from m6t.ui.errors import error_text
 from m6t.ui.icons import state_icon
 from m6t.ui.model import TunnelModel
-from m6t.ui.preferences import NOTIFY_LABELS, NotifyLevel, Preferences
+from m6t.ui.preferences import NOTIFY_LABELS, NotifyLevel, Preferences, notify_label
 from m6t.ui.settings_dialog import SettingsDialog
-from m6t.ui.state import TRAY_LABELS, TrayState, header_label, reason_label, tooltip, wants_disconnect_action
+from m6t.ui.state import TrayState, header_label, reason_label, tooltip, tray_label, wants_disconnect_action
 from m6t.ui.status_window import TAB_LOG, StatusWindow
 
 REPEAT_ERROR_S: Final = 60.0
 """The same error again within this long is not notified again: a flapping link would flood the desktop."""
 QUIET_AFTER_REGENERATION_S: Final = 60.0
 """A reconnection right after a new address was announced needs no second bubble."""
-TOOLTIP_REFRESH_MS: Final = 15_000
 MESSAGE_MS: Final = 6000
 
 
@@ -56,10 +56,8 @@ class TrayController(QObject):
         self._build_menu()
         self.icon.setContextMenu(self.menu)
         self.icon.activated.connect(self._activated)
-        self._tooltip_timer = QTimer(self)
-        self._tooltip_timer.setInterval(TOOLTIP_REFRESH_MS)
-        self._tooltip_timer.timeout.connect(self.refresh)
-        self._tooltip_timer.start()
+        # No timer refreshes the tooltip: its time connected is to the minute and follows the helper's events
+        # (a keepalive answer at least every interval), so an idle tray sleeps until something happens.
 
         model.changed.connect(self.refresh)
         model.connected_to_gateway.connect(self._on_connected)
@@ -78,24 +76,24 @@ class TrayController(QObject):
         self.reason_action = menu.addAction("")
         self.reason_action.setEnabled(False)
         menu.addSeparator()
-        self.toggle_action = menu.addAction("Connect")
+        self.toggle_action = menu.addAction(self.tr("&Connect"))
         self.toggle_action.triggered.connect(self.toggle)
-        self.status_action = menu.addAction("Status\u2026")
+        self.status_action = menu.addAction(self.tr("&Status…"))
         self.status_action.triggered.connect(self.show_status)
-        self.settings_action = menu.addAction("Settings\u2026")
+        self.settings_action = menu.addAction(self.tr("S&ettings…"))
         self.settings_action.triggered.connect(self.show_settings)
         menu.addSeparator()
-        self.copy_action = menu.addAction("Copy tunnel address")
+        self.copy_action = menu.addAction(self.tr("Copy tunnel &address"))
         self.copy_action.triggered.connect(self.copy_address)
-        self.log_action = menu.addAction("Open log\u2026")
+        self.log_action = menu.addAction(self.tr("Open &log…"))
         self.log_action.triggered.connect(self.open_log)
-        self.export_action = menu.addAction("Export diagnostics\u2026")
+        self.export_action = menu.addAction(self.tr("E&xport diagnostics…"))
         self.export_action.triggered.connect(self.status_window.export_diagnostics)
-        self.notify_menu = menu.addMenu("Notifications")
+        self.notify_menu = menu.addMenu(self.tr("&Notifications"))
         self.notify_group = QActionGroup(self)
         self.notify_actions: dict[NotifyLevel, QAction] = {}
-        for level, label in NOTIFY_LABELS.items():
-            action = self.notify_menu.addAction(label)
+        for level in NOTIFY_LABELS:
+            action = self.notify_menu.addAction(notify_label(level))
             action.setCheckable(True)
             action.setData(level.value)
             self.notify_group.addAction(action)
@@ -103,7 +101,7 @@ class TrayController(QObject):
         self.notify_group.triggered.connect(self._notify_chosen)
         self._sync_notify_menu()
         menu.addSeparator()
-        self.quit_action = menu.addAction("Quit")
+        self.quit_action = menu.addAction(self.tr("&Quit"))
         self.quit_action.triggered.connect(self.quit)
 
     def _sync_notify_menu(self) -> None:
@@ -118,23 +116,27 @@ class TrayController(QObject):
         return self.status_window.change_blocked_reason()
 
     def refresh(self) -> None:
+        """Bring the icon, tooltip and menu up to date; only what changed is handed on, because each change
+        travels to the tray host (StatusNotifierItem, D-Bus menu) and wakes it too."""
         model = self.model
         tray = model.tray_state
         if tray is not self._shown_state:
             self.icon.setIcon(state_icon(tray))
+            self.header_action.setIcon(state_icon(tray))
             self._shown_state = tray
         hint = self.start_hint if tray is TrayState.UNAVAILABLE else None
-        self.icon.setToolTip(tooltip(model.tooltip_facts(hint)))
-        self.header_action.setText(f"m6t: {header_label(tray, model.state)}")
-        self.header_action.setIcon(state_icon(tray))
+        text = tooltip(model.tooltip_facts(hint))
+        if text != self.icon.toolTip():
+            self.icon.setToolTip(text)
+        self.header_action.setText(self.tr("m6t: {state}").format(state=header_label(tray, model.state)))
         blocked = self.blocked_reason()
         if not model.reachable:
-            self.reason_action.setText(f"{model.offline_reason or TRAY_LABELS[tray]} {self.start_hint}")
+            self.reason_action.setText(f"{model.offline_reason or tray_label(tray)} {self.start_hint}")
         elif model.read_only:
             self.reason_action.setText(blocked or "")
         self.reason_action.setVisible(bool(blocked))
         disconnect = wants_disconnect_action(state=model.state, wanted=model.wanted)
-        self.toggle_action.setText("Disconnect" if disconnect else "Connect")
+        self.toggle_action.setText(self.tr("&Disconnect") if disconnect else self.tr("&Connect"))
         self.toggle_action.setEnabled(blocked is None)
         self.toggle_action.setToolTip(blocked or "")
         self.copy_action.setEnabled(bool(model.address) and model.reachable)
@@ -157,7 +159,7 @@ class TrayController(QObject):
         def done(outcome: Outcome) -> None:
             # A failure answers the user's own click, so it is shown whatever the notification level.
             if not outcome.ok:
-                title = "m6t: could not connect" if up else "m6t: could not disconnect"
+                title = self.tr("m6t: could not connect") if up else self.tr("m6t: could not disconnect")
                 self._show(title, outcome.message, error=True)
 
         self.model.set_wanted(up, done)
@@ -208,13 +210,18 @@ class TrayController(QObject):
         if time.monotonic() - self._last_regeneration_notice < QUIET_AFTER_REGENERATION_S:
             return
         gateway = schema.gateway_label(self.model.status) if self.model.status else None
-        via = f" via {gateway}" if gateway else ""
-        self.notify("m6t connected", f"Tunnel address {self.model.address or 'pending'}{via}.")
+        address = self.model.address or self.tr("pending")
+        text = (
+            self.tr("Tunnel address {address} via {gateway}.").format(address=address, gateway=gateway)
+            if gateway
+            else self.tr("Tunnel address {address}.").format(address=address)
+        )
+        self.notify(self.tr("m6t connected"), text)
 
     def _on_regenerated(self, regeneration: dict[str, Any]) -> None:
         self._last_regeneration_notice = time.monotonic()
         reason = reason_label(str(regeneration.get("reason") or ""))
-        self.notify("m6t: new tunnel address", f"{regeneration.get('new')}: {reason}.")
+        self.notify(self.tr("m6t: new tunnel address"), f"{regeneration.get('new')}: {reason}.")
 
     def _on_error(self, error: dict[str, Any]) -> None:
         code = int(error.get("code", 0))
@@ -222,11 +229,12 @@ class TrayController(QObject):
         if now - self._recent_errors.get(code, -REPEAT_ERROR_S) < REPEAT_ERROR_S:
             return
         self._recent_errors[code] = now
-        hint = error.get("hint")
-        text = str(error.get("message") or schema.error_info(ErrorCode.TUNNEL_ERROR)["message"])
-        self.notify("m6t error", f"{text} {hint}" if hint else text, error=True)
+        info = cast(schema.ErrorInfo, error)
+        if not info.get("message"):
+            info = {**schema.error_info(ErrorCode.TUNNEL_ERROR), "hint": error.get("hint")}
+        self.notify(self.tr("m6t error"), error_text(info), error=True)
 
     def _on_reachability(self, reachable: bool) -> None:
         if not reachable:
             why = self.model.offline_reason or ""
-            self.notify("m6t helper not reachable", f"{why} {self.start_hint}".strip(), error=True)
+            self.notify(self.tr("m6t helper not reachable"), f"{why} {self.start_hint}".strip(), error=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QLabel, QWidget
 
 _BANNER_STYLE = "QLabel#banner { background: #fff4d6; color: #5c4400; padding: 6px; border-radius: 4px; }"
 ERROR_STYLE = "color: #b91c1c;"
@@ -24,3 +24,9 @@ def error_label() -> QLabel:
     label.setStyleSheet(ERROR_STYLE)
     label.hide()
     return label
+
+
+def describe(widget: QWidget, name: str, description: str) -> None:
+    """What assistive technology says about ``widget``: its name, then what it is for."""
+    widget.setAccessibleName(name.replace("&", ""))
+    widget.setAccessibleDescription(description)

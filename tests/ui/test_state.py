@@ -12,6 +12,7 @@ from m6t.ui.state import (
     TrayState,
     format_bits_per_second,
     format_duration,
+    format_minutes,
     helper_start_hint,
     reason_label,
     tooltip,
@@ -109,6 +110,10 @@ def test_formatting() -> None:
     assert format_duration(5) == "5 s"
     assert format_duration(65) == "1 min 05 s"
     assert format_duration(90000) == "1 d 1 h"
+    assert format_minutes(59) == "less than a minute"
+    assert format_minutes(125) == "2 min"
+    assert format_minutes(3725) == "1 h 02 min"
+    assert format_minutes(90000) == "1 d 1 h"
     assert format_bits_per_second(1_500_000) == "1.5 Mbit/s"
     assert format_bits_per_second(12) == "12 bit/s"
 

@@ -42,15 +42,15 @@ def test_shows_attachment_gateway_address_mtu_keepalive(window: StatusWindow) ->
     assert window.field("router") == "192.0.2.1"
     assert window.field("gateway") == GATEWAY
     assert window.field("address") == ADDRESS
-    assert window.field("generated").endswith("ago), connected to a network")
+    assert window.field("generated").endswith("(10 min ago), connected to a network")
     assert window.field("interface") == "m6t0"
     assert window.field("mtu_configured") == "1472 bytes"
     assert window.field("mtu_effective") == "1472 bytes"
     assert window.field("mtu_evidence") == "none since the tray started"
     assert window.field("ka_interval") == "30 s"
     assert window.field("ka_rtt") == "3.2 ms"
-    assert window.field("ka_reply").endswith("(4 s ago)")
-    assert window.toggle_button.text() == "Disconnect" and window.toggle_button.isEnabled()
+    assert window.field("ka_reply").endswith("(less than a minute ago)")
+    assert window.toggle_button.text() == "&Disconnect" and window.toggle_button.isEnabled()
     assert not window.banner.isVisible()
 
 
@@ -114,7 +114,7 @@ def test_extra_keepalive_facts_when_the_helper_sends_them(
     window = tray.status_window
     window.refresh()
     assert window.field("ka_missed") == "2"
-    assert window.field("ka_sent").endswith("(3 s ago)")
+    assert window.field("ka_sent").endswith("(less than a minute ago)")
 
 
 def test_mtu_detail_from_the_helper_survives_a_tray_restart(
@@ -253,7 +253,7 @@ def test_diagnostics_failure_is_shown(
 
 def test_toggle_from_the_window(qtbot: QtBot, window: StatusWindow, helper: FakeHelper) -> None:
     window.toggle_button.click()
-    qtbot.waitUntil(lambda: window.toggle_button.text() == "Connect", timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.toggle_button.text() == "&Connect", timeout=WAIT_MS)
     assert helper.methods()[-1] is Method.DOWN
     assert window.state_label.text() == "Disconnected"
 
@@ -283,3 +283,28 @@ def test_a_helper_sending_only_a_regeneration_count(
     assert window.field("generated") == "\u2013"
     helper.set_address(ADDRESS2, "attachment_changed")
     qtbot.waitUntil(lambda: tray.model.address == ADDRESS2, timeout=WAIT_MS)
+
+
+def test_a_tick_redraws_only_what_the_clock_changed(
+    qtbot: QtBot, window: StatusWindow, helper: FakeHelper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a second the "ago" texts move; the tables are not refilled and the charts' time axis moves only
+    once the newest point would have moved visibly."""
+    now = time.time()
+    helper.push_event(EventKind.KEEPALIVE, {"rtt_ms": 5.0}, when=now - 3)
+    qtbot.waitUntil(lambda: window.rtt_chart.point_count(0) == 1, timeout=WAIT_MS)
+    item = window.counters_table.item(0, 1)
+    drawn: list[int] = []
+    monkeypatch.setattr(window.rtt_chart, "set_series", lambda *args: drawn.append(1))
+    step = window.rtt_chart.redraw_step_s()
+    clock = [now + 60]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    window._tick()
+    assert drawn == [1], "a minute later the axis has moved"
+    clock[0] += step / 2
+    window._tick()
+    assert drawn == [1], "not visibly yet: the chart is left alone"
+    clock[0] += step
+    window._tick()
+    assert drawn == [1, 1]
+    assert window.counters_table.item(0, 1) is item, "same counters: the table is not refilled"

@@ -71,7 +71,8 @@ def test_time_connected_from_a_status_that_has_it(
     helper.status = make_status(TunnelState.CONNECTED, since=time.time() - 125)
     tray = make_tray()
     wait_online(qtbot, tray.model, helper)
-    assert "Connected for 2 min 0" in tray.icon.toolTip()
+    # To the minute: the tooltip follows the helper's events, no timer ticks it (an idle tray sleeps).
+    assert "Connected for 2 min" in tray.icon.toolTip().splitlines()
 
 
 def test_icon_follows_every_state_event(qtbot: QtBot, tray: TrayController, helper: FakeHelper) -> None:
@@ -103,15 +104,15 @@ def test_unknown_state_is_shown_verbatim(qtbot: QtBot, tray: TrayController, hel
 
 
 def test_toggle_disconnects_and_connects(qtbot: QtBot, tray: TrayController, helper: FakeHelper) -> None:
-    assert tray.toggle_action.text() == "Disconnect"
+    assert tray.toggle_action.text() == "&Disconnect"
     tray.toggle_action.trigger()
     wait_icon(qtbot, tray, TrayState.DISCONNECTED)
     assert helper.methods()[-1] is Method.DOWN
-    assert tray.toggle_action.text() == "Connect"
+    assert tray.toggle_action.text() == "&Connect"
     tray.toggle_action.trigger()
     wait_icon(qtbot, tray, TrayState.CONNECTING)
     assert helper.methods()[-1] is Method.UP
-    assert tray.toggle_action.text() == "Disconnect"
+    assert tray.toggle_action.text() == "&Disconnect"
 
 
 def test_toggle_follows_changes_made_elsewhere(qtbot: QtBot, tray: TrayController, helper: FakeHelper) -> None:
@@ -119,7 +120,7 @@ def test_toggle_follows_changes_made_elsewhere(qtbot: QtBot, tray: TrayControlle
     helper.status["wanted"] = "down"
     helper.push_event(EventKind.WANTED, {"wanted": "down"})
     helper.set_state(TunnelState.DISCONNECTED)
-    qtbot.waitUntil(lambda: tray.toggle_action.text() == "Connect", timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: tray.toggle_action.text() == "&Connect", timeout=WAIT_MS)
 
 
 def test_status_and_settings_open(qtbot: QtBot, tray: TrayController) -> None:
@@ -319,4 +320,28 @@ def test_starts_without_helper(
     assert "The m6t helper is not running." in tray.reason_action.text()
     make_helper()
     wait_icon(qtbot, tray, TrayState.DISCONNECTED)
-    assert tray.toggle_action.text() == "Connect"
+    assert tray.toggle_action.text() == "&Connect"
+
+
+def test_an_idle_tray_arms_no_timer(qtbot: QtBot, tray: TrayController) -> None:
+    """Connected, windows closed: nothing is due, so nothing may wake the tray (a laptop's battery)."""
+    from PySide6.QtCore import QTimer
+
+    qtbot.wait(100)
+    assert [timer for timer in tray.findChildren(QTimer) if timer.isActive()] == []
+    assert [timer for timer in tray.model.connection.findChildren(QTimer) if timer.isActive()] == []
+    tray.show_status()
+    assert tray.status_window._ticker.isActive()
+    tray.status_window.close()
+    assert not tray.status_window._ticker.isActive()
+
+
+def test_refresh_hands_on_only_what_changed(
+    qtbot: QtBot, tray: TrayController, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pushed: list[str] = []
+    monkeypatch.setattr(tray.icon, "setToolTip", pushed.append)
+    monkeypatch.setattr(tray.icon, "setIcon", lambda icon: pushed.append("icon"))
+    tray.refresh()
+    tray.refresh()
+    assert pushed == []

@@ -60,7 +60,7 @@ def test_tray_follows_the_real_helper_and_a_nat_move(qtbot: QtBot, demo: DemoLab
     diagnostics = demo.logs
     qtbot.waitUntil(lambda: model.reachable and model.config is not None, timeout=10_000)
     assert not model.read_only, "the test runs as root: operator access"
-    if tray.toggle_action.text() == "Connect":
+    if tray.toggle_action.text() == "&Connect":
         tray.toggle_action.trigger()
     qtbot.waitUntil(lambda: tray.current_icon_state() is TrayState.CONNECTED, timeout=CONNECT_MS)
 

@@ -14,6 +14,8 @@ apt_packages=(
   # the Windows installer's compile check (makensis, 7zz to look inside it); shell and workflow lint
   nsis 7zip shellcheck
   xvfb xauth trayer x11-utils
+  # the CLI's translations: xgettext, msgmerge, msgfmt (scripts/update-translations.sh and its tests)
+  gettext
   # the polkit authorization tests start a private bus and the real polkitd on it
   dbus-daemon polkitd
   # Qt's xcb/offscreen platform plugins load these at run time

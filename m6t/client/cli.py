@@ -25,9 +25,10 @@ from m6t.client.api.client import (
     HelperUnavailable,
     RequestFailed,
 )
-from m6t.client.api.host import control_address
+from m6t.client.api.host import control_address, conventions
 from m6t.client.api.schema import ErrorCode, EventKind, Method
 from m6t.client.config import ConfigError, load_client_config
+from m6t.client.i18n import _, ngettext
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -64,14 +65,14 @@ class Output:
 
 def _age(seconds: float | None) -> str:
     if seconds is None:
-        return "never"
+        return _("never")
     if seconds < 1.0:
-        return "just now"
+        return _("just now")
     if seconds < 120:
-        return f"{seconds:.0f} s ago"
+        return _("{seconds:.0f} s ago").format(seconds=seconds)
     if seconds < 7200:
-        return f"{seconds / 60:.0f} min ago"
-    return f"{seconds / 3600:.1f} h ago"
+        return _("{minutes:.0f} min ago").format(minutes=seconds / 60)
+    return _("{hours:.1f} h ago").format(hours=seconds / 3600)
 
 
 def _interval(seconds: Any) -> str:
@@ -82,11 +83,14 @@ def _interval(seconds: Any) -> str:
 
 def format_attachment(attachment: Any) -> str:
     if not isinstance(attachment, dict):
-        return "none (no IPv4 path to the gateway)"
-    text = f"{attachment.get('local_ipv4')} on {attachment.get('interface')}"
+        return _("none (no IPv4 path to the gateway)")
     if attachment.get("router"):
-        text += f" via {attachment['router']}"
-    return text
+        return _("{address} on {interface} via {router}").format(
+            address=attachment.get("local_ipv4"), interface=attachment.get("interface"), router=attachment["router"]
+        )
+    return _("{address} on {interface}").format(
+        address=attachment.get("local_ipv4"), interface=attachment.get("interface")
+    )
 
 
 def format_mtu(status: dict[str, Any]) -> str:
@@ -99,53 +103,70 @@ def format_mtu(status: dict[str, Any]) -> str:
     if not isinstance(search, dict):
         return str(mtu)
     if search.get("fragmentation"):
-        return f"{mtu} (the path carries under 1308 bytes: larger packets rely on fragmentation)"
+        return _("{mtu} (the path carries under 1308 bytes: larger packets rely on fragmentation)").format(mtu=mtu)
     if search.get("state") in ("base", "searching"):
-        return f"{mtu} (searching the path MTU)"
+        return _("{mtu} (searching the path MTU)").format(mtu=mtu)
     if search.get("mtu") is None:
         return str(mtu)
     when = time.strftime("%H:%M:%S", time.localtime(search["time"])) if search.get("time") else "?"
     probes = search.get("probes", 0)
-    return f"{mtu} (path searched at {when}: {search.get('found')}, {probes} probe{'s' if probes != 1 else ''})"
+    return ngettext(
+        "{mtu} (path searched at {when}: {found}, {probes} probe)",
+        "{mtu} (path searched at {when}: {found}, {probes} probes)",
+        probes,
+    ).format(mtu=mtu, when=when, found=search.get("found"), probes=probes)
 
 
 def format_status(status: dict[str, Any]) -> list[str]:
     """The compact human summary of ``m6t status``."""
     state = str(status.get("state"))
     wanted = status.get("wanted")
-    lines = [f"state       {state}" + (f" (wanted {wanted})" if wanted else "")]
+    first = _("{state} (wanted {wanted})").format(state=state, wanted=wanted) if wanted else state
     if status.get("detail"):
-        lines[0] += f": {status['detail']}"
+        first += f": {status['detail']}"
+    rows = [(_("state"), first)]
     address = status.get("address")
     interface = status.get("interface")
-    lines.append(f"address     {address or '-'}" + (f" on {interface}" if address and interface else ""))
-    lines.append(f"gateway     {schema.gateway_label(cast(schema.Status, status)) or '-'}")
-    lines.append(f"mtu         {format_mtu(status)}")
+    where = _("{address} on {interface}").format(address=address, interface=interface)
+    rows.append((_("address"), where if address and interface else address or "-"))
+    rows.append((_("gateway"), schema.gateway_label(cast(schema.Status, status)) or "-"))
+    rows.append((_("mtu"), format_mtu(status)))
     ka = status.get("keepalive") or {}
     rtt = ka.get("rtt_ms")
-    keepalive = "no answer yet" if rtt is None else f"rtt {rtt:.1f} ms, answered {_age(ka.get('age_s'))}"
+    keepalive = (
+        _("no answer yet")
+        if rtt is None
+        else _("rtt {rtt:.1f} ms, answered {age}").format(rtt=rtt, age=_age(ka.get("age_s")))
+    )
     if ka.get("interval_s"):
-        keepalive += f" (every {_interval(ka['interval_s'])})"
-    lines.append(f"keepalive   {keepalive}")
-    lines.append(f"attachment  {format_attachment(status.get('attachment'))}")
+        keepalive += " " + _("(every {interval})").format(interval=_interval(ka["interval_s"]))
+    rows.append((_("keepalive"), keepalive))
+    rows.append((_("attachment"), format_attachment(status.get("attachment"))))
     counters = status.get("counters") or {}
     if counters:
-        lines.append(f"traffic     {counters.get('tx_packets', 0)} packets out, {counters.get('rx_packets', 0)} in")
+        traffic = _("{sent} packets out, {received} in").format(
+            sent=counters.get("tx_packets", 0), received=counters.get("rx_packets", 0)
+        )
+        rows.append((_("traffic"), traffic))
     history = status.get("regenerations")
     if isinstance(history, list) and history:
         last = history[-1] if isinstance(history[-1], dict) else {}
-        plural = "es" if len(history) != 1 else ""
-        lines.append(f"changes     {len(history)} new address{plural}, last: {last.get('reason', '?')}")
+        changes = ngettext(
+            "{count} new address, last: {reason}", "{count} new addresses, last: {reason}", len(history)
+        ).format(count=len(history), reason=last.get("reason", "?"))
+        rows.append((_("changes"), changes))
     for problem in status.get("problems") or []:
-        text = f"problem     [{problem.get('code')}] {problem.get('message')}"
+        text = f"[{problem.get('code')}] {problem.get('message')}"
         if problem.get("hint"):
             text += f" ({problem['hint']})"
-        lines.append(text)
+        rows.append((_("problem"), text))
     if state == schema.TunnelState.SIGN_IN_REQUIRED.value:
-        lines.append("sign in     open a web page to sign in to this network; the tunnel connects by itself then")
+        rows.append((_("sign in"), _("open a web page to sign in to this network; the tunnel connects by itself then")))
     if status.get("access") == schema.Access.READ_ONLY.value:
-        lines.append("access      read-only (changes need root or the operator group)")
-    return lines
+        rows.append((_("access"), _("read-only (changes need root or the operator group)")))
+    # The labels in a column as wide as the longest one needs (translations are longer or shorter).
+    width = max(11, *(len(label) for label, _value in rows))
+    return [f"{label:<{width}} {value}" for label, value in rows]
 
 
 def format_event(event: dict[str, Any]) -> str:
@@ -162,27 +183,29 @@ def format_event(event: dict[str, Any]) -> str:
     elif kind == EventKind.ADDRESS:
         text = f"{data.get('address') or '-'}"
         if data.get("previous"):
-            text += f" (was {data['previous']})"
+            text += " " + _("(was {previous})").format(previous=data["previous"])
         if data.get("reason"):
             text += f" [{data['reason']}]"
         gateway = schema.gateway_label(cast(schema.AddressEvent, data))
         if gateway and data.get("address"):
             text += f" via {gateway}"
     elif kind == EventKind.KEEPALIVE:
-        text = f"answered in {data.get('rtt_ms', 0):.1f} ms"
+        text = _("answered in {rtt:.1f} ms").format(rtt=data.get("rtt_ms", 0))
     elif kind == EventKind.COUNTERS:
         counters = data.get("counters") or {}
-        text = f"{counters.get('tx_packets', 0)} packets out, {counters.get('rx_packets', 0)} in"
+        text = _("{sent} packets out, {received} in").format(
+            sent=counters.get("tx_packets", 0), received=counters.get("rx_packets", 0)
+        )
     elif kind == EventKind.MTU:
         text = f"{data.get('previous')} → {data.get('mtu')}" + (f" ({data['reason']})" if data.get("reason") else "")
     elif kind == EventKind.ERROR:
         text = f"[{data.get('code')}] {data.get('message')}" + (f" ({data['detail']})" if data.get("detail") else "")
     elif kind == EventKind.CONFIG:
-        text = "changed " + ", ".join(data.get("changed") or [])
+        text = _("changed {keys}").format(keys=", ".join(data.get("changed") or []))
     elif kind == EventKind.WANTED:
-        text = f"tunnel wanted {data.get('wanted')}"
+        text = _("tunnel wanted {wanted}").format(wanted=data.get("wanted"))
     elif kind == EventKind.DROPPED:
-        text = f"{data.get('count')} events missed (this terminal was too slow)"
+        text = _("{count} events missed (this terminal was too slow)").format(count=data.get("count"))
     else:
         text = json.dumps(data, sort_keys=True)
     return f"{stamp}  {kind:<10}  {text}"
@@ -197,7 +220,7 @@ def format_value(value: Any) -> str:
     if isinstance(value, str):
         return value
     if value is None:
-        return "(not set)"
+        return _("(not set)")
     return json.dumps(value)
 
 
@@ -245,18 +268,22 @@ def cmd_up(args: argparse.Namespace, helper: HelperClient, out: Output) -> int:
             latest = helper.call(Method.STATUS)
             if args.json:
                 out.json(latest)
-            out.error(f"the tunnel is not connected after {args.wait:g} s (state: {latest.get('state')})")
+            out.error(
+                _("the tunnel is not connected after {seconds:g} s (state: {state})").format(
+                    seconds=args.wait, state=latest.get("state")
+                )
+            )
             return EXIT_FAILED
         status = waited
     if args.json:
         out.json(status)
     else:
-        out.line(f"tunnel wanted up; state {status.get('state')}" + _address_suffix(status))
+        out.line(_("tunnel wanted up; state {state}").format(state=status.get("state")) + _address_suffix(status))
     return EXIT_OK
 
 
 def _address_suffix(status: dict[str, Any]) -> str:
-    return f", address {status['address']}" if status.get("address") else ""
+    return _(", address {address}").format(address=status["address"]) if status.get("address") else ""
 
 
 def cmd_down(args: argparse.Namespace, helper: HelperClient, out: Output) -> int:
@@ -264,7 +291,7 @@ def cmd_down(args: argparse.Namespace, helper: HelperClient, out: Output) -> int
     if args.json:
         out.json(status)
     else:
-        out.line(f"tunnel wanted down; state {status.get('state')}")
+        out.line(_("tunnel wanted down; state {state}").format(state=status.get("state")))
     return EXIT_OK
 
 
@@ -275,7 +302,10 @@ def cmd_watch(args: argparse.Namespace, helper: HelperClient, out: Output) -> in
         out.json({"status": result["status"]})
     else:
         status = result["status"]
-        out.line(f"watching {helper.path} (Ctrl-C to stop); state {status.get('state')}" + _address_suffix(status))
+        watching = _("watching {path} (Ctrl-C to stop); state {state}").format(
+            path=helper.path, state=status.get("state")
+        )
+        out.line(watching + _address_suffix(status))
     count = 0
     deadline = None if args.duration is None else time.monotonic() + args.duration
     while args.count is None or count < args.count:
@@ -300,7 +330,7 @@ def cmd_log(args: argparse.Namespace, helper: HelperClient, out: Output) -> int:
         out.json(page)
         return EXIT_OK
     if page.get("dropped"):
-        out.line(f"({page['dropped']} older entries no longer kept)")
+        out.line(_("({count} older entries no longer kept)").format(count=page["dropped"]))
     for entry in page["entries"]:
         out.line(format_log_entry(entry))
     return EXIT_OK
@@ -326,9 +356,9 @@ def cmd_config_set(args: argparse.Namespace, helper: HelperClient, out: Output) 
         return EXIT_OK
     value = result["config"].get(args.key.split(".", 1)[0], {}).get(args.key.split(".", 1)[-1])
     if result.get("changed"):
-        out.line(f"{args.key} = {format_value(value)} (saved and applied)")
+        out.line(_("{key} = {value} (saved and applied)").format(key=args.key, value=format_value(value)))
     else:
-        out.line(f"{args.key} = {format_value(value)} (unchanged)")
+        out.line(_("{key} = {value} (unchanged)").format(key=args.key, value=format_value(value)))
     return EXIT_OK
 
 
@@ -357,7 +387,7 @@ def cmd_config_check(args: argparse.Namespace, out: Output) -> int:
     if args.json:
         out.json({"file": str(path), "ok": True, "problems": []})
     else:
-        out.line(f"{path}: ok")
+        out.line(_("{path}: ok").format(path=path))
     return EXIT_OK
 
 
@@ -368,14 +398,14 @@ def cmd_diag(args: argparse.Namespace, helper: HelperClient, out: Output) -> int
     try:
         target.write_text(json.dumps(result["bundle"], indent=1, sort_keys=True, default=str) + "\n", "utf-8")
     except OSError as exc:
-        out.error(f"cannot write {target}: {exc.strerror or exc}")
+        out.error(_("cannot write {path}: {why}").format(path=target, why=exc.strerror or exc))
         return EXIT_FAILED
     if args.json:
         out.json({"out": str(target), "helper_copy": result.get("path")})
     else:
-        out.line(f"diagnostics written to {target}")
+        out.line(_("diagnostics written to {path}").format(path=target))
         if result.get("path"):
-            out.line(f"(the helper kept a copy in {result['path']})")
+            out.line(_("(the helper kept a copy in {path})").format(path=result["path"]))
     return EXIT_OK
 
 
@@ -384,15 +414,17 @@ def cmd_probe_mtu(args: argparse.Namespace, helper: HelperClient, out: Output) -
     if args.json:
         out.json(result)
     else:
-        text = f"path MTU through the tunnel: {result['mtu']}"
+        text = _("path MTU through the tunnel: {mtu}").format(mtu=result["mtu"])
         extras = []
         if result.get("found"):
-            how = f"found by {result['found']}"
+            how = _("found by {how}").format(how=result["found"])
             if result.get("probes"):
-                how += f", {result['probes']} probes in {result.get('duration', 0):.2f} s"
+                how += ", " + _("{probes} probes in {seconds:.2f} s").format(
+                    probes=result["probes"], seconds=result.get("duration", 0)
+                )
             extras.append(how)
         if result.get("previous") is not None:
-            extras.append(f"interface MTU {result['previous']}")
+            extras.append(_("interface MTU {mtu}").format(mtu=result["previous"]))
         if extras:
             text += f" ({'; '.join(extras)})"
         out.line(text)
@@ -405,56 +437,58 @@ def cmd_probe_mtu(args: argparse.Namespace, helper: HelperClient, out: Output) -
 def build_parser(extensions: Sequence[Extension] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="m6t",
-        description="Control the m6t tunnel through the m6t-helper service.",
-        epilog="exit codes: 0 ok, 1 failed, 2 usage, 3 helper unreachable, 4 not allowed",
+        description=_("Control the m6t tunnel through the m6t-helper service."),
+        epilog=_("exit codes: 0 ok, 1 failed, 2 usage, 3 helper unreachable, 4 not allowed"),
     )
     address = control_address()
     parser.add_argument(
         "--socket",
         default=os.environ.get(SOCKET_ENV, address),
         metavar="ADDRESS",
-        help=f"where the helper listens: a socket path, a pipe name on Windows (default: ${SOCKET_ENV} or {address})",
+        help=_("where the helper listens: a socket path, a pipe name on Windows (default: ${env} or {address})").format(
+            env=SOCKET_ENV, address=address
+        ),
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument("--json", action="store_true", help=_("machine-readable output"))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("status", parents=[common], help="show the tunnel's state")
+    p = sub.add_parser("status", parents=[common], help=_("show the tunnel's state"))
     p.set_defaults(handler=cmd_status)
-    p = sub.add_parser("up", parents=[common], help="bring the tunnel up (remembered across restarts)")
-    p.add_argument("--wait", type=float, metavar="SECONDS", help="wait until connected, fail after SECONDS")
+    p = sub.add_parser("up", parents=[common], help=_("bring the tunnel up (remembered across restarts)"))
+    p.add_argument("--wait", type=float, metavar="SECONDS", help=_("wait until connected, fail after SECONDS"))
     p.set_defaults(handler=cmd_up)
-    p = sub.add_parser("down", parents=[common], help="bring the tunnel down (remembered across restarts)")
+    p = sub.add_parser("down", parents=[common], help=_("bring the tunnel down (remembered across restarts)"))
     p.set_defaults(handler=cmd_down)
-    p = sub.add_parser("watch", parents=[common], help="follow the helper's events live")
-    p.add_argument("--events", help="comma-separated event names (default: all)")
-    p.add_argument("--count", type=int, help="stop after this many events")
-    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    p = sub.add_parser("watch", parents=[common], help=_("follow the helper's events live"))
+    p.add_argument("--events", help=_("comma-separated event names (default: all)"))
+    p.add_argument("--count", type=int, help=_("stop after this many events"))
+    p.add_argument("--duration", type=float, metavar="SECONDS", help=_("stop after this long"))
     p.set_defaults(handler=cmd_watch)
-    p = sub.add_parser("log", parents=[common], help="show the helper's recent log")
-    p.add_argument("--limit", type=int, default=50, help="how many entries (default %(default)s)")
+    p = sub.add_parser("log", parents=[common], help=_("show the helper's recent log"))
+    p.add_argument("--limit", type=int, default=50, help=_("how many entries (default %(default)s)"))
     p.set_defaults(handler=cmd_log)
 
-    config = sub.add_parser("config", help="read or change the configuration")
+    config = sub.add_parser("config", help=_("read or change the configuration"))
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
-    p = config_sub.add_parser("get", parents=[common], help="print the configuration, or one setting")
-    p.add_argument("key", nargs="?", metavar="KEY", help="section.key, e.g. tunnel.mtu")
+    p = config_sub.add_parser("get", parents=[common], help=_("print the configuration, or one setting"))
+    p.add_argument("key", nargs="?", metavar="KEY", help=_("section.key, e.g. tunnel.mtu"))
     p.set_defaults(handler=cmd_config_get)
-    p = config_sub.add_parser("set", parents=[common], help="change one setting (validated, saved, applied)")
-    p.add_argument("key", metavar="KEY", help="section.key, e.g. tunnel.mtu")
-    p.add_argument("value", metavar="VALUE", help='e.g. 1400, true, "[3544, 4500]", gw.example.org')
+    p = config_sub.add_parser("set", parents=[common], help=_("change one setting (validated, saved, applied)"))
+    p.add_argument("key", metavar="KEY", help=_("section.key, e.g. tunnel.mtu"))
+    p.add_argument("value", metavar="VALUE", help=_('e.g. 1400, true, "[3544, 4500]", gw.example.org'))
     p.set_defaults(handler=cmd_config_set)
-    p = config_sub.add_parser("check", parents=[common], help="validate a configuration file without applying it")
-    p.add_argument("file", nargs="?", metavar="FILE", help="the file to check (default: the one the helper uses)")
+    p = config_sub.add_parser("check", parents=[common], help=_("validate a configuration file without applying it"))
+    p.add_argument("file", nargs="?", metavar="FILE", help=_("the file to check (default: the one the helper uses)"))
     p.set_defaults(local_handler=cmd_config_check)
 
-    p = sub.add_parser("diag", parents=[common], help="write a diagnostics bundle")
-    p.add_argument("--out", metavar="FILE", help="where to write it (default: ./m6t-diagnostics-TIME.json)")
+    p = sub.add_parser("diag", parents=[common], help=_("write a diagnostics bundle"))
+    p.add_argument("--out", metavar="FILE", help=_("where to write it (default: ./m6t-diagnostics-TIME.json)"))
     p.set_defaults(handler=cmd_diag)
     p = sub.add_parser(
         "probe-mtu",
         parents=[common],
-        help="search the largest packet the tunnel carries now (applied as its MTU when tunnel.pmtud is on)",
+        help=_("search the largest packet the tunnel carries now (applied as its MTU when tunnel.pmtud is on)"),
     )
     p.set_defaults(handler=cmd_probe_mtu)
 
@@ -467,7 +501,7 @@ def _report_failure(exc: RequestFailed, out: Output) -> int:
     if exc.problems:
         out.error(exc.message)
         for problem in exc.problems:
-            key = problem.get("key") or "configuration"
+            key = problem.get("key") or _("configuration")
             out.error(f"{key}: {problem.get('message')}")
     else:
         text = exc.message
@@ -498,7 +532,11 @@ def main(
         with HelperClient(args.socket) as helper:
             return handler(args, helper, out)
     except HelperUnavailable as exc:
-        out.error(exc.sentence)
+        out.error(
+            _("cannot reach the helper at {path}: is m6t-helper running? ({command})").format(
+                path=exc.path, command=conventions().start_helper
+            )
+        )
         return EXIT_UNREACHABLE
     except RequestFailed as exc:
         return _report_failure(exc, out)

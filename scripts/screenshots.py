@@ -1,6 +1,6 @@
 """Screenshots of the tray menu, the status window and the settings dialog, for the README.
 
-    python scripts/screenshots.py [--out docs/screenshots]
+    python scripts/screenshots.py [--out docs/screenshots] [--lang fr]
 
 Runs the real tray under Xvfb, with ``trayer`` as the system tray host, against the fake helper the GUI
 tests use (``tests/ui/fake_helper.py``), fed a few minutes of keepalives and traffic so the charts have
@@ -45,7 +45,7 @@ def _start_xvfb() -> tuple[subprocess.Popen[bytes], str]:
     return server, f":{number}"
 
 
-def outer(out: Path) -> int:
+def outer(out: Path, lang: str | None) -> int:
     missing = [tool for tool in ("Xvfb", "trayer") if shutil.which(tool) is None]
     if missing:
         print(f"screenshots: missing {', '.join(missing)} (Debian packages: xvfb, trayer)", file=sys.stderr)
@@ -54,7 +54,14 @@ def outer(out: Path) -> int:
     try:
         env = dict(os.environ, DISPLAY=display, QT_QPA_PLATFORM="xcb")
         env.pop("WAYLAND_DISPLAY", None)
-        return subprocess.run([sys.executable, __file__, "--inner", "--out", str(out)], env=env, check=False).returncode
+        argv = [sys.executable, __file__, "--inner", "--out", str(out)]
+        if lang:
+            # The tray takes its language from the locale, as on a desktop session.
+            env.update(LANG=f"{lang}_{lang.upper()}.UTF-8", LANGUAGE=lang)
+            env.pop("LC_ALL", None)
+            env.pop("LC_MESSAGES", None)
+            argv += ["--lang", lang]
+        return subprocess.run(argv, env=env, check=False).returncode
     finally:
         server.terminate()
         server.wait(10)
@@ -63,7 +70,7 @@ def outer(out: Path) -> int:
 # ----------------------------------------------------------------------------------------- inside Xvfb
 
 
-def inner(out: Path) -> int:
+def inner(out: Path, lang: str | None) -> int:
     sys.path.insert(0, str(ROOT))
     from PySide6.QtCore import QPoint, QRect, QSettings, QStandardPaths, Qt
     from PySide6.QtGui import QColor, QLinearGradient, QPainter, QPaintEvent
@@ -72,6 +79,7 @@ def inner(out: Path) -> int:
     from m6t.client.api.schema import EventKind, TunnelState
     from m6t.ui.autostart import XdgAutostart
     from m6t.ui.connection import HelperConnection
+    from m6t.ui.i18n import install_translators
     from m6t.ui.model import TunnelModel
     from m6t.ui.preferences import APPLICATION, ORGANIZATION, NotifyLevel, Preferences
     from m6t.ui.state import helper_start_hint
@@ -83,6 +91,8 @@ def inner(out: Path) -> int:
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
     app.setQuitOnLastWindowClosed(False)
+    install_translators(app)
+    suffix = f"-{lang}" if lang else ""
 
     def settle(ms: int, until: Callable[[], bool] = lambda: False) -> None:
         deadline = time.monotonic() + ms / 1000
@@ -177,8 +187,8 @@ def inner(out: Path) -> int:
         window.move(60, 60)
         window.show()
         settle(800)
-        window.grab().save(str(out / "status-window.png"))
-        shots.append(out / "status-window.png")
+        window.grab().save(str(out / f"status-window{suffix}.png"))
+        shots.append(out / f"status-window{suffix}.png")
         window.hide()
 
         tray.show_settings()
@@ -186,13 +196,13 @@ def inner(out: Path) -> int:
         assert dialog is not None
         dialog.move(80, 60)
         settle(600)
-        dialog.grab().save(str(out / "settings.png"))
-        shots.append(out / "settings.png")
+        dialog.grab().save(str(out / f"settings{suffix}.png"))
+        shots.append(out / f"settings{suffix}.png")
         # One mistake caught while typing, with the fix it suggests.
         dialog.prefix_edit.setText("fd6d:3674:a1b2:0:1::7/80")
         settle(600)
-        dialog.grab().save(str(out / "settings-validation.png"))
-        shots.append(out / "settings-validation.png")
+        dialog.grab().save(str(out / f"settings-validation{suffix}.png"))
+        shots.append(out / f"settings-validation{suffix}.png")
         dialog.reject()
         settle(200)
 
@@ -207,8 +217,8 @@ def inner(out: Path) -> int:
         left = max(0, shown.left() - 120)
         area = QRect(left, 0, SCREEN[0] - left, min(SCREEN[1], shown.bottom() + 40))
         screen = app.primaryScreen()
-        screen.grabWindow(0, area.x(), area.y(), area.width(), area.height()).save(str(out / "tray-menu.png"))
-        shots.append(out / "tray-menu.png")
+        screen.grabWindow(0, area.x(), area.y(), area.width(), area.height()).save(str(out / f"tray-menu{suffix}.png"))
+        shots.append(out / f"tray-menu{suffix}.png")
         menu.hide()
         for shot in shots:
             print(shot.relative_to(ROOT) if shot.is_relative_to(ROOT) else shot)
@@ -224,9 +234,10 @@ def inner(out: Path) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    parser.add_argument("--lang", help="the language to show (e.g. fr): the tray, status window and menu only")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    return inner(args.out.resolve()) if args.inner else outer(args.out.resolve())
+    return inner(args.out.resolve(), args.lang) if args.inner else outer(args.out.resolve(), args.lang)
 
 
 if __name__ == "__main__":

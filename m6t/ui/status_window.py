@@ -123,9 +123,10 @@ def _fill(table: QTableWidget, rows: list[tuple[str, ...]], numeric_columns: tup
 
 
 class StatusWindow(QMainWindow):
-    """Redrawn when the model changes (a sample or a state arrived) and, while shown, once a second for the
-    texts that count time ("4 s ago") and the charts' time axis; whatever did not change is not touched, so
-    an idle tunnel costs about one small repaint a second."""
+    """Redrawn when the model changes (a sample or a state arrived) and, while shown, when the clock changed
+    something visibly: a text counting minutes ("4 min ago"), the charts' time axis moved by two pixels;
+    whatever did not change is not touched, so an idle tunnel costs a chart redraw every second or two
+    (bench/tray_idle.py counts them)."""
 
     def __init__(self, model: TunnelModel, start_hint: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QObject
+from PySide6.QtNetwork import QLocalServer
 from pytestqt.qtbot import QtBot
 
 from m6t.client.api import host
@@ -49,10 +49,8 @@ def test_ctrl_c_ends_the_tray_without_a_polling_timer(socket_dir: Path) -> None:
 
     The tray connects to a socket that never greets: its next timer (the 5 s greeting timeout) is far, so
     only the wake-up fd can end it within the second allowed."""
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(str(socket_dir / "silent.sock"))
-    server.listen(1)
-    server.settimeout(60)
+    server = QLocalServer()
+    assert server.listen(str(socket_dir / "silent.sock")), server.errorString()
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT), XDG_CONFIG_HOME=str(socket_dir))
     code = "import sys; from m6t.ui.app import main; sys.exit(main(sys.argv[1:]))"
     tray = subprocess.Popen(
@@ -62,12 +60,11 @@ def test_ctrl_c_ends_the_tray_without_a_polling_timer(socket_dir: Path) -> None:
         text=True,
     )
     try:
-        connection, _ = server.accept()  # the event loop is about to run
+        assert server.waitForNewConnection(60_000), "the tray never connected"  # its event loop is about to run
         time.sleep(1.0)
         assert tray.poll() is None, tray.stderr.read() if tray.stderr else ""
         tray.send_signal(signal.SIGINT)
         assert tray.wait(timeout=1.5) == 0
-        connection.close()
     finally:
         server.close()
         if tray.poll() is None:

@@ -188,7 +188,7 @@ def format_event(event: dict[str, Any]) -> str:
             text += f" [{data['reason']}]"
         gateway = schema.gateway_label(cast(schema.AddressEvent, data))
         if gateway and data.get("address"):
-            text += f" via {gateway}"
+            text += " " + _("via {gateway}").format(gateway=gateway)
     elif kind == EventKind.KEEPALIVE:
         text = _("answered in {rtt:.1f} ms").format(rtt=data.get("rtt_ms", 0))
     elif kind == EventKind.COUNTERS:

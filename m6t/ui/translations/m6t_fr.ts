@@ -91,10 +91,6 @@
         <translation>Passerelle</translation>
     </message>
     <message>
-        <source>IPv4 address or host name</source>
-        <translation>Adresse IPv4 ou nom d’hôte</translation>
-    </message>
-    <message>
         <source>e.g. 3544, 4500</source>
         <translation>p. ex. 3544, 4500</translation>
     </message>
@@ -103,12 +99,16 @@
         <translation>Ports UDP, dans l’ordre où ils sont essayés quand l’un échoue.</translation>
     </message>
     <message>
-        <source>&amp;Address:</source>
-        <translation>&amp;Adresse :</translation>
+        <source>IPv4 address or host name; several: gw1.example.org, 198.51.100.2</source>
+        <translation>Adresse IPv4 ou nom d’hôte ; plusieurs : gw1.example.org, 198.51.100.2</translation>
     </message>
     <message>
-        <source>The gateway&apos;s IPv4 address or host name</source>
-        <translation>L’adresse IPv4 ou le nom d’hôte de la passerelle</translation>
+        <source>Gateways in order of preference: the next one is used when one does not answer.</source>
+        <translation>Passerelles par ordre de préférence : la suivante sert quand l’une ne répond pas.</translation>
+    </message>
+    <message>
+        <source>&amp;Addresses (in order):</source>
+        <translation>&amp;Adresses (dans l’ordre) :</translation>
     </message>
     <message>
         <source>&amp;Ports (in order):</source>
@@ -1188,8 +1188,8 @@
         <translation>passage au port suivant de la passerelle</translation>
     </message>
     <message>
-        <source>moved to another gateway port</source>
-        <translation>passage à un autre port de la passerelle</translation>
+        <source>moved to another gateway</source>
+        <translation>passage à une autre passerelle</translation>
     </message>
     <message>
         <source>the configuration changed</source>

@@ -19,6 +19,7 @@ class Reason(StrEnum):
     NOT_UDP = "not_udp"
     NOT_ECHO = "not_echo"
     BAD_CHECKSUM = "bad_checksum"
+    NOT_ACCESS_HEADER = "not_access_header"
 
 
 class PacketError(ValueError):

@@ -3,6 +3,7 @@
 m6t-gateway [--config FILE]               run (systemd style: foreground, logs on stderr)
 m6t-gateway check --config FILE           validate; problems on stderr, exit status 1
 m6t-gateway status [--config FILE | --metrics ADDR] [--raw]
+m6t-gateway keys add|list|remove ...      manage an enrolled gateway's key file (m6t.gateway.keys_cli)
 """
 
 from __future__ import annotations
@@ -15,8 +16,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from m6t.configfile import ConfigError, Invalid
-from m6t.gateway.config import GatewayConfig, MetricsEndpoint, load_gateway_config, parse_metrics_endpoint
+from m6t.gateway.config import (
+    AccessMode,
+    GatewayConfig,
+    MetricsEndpoint,
+    load_gateway_config,
+    parse_metrics_endpoint,
+)
 from m6t.gateway.core import settings_from_config
+from m6t.gateway.keys import load_key_file
+from m6t.gateway.keys_cli import add_keys_parser, run_keys
 from m6t.gateway.metrics import format_status
 from m6t.gateway.metrics_server import MetricsError, fetch_metrics
 from m6t.platform import require_linux
@@ -52,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--raw", action="store_true", help="print the Prometheus text as served")
     status.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the gateway (default 5)")
+    add_keys_parser(commands)
     return parser
 
 
@@ -59,6 +69,8 @@ def _load(path: str) -> GatewayConfig | None:
     try:
         config = load_gateway_config(path)
         settings_from_config(config)
+        if config.access.mode is AccessMode.ENROLLED:
+            load_key_file(config.access.key_file)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -96,7 +108,7 @@ def _run(path: str, level: str) -> int:
     except PlatformError as exc:
         log.error("%s%s", exc, f" (hint: {exc.hint})" if exc.hint else "")
         return 1
-    except MetricsError as exc:
+    except (MetricsError, ConfigError) as exc:
         log.error("%s", exc)
         return 1
     except KeyboardInterrupt:
@@ -140,4 +152,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(config or DEFAULT_CONFIG)
     if args.command == "status":
         return _status(config, args.metrics, args.raw, args.timeout)
+    if args.command == "keys":
+        return run_keys(args, config or DEFAULT_CONFIG)
     return _run(config or DEFAULT_CONFIG, args.log_level)

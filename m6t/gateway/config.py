@@ -25,6 +25,11 @@ unknown_total_per_s = 20000
 unknown_total_burst = 2000
 [metrics]
 listen = "127.0.0.1:9477"            # or "[::1]:9477", "unix:/run/m6t-gateway/metrics.sock"; "" = off
+[access]
+mode = "open"                        # or "enrolled": only key holders create states (docs/enrolled-access.md)
+key_file = "/etc/m6t/gateway-keys.toml"
+window_s = 60                        # accepted clock difference, either way
+replay_cache = 100000
 ```
 
 The state limits are the draft's defences against a DoS on the gateway (6.1.3): a short
@@ -41,6 +46,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any, Final
@@ -63,12 +69,16 @@ from m6t.configfile import (
     text,
 )
 from m6t.protocol import DEFAULT_MTU, IPV6_MIN_MTU, MAX_TUNNEL_MTU
+from m6t.protocol.access import DEFAULT_REPLAY_CAPACITY, DEFAULT_WINDOW_S
 
 __all__ = [
     "DEFAULT_INTERFACE",
+    "DEFAULT_KEY_FILE",
     "DEFAULT_LISTEN_ADDRESS",
     "DEFAULT_PORT",
     "FASTLANE_MODES",
+    "AccessMode",
+    "AccessSection",
     "ConfigError",
     "FastLaneSection",
     "GatewayConfig",
@@ -92,6 +102,7 @@ DEFAULT_PORT: Final = 3544
 DEFAULT_LISTEN_ADDRESS: Final = IPv4Address("0.0.0.0")
 DEFAULT_INTERFACE: Final = "m6tgw0"
 MAX_MTU: Final = MAX_TUNNEL_MTU
+DEFAULT_KEY_FILE: Final = "/etc/m6t/gateway-keys.toml"
 UNIX_PATH_MAX: Final = 107
 """sun_path is 108 bytes on Linux, one of which is the terminating NUL."""
 
@@ -176,6 +187,21 @@ class MetricsSection:
     listen: MetricsEndpoint | None = None
 
 
+class AccessMode(StrEnum):
+    OPEN = "open"
+    """The draft's gateway: whoever reaches a port may create a temporary state."""
+    ENROLLED = "enrolled"
+    """Only a datagram sealed with one of the key file's keys creates a state (docs/enrolled-access.md)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccessSection:
+    mode: AccessMode = AccessMode.OPEN
+    key_file: str = DEFAULT_KEY_FILE
+    window_s: int = DEFAULT_WINDOW_S
+    replay_cache: int = DEFAULT_REPLAY_CAPACITY
+
+
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
     listen: ListenSection
@@ -183,6 +209,7 @@ class GatewayConfig:
     states: StatesSection = field(default_factory=StatesSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
     fastlane: FastLaneSection = field(default_factory=FastLaneSection)
+    access: AccessSection = field(default_factory=AccessSection)
 
 
 # --------------------------------------------------------------------------- validation
@@ -261,6 +288,21 @@ def _fastlane_mode(value: object) -> str:
     return mode
 
 
+def _access_mode(value: object) -> AccessMode:
+    word = text()(value)
+    try:
+        return AccessMode(word)
+    except ValueError:
+        raise Invalid(f'must be "open" or "enrolled", not {word!r}') from None
+
+
+def _absolute_path(value: object) -> str:
+    path = text(min_length=1)(value)
+    if not path.startswith("/"):
+        raise Invalid(f"{path!r}: the key file's path must be absolute")
+    return path
+
+
 def _read(root: Reader) -> GatewayConfig:
     listen = root.section("listen")
     address = listen.get("address", refine(ipv4_address, _bindable), DEFAULT_LISTEN_ADDRESS)
@@ -311,6 +353,12 @@ def _read(root: Reader) -> GatewayConfig:
     metrics = root.section("metrics")
     endpoint = metrics.get_optional("listen", _metrics_endpoint, empty_is_none=True)
 
+    access = root.section("access")
+    mode = access.get("mode", _access_mode, AccessMode.OPEN)
+    key_file = access.get("key_file", _absolute_path, DEFAULT_KEY_FILE)
+    window_s = access.get_int("window_s", DEFAULT_WINDOW_S, min_value=1, max_value=86_400)
+    replay_cache = access.get_int("replay_cache", DEFAULT_REPLAY_CAPACITY, min_value=1, max_value=10_000_000)
+
     root.finish()
     return GatewayConfig(
         listen=ListenSection(address=address, ports=ports),
@@ -329,6 +377,7 @@ def _read(root: Reader) -> GatewayConfig:
         fastlane=FastLaneSection(
             mode=mode, packets_per_new_state=per_state, unknown_total_per_s=total, unknown_total_burst=total_burst
         ),
+        access=AccessSection(mode=mode, key_file=key_file, window_s=window_s, replay_cache=replay_cache),
     )
 
 
@@ -377,6 +426,15 @@ def gateway_config_to_dict(cfg: GatewayConfig) -> dict[str, dict[str, Any]]:
             "unknown_total_burst": cfg.fastlane.unknown_total_burst,
         },
         "metrics": metrics,
+        # Left out when it is the default (open), so that an open gateway's file reads as it always did.
+        "access": {}
+        if cfg.access == AccessSection()
+        else {
+            "mode": cfg.access.mode.value,
+            "key_file": cfg.access.key_file,
+            "window_s": cfg.access.window_s,
+            "replay_cache": cfg.access.replay_cache,
+        },
     }
 
 

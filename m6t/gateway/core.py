@@ -10,6 +10,10 @@ A mobile node is known by its IPv6 address; its state binds that address to the 
 port and local socket its first packet came from, and that binding is never changed (draft 2.4,
 6.1.1).  A new address gets a short-lived temporary state, created only within the per-IPv4 rate
 limit and the caps, and only a packet from the Home Agent side makes it active (draft 3, 6.1.3).
+
+In enrolled mode (``access``, docs/enrolled-access.md) a datagram creates a state only if it carried an
+access header that the verifier accepted, checked before anything else; without ``access`` the core is
+the draft's, to the byte.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from enum import IntEnum
 from ipaddress import IPv6Address, IPv6Network
 from typing import TYPE_CHECKING, Final
 
-from m6t.gateway.counters import HA_PROBLEM_DROPS, MN_PROBLEM_DROPS, Counter, Drop
+from m6t.gateway.counters import HA_PROBLEM_DROPS, MN_PROBLEM_DROPS, REFUSAL_DROPS, Counter, Drop
 from m6t.gateway.ratelimit import NewStateLimiter
 from m6t.gateway.states import (
     ACTIVE,
@@ -40,6 +44,7 @@ from m6t.protocol import (
     ipv6_problem,
     parse_ipv6,
 )
+from m6t.protocol.access import AccessVerifier
 from m6t.protocol.values import wire_size
 
 if TYPE_CHECKING:
@@ -123,8 +128,17 @@ def _wheel_slots(lifetime_ticks: int) -> int:
 class GatewayCore:
     """States, validation and forwarding decisions of one gateway."""
 
-    def __init__(self, settings: CoreSettings, now: float, *, nshards: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: CoreSettings,
+        now: float,
+        *,
+        nshards: int | None = None,
+        access: AccessVerifier | None = None,
+    ) -> None:
         self.settings = settings
+        self.access = access
+        """Enrolled mode's check of sealed datagrams (its keys may be replaced at any time); None: open."""
         self._tps = 1.0 / settings.tick_s
         self._temporary_ticks = _ticks(settings.temporary_lifetime_s, settings.tick_s)
         self._active_ticks = _ticks(settings.active_lifetime_s, settings.tick_s)
@@ -169,9 +183,21 @@ class GatewayCore:
         counters[_MN_PACKETS] += n
         counters[_MN_BYTES] += size
         problem = ipv6_problem(data)
+        sealed = False
         if problem is not None:
-            self.drops[MN_PROBLEM_DROPS[problem]] += n
-            return _DROPPED
+            if self.access is not None and data and data[0] >> 4 != 6:
+                # Before anything else: a refused header costs no rate allowance, no state, no answer.
+                inner = self.access.verify(data, now)
+                if isinstance(inner, int):
+                    self.drops[_REFUSALS[inner]] += n
+                    return _DROPPED
+                data = inner
+                size = len(inner)
+                sealed = True
+                problem = ipv6_problem(data)
+            if problem is not None:
+                self.drops[MN_PROBLEM_DROPS[problem]] += n
+                return _DROPPED
         if not port or not ipv4:
             self.drops[_BAD_OUTER_SOURCE] += n
             return _DROPPED
@@ -212,6 +238,9 @@ class GatewayCore:
         else:
             if keepalive:
                 self.drops[_KEEPALIVE_WITHOUT_ACTIVE_STATE] += n
+                return _DROPPED
+            if not sealed and self.access is not None:
+                self.drops[_UNAUTHENTICATED] += n
                 return _DROPPED
             refused = self._create(src, value, endpoint, ipv4, tick, now)
             if refused is not None:
@@ -376,3 +405,5 @@ _TEMPORARY_STATES_FULL: Final = int(Drop.MN_TEMPORARY_STATES_FULL)
 _STATES_FULL: Final = int(Drop.MN_STATES_FULL)
 _HA_DESTINATION_NOT_IN_PREFIX: Final = int(Drop.HA_DESTINATION_NOT_IN_PREFIX)
 _HA_NO_STATE: Final = int(Drop.HA_NO_STATE)
+_UNAUTHENTICATED: Final = int(Drop.MN_UNAUTHENTICATED)
+_REFUSALS: Final = tuple(int(drop) for drop in REFUSAL_DROPS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from enum import IntEnum, StrEnum
 
 from m6t.protocol import Reason
+from m6t.protocol.access import Refusal
 
 
 class Side(StrEnum):
@@ -45,6 +46,15 @@ class Drop(IntEnum):
     HA_DESTINATION_NOT_IN_PREFIX = 14
     HA_NO_STATE = 15
     """No active or temporary state for the destination (draft 3)."""
+    # Enrolled mode (docs/enrolled-access.md 4); an open gateway counts none of these.
+    MN_UNAUTHENTICATED = 16
+    """A datagram without the access header would have created a state."""
+    MN_AUTH_MALFORMED = 17
+    MN_AUTH_UNKNOWN_KEY = 18
+    MN_AUTH_STALE = 19
+    MN_AUTH_BAD_MAC = 20
+    MN_AUTH_REPLAYED = 21
+    MN_AUTH_REPLAY_CACHE_FULL = 22
 
     @property
     def side(self) -> Side:
@@ -91,3 +101,5 @@ HA_PROBLEM_DROPS: dict[Reason, Drop] = {
     Reason.NOT_IPV6: Drop.HA_NOT_IPV6,
     Reason.LENGTH_MISMATCH: Drop.HA_LENGTH_MISMATCH,
 }
+REFUSAL_DROPS: tuple[Drop, ...] = tuple(Drop[f"MN_AUTH_{refusal.name}"] for refusal in Refusal)
+"""Indexed by :class:`~m6t.protocol.access.Refusal`."""

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 
+from m6t.gateway.access import open_access, reload_keys
 from m6t.gateway.config import GatewayConfig
 from m6t.gateway.core import GatewayCore, settings_from_config
 from m6t.gateway.counters import Counter
@@ -105,12 +106,15 @@ async def serve(
     stop: asyncio.Event | None = None,
     on_ready: Callable[[GatewayDriver], None] | None = None,
 ) -> None:
-    """Run the gateway until ``stop`` is set or SIGTERM/SIGINT arrives; always tears down what it set up."""
+    """Run the gateway until ``stop`` is set or SIGTERM/SIGINT arrives; always tears down what it set up.
+
+    An enrolled gateway's key file is read before anything is set up: :class:`ConfigError` if unusable."""
     loop = asyncio.get_running_loop()
     stop = stop if stop is not None else asyncio.Event()
+    access = open_access(config.access)
     saver: StateSaver | None = None
     saved = False
-    core = GatewayCore(settings_from_config(config), time.monotonic())
+    core = GatewayCore(settings_from_config(config), time.monotonic(), access=access)
     if config.states.state_directory is not None:
         directory = prepare_directory(config.states.state_directory)
         # Before any socket listens: the first packet from the Home Agent side already finds its state.
@@ -156,6 +160,9 @@ async def serve(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
             handled.append(signum)
+        # SIGHUP re-reads the key file; states stay (an open gateway just says there is nothing to read).
+        loop.add_signal_handler(signal.SIGHUP, reload_keys, access, config.access)
+        handled.append(signal.SIGHUP)
 
         gso = all(udp_stats(s).gso for s in sockets)
         gro = all(udp_stats(s).gro for s in sockets)

@@ -74,7 +74,11 @@ def core_metrics(core: GatewayCore) -> list[Metric]:
             "drops_total",
             "counter",
             "Packets dropped, by the side they came from and the reason.",
-            tuple(({"side": drop.side.value, "reason": drop.reason}, core.drops[drop]) for drop in Drop),
+            tuple(
+                ({"side": drop.side.value, "reason": drop.reason}, core.drops[drop])
+                for drop in Drop
+                if core.access is not None or drop not in ENROLLED_DROPS
+            ),
         ),
         Metric.single(
             "rate_limited_total",
@@ -109,6 +113,26 @@ def core_metrics(core: GatewayCore) -> list[Metric]:
             "gauge",
             "IPv4 addresses the rate limiter remembers (some may be back to a full allowance).",
             len(core.limiter),
+        ),
+        *_access_metrics(core),
+    ]
+
+
+ENROLLED_DROPS = frozenset(drop for drop in Drop if drop >= Drop.MN_UNAUTHENTICATED)
+"""Refusals only an enrolled gateway makes: an open one does not list them."""
+
+
+def _access_metrics(core: GatewayCore) -> list[Metric]:
+    access = core.access
+    if access is None:
+        return []
+    return [
+        Metric.single("access_keys", "gauge", "Keys that may create states (enrolled mode).", access.key_count),
+        Metric.single(
+            "access_replay_cache_entries",
+            "gauge",
+            "Nonces of verified access headers remembered against replays.",
+            len(access.cache),
         ),
     ]
 

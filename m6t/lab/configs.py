@@ -23,6 +23,7 @@ from m6t.client.config import (
 )
 from m6t.gateway.config import (
     FastLaneSection,
+    AccessSection,
     GatewayConfig,
     GatewayTunnelSection,
     ListenSection,
@@ -51,6 +52,7 @@ def gateway_config(
     metrics: str | None = None,
     state_directory: Path | None = None,
     fastlane: FastLaneSection | None = None,
+    access: AccessSection | None = None,
 ) -> str:
     """The gateway's TOML: listens on ``ports``, accepts the lab's m6t /48, forwards to the lab's HA.
 
@@ -66,6 +68,7 @@ def gateway_config(
         states=dataclasses.replace(states if states is not None else StatesSection(), state_directory=state_directory),
         metrics=MetricsSection(listen=parse_metrics_endpoint(metrics) if metrics else None),
         fastlane=fastlane if fastlane is not None else FastLaneSection(),
+        access=access if access is not None else AccessSection(),
     )
     text = dump_gateway_config(config)
     parse_gateway_config(text, "<lab gateway config>")

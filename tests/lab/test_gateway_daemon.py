@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 from pathlib import Path
@@ -131,13 +131,14 @@ def _config(metrics_path: Path) -> str:
     )
 
 
-def _start_gateway(lab: StandardLab) -> Gateway:
+def _start_gateway(lab: StandardLab, config_text: Callable[[Path], str] = _config) -> Gateway:
+    """``config_text`` makes the configuration from the metrics socket's path (in the run's directory)."""
     # Short directory: a Unix socket path has at most 107 bytes.
     workdir = Path(tempfile.mkdtemp(prefix="m6tgw-"))
     (workdir / "mn.py").write_text(MN_SCRIPT)
     metrics_path = workdir / "metrics.sock"
     config = workdir / "gateway.toml"
-    config.write_text(_config(metrics_path))
+    config.write_text(config_text(metrics_path))
     log = workdir / "gateway.log"
     with log.open("w") as log_file:
         proc = lab.spawn(
@@ -427,3 +428,17 @@ def test_a_table_left_by_a_crashed_gateway_is_replaced_at_start(lab: StandardLab
         if gateway.proc.poll() is None:
             gateway.proc.kill()
         shutil.rmtree(gateway.workdir, ignore_errors=True)
+
+
+def test_an_open_gateway_drops_a_sealed_datagram_as_not_ipv6(gateway: Gateway) -> None:
+    """Open mode is the draft's: the enrolled-access header is not IPv6, so nothing comes of it."""
+    from m6t.protocol.access import Sealer
+
+    src = mn_address(9, 0xABCDEF012345)
+    not_ipv6 = gateway.value("drops_total", side="mn", reason="not_ipv6")
+    created = gateway.value("state_events_total", event="created")
+    sealed = Sealer(bytes(32)).seal(echo(src), 1_767_225_600.0, bytes(8))
+    assert gateway.exchange(MN, [sealed], local_port=41009, expect=1, wait=1.0) == []
+    assert gateway.value("drops_total", side="mn", reason="not_ipv6") == not_ipv6 + 1
+    assert gateway.value("state_events_total", event="created") == created
+    assert "auth_" not in gateway.fetch()

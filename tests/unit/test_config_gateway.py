@@ -425,6 +425,7 @@ def test_to_dict_holds_plain_values() -> None:
             "unknown_total_burst": 2000,
         },
         "metrics": {},
+        "access": {},
     }
 
 

@@ -155,3 +155,52 @@ def test_without_nftables_the_gateway_says_so_and_runs_unless_required(
         assert "hint: install python3-nftables" in caplog.text
     else:
         assert "fast lane off" in caplog.text
+
+
+# --------------------------------------------------------------------------- keys (enrolled mode)
+
+
+def _enrolled_config(workdir: Path) -> Path:
+    config = workdir / "gateway.toml"
+    keys = workdir / "keys.toml"
+    config.write_text(GOOD.format(socket=workdir / "m.sock") + f'[access]\nmode = "enrolled"\nkey_file = "{keys}"\n')
+    return config
+
+
+def test_keys_add_prints_the_key_once_and_list_shows_fingerprints(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from m6t.gateway.keys import load_key_file
+    from m6t.protocol.access import decode_key, fingerprint
+
+    config = _enrolled_config(workdir)
+    assert _main(["check", "--config", str(config)]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert _main(["keys", "--config", str(config), "add", "alice"]) == 0
+    out = capsys.readouterr()
+    key = decode_key(out.out.strip())
+    assert fingerprint(key) in out.err and "shown this once" in out.err
+    assert load_key_file(workdir / "keys.toml").entries == {"alice": (key,)}
+    assert _main(["check", "--config", str(config)]) == 0
+    capsys.readouterr()
+
+    assert _main(["keys", "--config", str(config), "add", "alice"]) == 0
+    second = decode_key(capsys.readouterr().out.strip())
+    assert _main(["keys", "--config", str(config), "list"]) == 0
+    listed = capsys.readouterr()
+    assert listed.out == f"alice\t{fingerprint(key)}\nalice\t{fingerprint(second)}\n"
+    assert out.out.strip() not in listed.out + listed.err
+
+    assert _main(["keys", "--config", str(config), "remove", "alice", fingerprint(key)]) == 0
+    assert load_key_file(workdir / "keys.toml").entries == {"alice": (second,)}
+    assert _main(["keys", "--config", str(config), "remove", "bob"]) == 1
+    assert "no key is named bob" in capsys.readouterr().err
+
+
+def test_check_refuses_a_readable_key_file(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _enrolled_config(workdir)
+    assert _main(["keys", "--key-file", str(workdir / "keys.toml"), "add", "alice"]) == 0
+    (workdir / "keys.toml").chmod(0o644)
+    capsys.readouterr()
+    assert _main(["check", "--config", str(config)]) == 1
+    assert "chmod 600" in capsys.readouterr().err

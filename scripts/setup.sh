@@ -18,6 +18,8 @@ apt_packages=(
   gettext
   # the polkit authorization tests start a private bus and the real polkitd on it
   dbus-daemon polkitd
+  # the tray's secret-agent test keeps an access key in a real Secret Service on a private bus
+  gnome-keyring
   # Qt's xcb/offscreen platform plugins load these at run time
   libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3 libglib2.0-0
   libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-xinerama0 libxcb-randr0

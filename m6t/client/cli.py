@@ -8,6 +8,7 @@ reached, 4 not allowed (read-only user), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -29,6 +30,7 @@ from m6t.client.api.host import control_address, conventions
 from m6t.client.api.schema import ErrorCode, EventKind, Method
 from m6t.client.config import ConfigError, load_client_config
 from m6t.client.i18n import _, ngettext
+from m6t.protocol.access import decode_key
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -431,6 +433,25 @@ def cmd_probe_mtu(args: argparse.Namespace, helper: HelperClient, out: Output) -
     return EXIT_OK
 
 
+def cmd_key_set(args: argparse.Namespace, helper: HelperClient, out: Output) -> int:
+    """Read the access key without echoing it (or from stdin) and hand it to the helper; show its fingerprint."""
+    if args.stdin or not sys.stdin.isatty():
+        text = sys.stdin.readline(256)
+    else:
+        text = getpass.getpass("Access key (the base64 line m6t-gateway keys add printed): ")
+    try:
+        decode_key(text)
+    except ValueError as exc:
+        out.error(f"that is {exc}")
+        return EXIT_USAGE
+    result = helper.call(Method.ACCESS_KEY, {"key": text.strip()})
+    if args.json:
+        out.json(result)
+    else:
+        out.line(f"access key {result['fingerprint']} stored ({result['stored']})")
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------------------------------ parsing
 
 
@@ -491,6 +512,13 @@ def build_parser(extensions: Sequence[Extension] = ()) -> argparse.ArgumentParse
         help=_("search the largest packet the tunnel carries now (applied as its MTU when tunnel.pmtud is on)"),
     )
     p.set_defaults(handler=cmd_probe_mtu)
+    key = sub.add_parser("key", help="the access key for an enrolled gateway")
+    key_sub = key.add_subparsers(dest="key_command", metavar="ACTION", required=True)
+    p = key_sub.add_parser(
+        "set", parents=[common], help="store the access key (asked without echo, or read from stdin)"
+    )
+    p.add_argument("--stdin", action="store_true", help="read the key from standard input")
+    p.set_defaults(handler=cmd_key_set)
 
     for extend in extensions:
         extend(sub)

@@ -19,6 +19,9 @@ prefixes = []
 [helper]
 operator_group = "m6t"
 autoconnect = false
+[access]
+key_id = "alice-laptop"         # enrolled gateways only: the name the gateway knows this MN's key by
+key_file = "/etc/m6t/key"       # headless Linux only (root-only, the key alone); else the OS keyring
 ```
 
 The same validation serves the file, the control API (:func:`client_config_from_dict`) and the
@@ -67,6 +70,7 @@ from m6t.protocol import (
     parse_prefix80,
     prefix80_from_parts,
 )
+from m6t.protocol.access import KEY_NAME
 from m6t.protocol.addressing import split_prefix80
 
 __all__ = [
@@ -74,6 +78,7 @@ __all__ = [
     "DEFAULT_METRIC",
     "DEFAULT_OPERATOR_GROUP",
     "DEFAULT_PORT",
+    "AccessSection",
     "ClientConfig",
     "ConfigError",
     "GatewaySection",
@@ -168,11 +173,22 @@ class HelperSection:
 
 
 @dataclass(frozen=True, slots=True)
+class AccessSection:
+    """Enrolled access (docs/enrolled-access.md): set for a gateway that only serves known mobile nodes."""
+
+    key_id: str | None = None
+    """The name the gateway's ``keys add`` was given; the key is looked up under it. None: an open gateway."""
+    key_file: str | None = None
+    """A root-only file holding the key alone (headless Linux); None: the OS keyring or the tray's."""
+
+
+@dataclass(frozen=True, slots=True)
 class ClientConfig:
     gateway: GatewaySection
     tunnel: TunnelSection
     routes: RoutesSection = field(default_factory=RoutesSection)
     helper: HelperSection = field(default_factory=HelperSection)
+    access: AccessSection = field(default_factory=AccessSection)
 
 
 # --------------------------------------------------------------------------- validation
@@ -229,6 +245,20 @@ def _group(value: object) -> str:
     if ":" in name or "," in name:
         raise Invalid(f"{name!r} is not a group name (':' and ',' are not allowed)")
     return name
+
+
+def access_key_id(value: object) -> str:
+    name = text(1, 64)(value)
+    if not KEY_NAME.fullmatch(name):
+        raise Invalid(f"{name!r}: a key name is letters, digits, '.', '_' or '-', starting alphanumeric")
+    return name
+
+
+def _key_file(value: object) -> str:
+    path = text(1, 4096)(value)
+    if not path.startswith("/"):
+        raise Invalid(f"{path!r}: the key file's path must be absolute")
+    return path
 
 
 def _read_prefix(tunnel: Reader) -> tuple[IPv6Network | None, IPv6Network | None, int | None, int | None]:
@@ -289,6 +319,12 @@ def _read(root: Reader) -> ClientConfig:
     group = helper.get("operator_group", _group, DEFAULT_OPERATOR_GROUP)
     autoconnect = helper.get_bool("autoconnect", False)
 
+    access = root.section("access")
+    key_id = access.get_optional("key_id", access_key_id, empty_is_none=True)
+    key_file = access.get_optional("key_file", _key_file, empty_is_none=True)
+    if key_file is not None and key_id is None and not access.has("key_id"):
+        access.problem("key_file", "needs access.key_id, the name the gateway knows this mobile node's key by")
+
     root.finish()
     # finish() raised if anything was missing or invalid, so the optionals are set by now.
     assert address is not None and prefix is not None
@@ -307,6 +343,7 @@ def _read(root: Reader) -> ClientConfig:
         ),
         routes=RoutesSection(default=default_route, metric=metric, prefixes=prefixes),
         helper=HelperSection(operator_group=group, autoconnect=autoconnect),
+        access=AccessSection(key_id=key_id, key_file=key_file),
     )
 
 
@@ -358,6 +395,11 @@ def client_config_to_dict(cfg: ClientConfig) -> dict[str, dict[str, Any]]:
             "prefixes": [str(p) for p in cfg.routes.prefixes],
         },
         "helper": {"operator_group": cfg.helper.operator_group, "autoconnect": cfg.helper.autoconnect},
+        "access": {
+            key: value
+            for key, value in (("key_id", cfg.access.key_id), ("key_file", cfg.access.key_file))
+            if value is not None
+        },
     }
 
 
@@ -391,6 +433,8 @@ _STRING_KEYS: Final = frozenset(
         "tunnel.interface",
         "tunnel.probe",
         "helper.operator_group",
+        "access.key_id",
+        "access.key_file",
     }
 )
 _ARRAY_KEYS: Final = frozenset({"gateway.ports", "routes.prefixes"})

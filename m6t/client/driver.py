@@ -38,6 +38,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from m6t.client.access_keys import Sealing
 from m6t.client.config import ClientConfig
 from m6t.client.effects import (
     CloseSocket,
@@ -209,6 +210,8 @@ class ClientDriver:
         self._started = False
         self._wanted_up = False
         self._lock = asyncio.Lock()
+        self._sealing: Sealing | None = None
+        """Enrolled access: seals what is sent for an address the gateway has not confirmed yet."""
 
     # ------------------------------------------------------------------ public API
 
@@ -227,6 +230,14 @@ class ClientDriver:
     @property
     def is_up(self) -> bool:
         return self._wanted_up
+
+    def set_access_key(self, key: bytes | None) -> None:
+        """The key for an enrolled gateway (docs/enrolled-access.md), or None for an open one.
+
+        Takes effect with the next datagram: an unconfirmed address's retries go out sealed from then on."""
+        self._sealing = Sealing(key) if key is not None else None
+        if self._sealing is not None:
+            log.debug("enrolled access: sealing with key %s", self._sealing.fingerprint)
 
     def add_listener(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` with every event from now on; returns the function that unsubscribes it."""
@@ -550,6 +561,8 @@ class ClientDriver:
         out = session.tun_packets(packets, time.monotonic())
         channel = self._channel
         if out and channel is not None:
+            if self._sealing is not None and not session.confirmed:
+                out = self._sealing.seal(out, time.time())
             channel.send(out)
         if session.has_output:
             self._flush()
@@ -585,9 +598,13 @@ class ClientDriver:
         if isinstance(effect, Send):
             if self._channel is not None:
                 if effect.dont_fragment:
+                    # A path MTU probe is sized to measure the path: never sealed (it follows a confirmation).
                     self._channel.send_probe(effect.datagram)
                 else:
-                    self._channel.send((effect.datagram,))
+                    datagrams: Sequence[bytes] = (effect.datagram,)
+                    if self._sealing is not None and not self._session.confirmed:
+                        datagrams = self._sealing.seal(datagrams, time.time())
+                    self._channel.send(datagrams)
         elif isinstance(effect, OpenSocket):
             self._open_socket(effect)
         elif isinstance(effect, CloseSocket):

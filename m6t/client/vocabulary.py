@@ -87,6 +87,7 @@ class ErrorCode(IntEnum):
     PROBE_UNANSWERED = 4008
     NO_REPLY = 4009
     SOCKET_FAILED = 4010
+    ACCESS_KEY_MISSING = 4011
 
     INTERNAL = 5001
     CLEANUP_FAILED = 5002
@@ -134,6 +135,7 @@ _SENTENCES: Final[dict[ErrorCode, str]] = {
     ErrorCode.PROBE_UNANSWERED: "The Home Agent does not answer through the gateway on this port; trying again.",
     ErrorCode.NO_REPLY: "Nothing comes back through the tunnel for the traffic sent; trying again.",
     ErrorCode.SOCKET_FAILED: "The connection to the gateway could not be opened; retrying.",
+    ErrorCode.ACCESS_KEY_MISSING: "The gateway only serves enrolled computers, and this one's key is not available.",
     ErrorCode.INTERNAL: "The helper hit an internal error.",
     ErrorCode.CLEANUP_FAILED: "Leftovers of a previous run could not all be removed.",
     ErrorCode.DIAGNOSTICS_FAILED: "The diagnostics bundle could not be written.",

@@ -17,6 +17,7 @@ from m6t.ui.autostart import autostart_for
 from m6t.ui.connection import HelperConnection
 from m6t.ui.i18n import install_translators
 from m6t.ui.icons import app_icon
+from m6t.ui.key_agent import KeyAgent
 from m6t.ui.model import TunnelModel
 from m6t.ui.preferences import APPLICATION, ORGANIZATION, Preferences
 from m6t.ui.state import helper_start_hint
@@ -85,6 +86,7 @@ def build(socket_path: str) -> TrayController:
     tray = TrayController(model, preferences, autostart_for(family), helper_start_hint(family))
     connection.setParent(tray)
     model.setParent(tray)
+    KeyAgent(model)
     preferences.setParent(tray)
     return tray
 

@@ -80,6 +80,8 @@ class TunnelModel(QObject):
     """An :class:`schema.ErrorInfo` from an ``error`` event."""
     reachability_changed = Signal(bool)
     config_loaded = Signal()
+    access_key_needed = Signal(str)
+    """The helper has no key for ``access.key_id`` (this name): the key agent answers from the user's keyring."""
 
     def __init__(self, connection: HelperConnection, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -307,6 +309,8 @@ class TunnelModel(QObject):
             self.refresh_config()
         elif kind == EventKind.WANTED:
             status["wanted"] = cast(schema.WantedEvent, data)["wanted"]
+        elif kind == EventKind.ACCESS_KEY_NEEDED:
+            self.access_key_needed.emit(str(cast(schema.AccessKeyNeededEvent, data).get("key_id", "")))
         elif kind == EventKind.DROPPED:
             # Missed events may have been state changes: start again from a full status.
             self.refresh_status()

@@ -52,6 +52,7 @@ from m6t.protocol import (
     split_prefix80,
 )
 from m6t.ui import validation
+from m6t.ui.access_box import AccessBox
 from m6t.ui.autostart import Autostart
 from m6t.ui.connection import Outcome
 from m6t.ui.errors import error_text
@@ -142,6 +143,8 @@ class SettingsDialog(QDialog):
         grid.addWidget(self.helper_groups[2], 0, 1)
         grid.addWidget(self.helper_groups[3], 1, 1)
         grid.addWidget(self._build_desktop(), 2, 0, 1, 2)
+        self.access_box = AccessBox(model)
+        grid.addWidget(self.access_box, 3, 0, 1, 2)
         layout.addLayout(grid)
         self.status_line = QLabel()
         self.status_line.setWordWrap(True)

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
@@ -131,11 +131,11 @@ class Rig:
             env={**os.environ, "PYTHONPATH": str(REPO)},
         )
 
-    def start_gateway(self, host: str = GW) -> None:
-        config = self.workdir / "gateway.toml"
-        config.write_text(GATEWAY_CONFIG)
-        name = "gateway.log" if host == GW else f"gateway-{host}.log"
-        proc = self._spawn(host, ["-m", "m6t.gateway", "--config", str(config)], name)
+    def start_gateway(self, host: str = GW, text: str = GATEWAY_CONFIG) -> None:
+        suffix = "" if host == GW else f"-{host}"
+        config = self.workdir / f"gateway{suffix}.toml"
+        config.write_text(text)
+        proc = self._spawn(host, ["-m", "m6t.gateway", "--config", str(config)], f"gateway{suffix}.log")
         if host == GW:
             self.gateway = proc
         else:
@@ -228,12 +228,15 @@ class Rig:
 
 
 @contextlib.contextmanager
-def running_rig(lab: StandardLab, backend: Backend = LINUX) -> Iterator[Rig]:
-    """The gateway started in ``lab``; the client (started by the test) and the gateway stopped after."""
+def running_rig(
+    lab: StandardLab, backend: Backend = LINUX, gateway_config: Callable[[Path], str] | None = None
+) -> Iterator[Rig]:
+    """The gateway started in ``lab`` (with the configuration ``gateway_config`` makes in the run's directory, if
+    given); the client (started by the test) and the gateway stopped after."""
     workdir = Path(tempfile.mkdtemp(prefix="m6tclient-"))
     rig = Rig(lab, workdir, backend)
     try:
-        rig.start_gateway()
+        rig.start_gateway(text=GATEWAY_CONFIG if gateway_config is None else gateway_config(workdir))
         yield rig
     finally:
         for proc in (rig.client, rig.gateway, *rig.more_gateways):

@@ -84,7 +84,7 @@ def test_session_vocabulary_is_the_schema_one() -> None:
 
 
 def test_operator_methods() -> None:
-    assert {Method.UP, Method.DOWN, Method.CONFIG_SET, Method.MTU_PROBE} == schema.OPERATOR_METHODS
+    assert {Method.UP, Method.DOWN, Method.CONFIG_SET, Method.MTU_PROBE, Method.ACCESS_KEY} == schema.OPERATOR_METHODS
 
 
 def test_builders_shapes() -> None:

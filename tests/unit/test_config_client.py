@@ -330,6 +330,11 @@ INVALID = [
     ("helper.operator_group", "1000", "must be a string, not an integer"),
     ("helper.autoconnect", '"yes"', "must be true or false"),
     ("helper.autoconnect", "0", "must be true or false"),
+    ("access.key_id", '"has space"', "a key name is"),
+    ("access.key_id", f'"{"k" * 65}"', "at most 64"),
+    ("access.key_id", "1", "must be a string"),
+    ("access.key_file", '"relative/key"', "must be absolute"),
+    ("access.key_file", "1", "must be a string"),
 ]
 
 
@@ -501,6 +506,7 @@ def test_to_dict_holds_plain_values() -> None:
         },
         "routes": {"default": True, "metric": 1029, "prefixes": []},
         "helper": {"operator_group": "m6t", "autoconnect": False},
+        "access": {},
     }
 
 
@@ -716,6 +722,8 @@ def test_client_config_keys() -> None:
         "routes.prefixes",
         "helper.operator_group",
         "helper.autoconnect",
+        "access.key_id",
+        "access.key_file",
     }
 
 

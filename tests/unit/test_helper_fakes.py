@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import pytest
 
 from m6t.client import events as ev
+from m6t.client.access_keys import AccessKeys
 from m6t.client.api.client import DEFAULT_TIMEOUT_S, HelperClient, RequestFailed
 from m6t.client.api.schema import Method
 from m6t.client.config import ClientConfig
@@ -169,6 +170,8 @@ class FakeDriver:
     tun: TunDevice | None = None
     rtt: float | None = None
     counters: dict[str, int] = field(default_factory=lambda: {"tx_packets": 3, "rx_packets": 2})
+    access_keys: list[bytes | None] = field(default_factory=list)
+    """Every key the helper handed over (None: no enrolled access)."""
 
     async def start(self) -> None:
         pass
@@ -282,6 +285,9 @@ class FakeDriver:
         await self.down()
         await self.backend.close()
 
+    def set_access_key(self, key: bytes | None) -> None:
+        self.access_keys.append(key)
+
 
 class RunningHelper:
     """A :class:`HelperService` on its own thread and event loop."""
@@ -295,9 +301,11 @@ class RunningHelper:
         transport: ControlTransport | None = None,
         address: str | None = None,
         conventions: Conventions | None = None,
+        access_keys: AccessKeys | None = None,
         **option_overrides: Any,
     ) -> None:
         self.tmp = tmp
+        self.access_keys = access_keys
         self.authority = authority
         """The desktop authority the helper asks (``None``: none, whatever runs on this machine's system bus)."""
         self.transport: ControlTransport = transport if transport is not None else UnixSocketTransport()
@@ -353,6 +361,7 @@ class RunningHelper:
             backend_factory=lambda: self.backend,
             driver_factory=self._driver,
             authority_factory=lambda: self.authority,
+            access_keys=self.access_keys,
         )
         self.service = service
         self.run(service.start)

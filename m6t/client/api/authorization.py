@@ -49,6 +49,8 @@ ACTION_OF: Final[dict[Method, Action]] = {
     Method.DOWN: Action.CONNECT,
     Method.MTU_PROBE: Action.CONNECT,
     Method.CONFIG_SET: Action.CONFIGURE,
+    # The user at the desktop supplies the secret of the connection they bring up, as NetworkManager's agents do.
+    Method.ACCESS_KEY: Action.CONNECT,
 }
 """The action each of :data:`~m6t.client.api.schema.OPERATOR_METHODS` needs."""
 
@@ -57,6 +59,7 @@ _DOING: Final[dict[Method, str]] = {
     Method.DOWN: "bring the tunnel down",
     Method.CONFIG_SET: "change the configuration",
     Method.MTU_PROBE: "run an MTU probe",
+    Method.ACCESS_KEY: "set the access key",
 }
 
 _PERMISSION: Final = {

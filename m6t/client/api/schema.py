@@ -61,9 +61,15 @@ class Method(StrEnum):
     """Read. ``params: {}`` → :class:`DiagnosticsResult` (bundle also written in the state dir)."""
     MTU_PROBE = "mtu.probe"
     """Change. ``params: {}`` → :class:`MtuProbeResult`."""
+    ACCESS_KEY = "access.key"
+    """Change. ``params: {"key": base64, "store"?: bool (default true)}`` → :class:`AccessKeyResult`: the key
+    for an enrolled gateway (docs/enrolled-access.md), stored where the helper looks (``access.key_file``
+    or the OS keyring), or with ``store: false`` only held for this run (the desktop agent's hand-over)."""
 
 
-OPERATOR_METHODS: Final[frozenset[Method]] = frozenset({Method.UP, Method.DOWN, Method.CONFIG_SET, Method.MTU_PROBE})
+OPERATOR_METHODS: Final[frozenset[Method]] = frozenset(
+    {Method.UP, Method.DOWN, Method.CONFIG_SET, Method.MTU_PROBE, Method.ACCESS_KEY}
+)
 """Methods only root and members of the operator group may call; the rest are open to every local user."""
 
 
@@ -109,6 +115,9 @@ class EventKind(StrEnum):
     """:class:`WantedEvent` — the user's up/down wish changed (by any client)."""
     DROPPED = "dropped"
     """:class:`DroppedEvent` — this client was too slow; ``count`` events were dropped for it."""
+    ACCESS_KEY_NEEDED = "access_key_needed"
+    """:class:`AccessKeyNeededEvent` — the helper has no key for the enrolled gateway: a desktop agent that
+    keeps it (the tray, from the user's keyring) answers with ``access.key`` and ``store: false``."""
 
 
 # The client core owns its vocabulary; the API puts it on the wire unchanged.
@@ -349,6 +358,17 @@ class WantedEvent(TypedDict):
 
 class DroppedEvent(TypedDict):
     count: int
+
+
+class AccessKeyNeededEvent(TypedDict):
+    key_id: str
+    """``access.key_id``: the name the key is kept under."""
+
+
+class AccessKeyResult(TypedDict):
+    fingerprint: str
+    """The key's fingerprint (``m6t-gateway keys list`` shows the same); never the key."""
+    stored: Literal["file", "keyring", "memory"]
 
 
 class ConfigGetResult(TypedDict):

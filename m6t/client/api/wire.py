@@ -30,6 +30,7 @@ EventData = (
     | schema.ErrorInfo
     | schema.ConfigEvent
     | schema.WantedEvent
+    | schema.AccessKeyNeededEvent
 )
 WireEvent = tuple[EventKind, EventData]
 
@@ -103,6 +104,10 @@ def config_event(changed: list[str]) -> WireEvent:
 
 def wanted_event(wanted: Wanted) -> WireEvent:
     return EventKind.WANTED, {"wanted": wanted}
+
+
+def access_key_needed_event(key_id: str) -> WireEvent:
+    return EventKind.ACCESS_KEY_NEEDED, {"key_id": key_id}
 
 
 # ------------------------------------------------------------------------------------------ status

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from m6t.client import events as ev
+from m6t.client.access_keys import AccessKeys
 from m6t.client.api import schema, wire
 from m6t.client.api.authorization import Authorizer, group_refusal, is_operator
 from m6t.client.api.schema import Access, ErrorCode, ErrorInfo, EventKind, Method, ParsedRequest, Wanted
@@ -25,6 +26,7 @@ from m6t.client.api.server import ApiError, Connection, ControlServer
 from m6t.client.config import ClientConfig, ConfigError, client_config_to_dict
 from m6t.client.diagnostics import build_bundle, save_bundle
 from m6t.client.driver import DriverStatus
+from m6t.client.helper.access_key import HelperAccess
 from m6t.client.helper.persistence import WishFile
 from m6t.client.helper.transaction import ConfigStore
 from m6t.client.journal import Journal, JournalingBackend, RecoveryReport, recover
@@ -62,6 +64,7 @@ class Driver(Protocol):
     def add_listener(self, listener: Callable[[ev.Event], None]) -> Callable[[], None]: ...
     async def probe_mtu(self) -> ev.MtuProbeResult: ...
     async def close(self) -> None: ...
+    def set_access_key(self, key: bytes | None) -> None: ...
 
 
 DriverFactory = Callable[[ClientConfig, Backend], Driver]
@@ -144,6 +147,7 @@ class HelperService:
         driver_factory: DriverFactory = default_driver_factory,
         authority_factory: AuthorityFactory = desktop_authority,
         conventions: Conventions | None = None,
+        access_keys: AccessKeys | None = None,
     ) -> None:
         self.options = options
         self.transport = transport
@@ -164,6 +168,7 @@ class HelperService:
         self.wanted: Wanted = "down"
         self._change_lock = asyncio.Lock()
         self._remove_listener: Callable[[], None] | None = None
+        self.access = HelperAccess(access_keys or AccessKeys(), self._log, self._broadcast)
 
     @property
     def config(self) -> ClientConfig | None:
@@ -205,6 +210,7 @@ class HelperService:
         self.run_checks(interface=True)
         self.driver = self._driver_factory(config, self.backend)
         self._remove_listener = self.driver.add_listener(self._on_driver_event)
+        self.runtime_problem = self.access.refresh(config, self.driver)
         try:
             await self.driver.start()
         except PlatformError as exc:
@@ -399,6 +405,9 @@ class HelperService:
             return await self._diagnostics(connection.access)
         if method is Method.MTU_PROBE:
             return await self._mtu_probe()
+        if method is Method.ACCESS_KEY:
+            async with self._change_lock:
+                return self.access.set_key(params, self.config, self._require_driver())
         raise ApiError.of(ErrorCode.UNKNOWN_METHOD)  # pragma: no cover - parse_request knows every Method
 
     async def _up_down(self, wanted: Wanted, access: Access) -> schema.Status:
@@ -433,6 +442,7 @@ class HelperService:
                 changed = result["changed"]
                 self._log("info", f"configuration changed: {', '.join(changed)}", event=EventKind.CONFIG.value)
                 self._broadcast(wire.config_event(changed))
+                self.runtime_problem = self.access.refresh(self.config, driver) or self.runtime_problem
             return result
 
     def _log_page(self, params: dict[str, object]) -> schema.LogResult:

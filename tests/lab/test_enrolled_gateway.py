@@ -20,23 +20,24 @@ from pathlib import Path
 
 import pytest
 
-from m6t.gateway.config import AccessMode, AccessSection, StatesSection
+from m6t.gateway.config import AccessMode, AccessSection
 from m6t.gateway.keys import KeyFile, save_key_file
-from m6t.lab import GW_WAN, MN, WAN2, Lab, StandardLab, configs, unavailable_reason, wait_until
+from m6t.lab import GW_WAN, MN, WAN2, StandardLab, wait_until
 from m6t.protocol import build_keepalive, parse_echo_reply
 from m6t.protocol.access import Sealer, encode_key
 from tests.lab.test_gateway_daemon import (
-    BURST,
     PORT_A,
-    PORT_B,
-    TUN,
     Gateway,
+    _config,
     _start_gateway,
     _stop_gateway,
     assert_echo_replies,
     echo,
     mn_address,
+    shared_lab,
 )
+
+__all__ = ["shared_lab"]
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(180)]
 
@@ -139,31 +140,7 @@ def exchange(
 
 
 def _config_with(keys: Path) -> Callable[[Path], str]:
-    def make(metrics_path: Path) -> str:
-        return configs.gateway_config(
-            ports=(PORT_A, PORT_B),
-            interface=TUN,
-            states=StatesSection(
-                temporary_lifetime_ms=500,
-                active_lifetime_s=60,
-                new_states_per_ipv4_per_s=1,
-                new_states_per_ipv4_burst=BURST,
-                max_temporary=1000,
-            ),
-            metrics=f"unix:{metrics_path}",
-            access=AccessSection(mode=AccessMode.ENROLLED, key_file=str(keys)),
-        )
-
-    return make
-
-
-@pytest.fixture(scope="module")
-def shared_lab() -> Iterator[StandardLab]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    with Lab.standard() as lab:
-        yield lab
+    return lambda metrics_path: _config(metrics_path, AccessSection(mode=AccessMode.ENROLLED, key_file=str(keys)))
 
 
 @pytest.fixture(scope="module")

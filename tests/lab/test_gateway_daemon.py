@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from m6t.gateway.config import StatesSection, UnixEndpoint
+from m6t.gateway.config import AccessSection, StatesSection, UnixEndpoint
 from m6t.gateway.metrics import PREFIX, parse
 from m6t.gateway.metrics_server import fetch_metrics
 from m6t.lab import GW, GW_WAN, HA_HOST, MN, WAN2, Lab, LabError, StandardLab, configs, unavailable_reason, wait_until
@@ -116,7 +116,7 @@ class Gateway:
         return self.log.read_text(errors="replace") if self.log.exists() else "(no log)"
 
 
-def _config(metrics_path: Path) -> str:
+def _config(metrics_path: Path, access: AccessSection | None = None) -> str:
     return configs.gateway_config(
         ports=(PORT_A, PORT_B),
         interface=TUN,
@@ -128,6 +128,7 @@ def _config(metrics_path: Path) -> str:
             max_temporary=1000,
         ),
         metrics=f"unix:{metrics_path}",
+        access=access,
     )
 
 

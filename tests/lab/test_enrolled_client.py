@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from m6t.client.api.client import HelperClient
+from m6t.client.api.schema import ErrorCode, Method
 from m6t.gateway.config import AccessMode, AccessSection
 from m6t.gateway.keys import KeyFile, save_key_file
 from m6t.lab import HA, MN, NAT1_WAN, StandardLab
@@ -109,3 +111,20 @@ def test_a_wrong_key_gets_no_state_and_no_reply(rig: Rig) -> None:
     outers = capture.stop()
     assert [o for o in outers if o.src == NAT1_WAN], "the client sent nothing"
     assert [o for o in outers if o.dst == NAT1_WAN] == [], "the gateway answered a wrong key"
+
+
+def test_the_desktop_agent_hands_the_key_over_and_nothing_is_written(rig: Rig) -> None:
+    """What the tray does on a Linux desktop (tests/ui/test_key_agent.py has it with a real Secret Service):
+    the root helper has no keyring, the agent answers with ``access.key`` and ``store: false``."""
+    rig.start_client(client_config(keepalive=30) + '\n[access]\nkey_id = "alice"\n')
+    rig.wait_address()
+    assert not rig.ping_ha_once(wait=2.0), "connected without a key"
+    with HelperClient(str(rig.workdir / "helper.sock")) as helper:
+        status = helper.call(Method.STATUS)
+        assert ErrorCode.ACCESS_KEY_MISSING in [p["code"] for p in status["problems"]], status["problems"]
+        result = helper.call(Method.ACCESS_KEY, {"key": encode_key(ALICE), "store": False})
+    assert result["stored"] == "memory"
+    rig.time_to_ha_reply(time.monotonic(), timeout=20.0)
+    # The client's side (its configuration, state directory and log) holds no trace of the key.
+    files = [p for p in rig.workdir.rglob("*") if p.is_file() and p.name != "gateway-keys.toml"]
+    assert [p for p in files if encode_key(ALICE) in p.read_text(errors="replace")] == []

@@ -173,6 +173,28 @@ def test_driver_seals_until_confirmed_and_only_then() -> None:
     run(scenario)
 
 
+def test_driver_seals_tunnel_traffic_while_nothing_came_back() -> None:
+    async def scenario() -> None:
+        backend = FakeBackend()
+        backend.gateway = lambda channel, datagram: []  # silent: the address stays unconfirmed
+        driver = ClientDriver(config(probe=None), backend, backstop_s=0.05)
+        driver.set_access_key(KEY)
+        await driver.up()
+        await settle(lambda: bool(backend.channels) and driver.session.address is not None)
+        address = driver.session.address
+        assert address is not None
+        tun, channel = backend.tuns[0], backend.channels[-1]
+        assert tun.on_packets is not None
+        packet = data_from(address)
+        tun.on_packets([packet, packet])
+        assert channel.sent[-2:] != [packet, packet]
+        assert [d[0] for d in channel.sent[-2:]] == [0x01, 0x01] and channel.sent[-1][40:] == packet
+        assert channel.sent[-1][16:24] != channel.sent[-2][16:24], "a fresh nonce for every datagram"
+        await driver.close()
+
+    run(scenario)
+
+
 def test_driver_without_key_never_connects_to_an_enrolled_gateway() -> None:
     async def scenario() -> None:
         backend = FakeBackend()

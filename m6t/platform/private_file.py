@@ -7,12 +7,12 @@ the file judged is the file read; symbolic links are not followed.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from m6t.atomic import atomic_write
 from m6t.platform.base import PlatformError
 
 MAX_PRIVATE_FILE_BYTES = 1 << 20
@@ -74,23 +74,11 @@ def read_private_file(path: str | Path) -> bytes:
 
 
 def write_private_file(path: str | Path, data: bytes) -> None:
-    """Replace ``path`` atomically with ``data``, mode 0600: a crash leaves the old file or the new one."""
-    target = Path(path)
+    """Replace ``path`` atomically with ``data``, mode 0600 from its first byte: a crash leaves the old file or
+    the new one, and no moment where others could read it."""
     if _euid() is None:
         raise PrivateFileError(f"{path}: key files need POSIX permissions")
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(temporary, flags, 0o600)
+        atomic_write(Path(path), data, mode=0o600)
     except OSError as exc:
-        raise PrivateFileError(f"{temporary}: cannot create it: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, target)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
         raise PrivateFileError(f"{path}: cannot write it: {exc.strerror or exc}") from None

@@ -22,8 +22,8 @@ from m6t.client.config import (
     parse_client_config,
 )
 from m6t.gateway.config import (
-    FastLaneSection,
     AccessSection,
+    FastLaneSection,
     GatewayConfig,
     GatewayTunnelSection,
     ListenSection,

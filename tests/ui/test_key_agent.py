@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,9 @@ def secret_service(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         else:
             log = (home / "daemon.log").read_text(errors="replace")
             pytest.fail(f"gnome-keyring-daemon made no login keyring: {last!r}, exit {daemon.poll()}, log: {log}")
-        backend = SecretService.Keyring()
+        # keyring's backend classes are not annotated: typed through a Callable rather than an ignore
+        make_backend: Callable[[], Any] = SecretService.Keyring
+        backend = make_backend()
         keyring.set_keyring(backend)
         yield backend
     finally:

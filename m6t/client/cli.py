@@ -438,17 +438,21 @@ def cmd_key_set(args: argparse.Namespace, helper: HelperClient, out: Output) -> 
     if args.stdin or not sys.stdin.isatty():
         text = sys.stdin.readline(256)
     else:
-        text = getpass.getpass("Access key (the base64 line m6t-gateway keys add printed): ")
+        text = getpass.getpass(_("Access key (the base64 line m6t-gateway keys add printed): "))
     try:
         decode_key(text)
     except ValueError as exc:
-        out.error(f"that is {exc}")
+        out.error(_("that is {problem}").format(problem=exc))
         return EXIT_USAGE
     result = helper.call(Method.ACCESS_KEY, {"key": text.strip()})
     if args.json:
         out.json(result)
     else:
-        out.line(f"access key {result['fingerprint']} stored ({result['stored']})")
+        out.line(
+            _("access key {fingerprint} stored ({where})").format(
+                fingerprint=result["fingerprint"], where=result["stored"]
+            )
+        )
     return EXIT_OK
 
 
@@ -512,12 +516,12 @@ def build_parser(extensions: Sequence[Extension] = ()) -> argparse.ArgumentParse
         help=_("search the largest packet the tunnel carries now (applied as its MTU when tunnel.pmtud is on)"),
     )
     p.set_defaults(handler=cmd_probe_mtu)
-    key = sub.add_parser("key", help="the access key for an enrolled gateway")
+    key = sub.add_parser("key", help=_("the access key for an enrolled gateway"))
     key_sub = key.add_subparsers(dest="key_command", metavar="ACTION", required=True)
     p = key_sub.add_parser(
-        "set", parents=[common], help="store the access key (asked without echo, or read from stdin)"
+        "set", parents=[common], help=_("store the access key (asked without echo, or read from stdin)")
     )
-    p.add_argument("--stdin", action="store_true", help="read the key from standard input")
+    p.add_argument("--stdin", action="store_true", help=_("read the key from standard input"))
     p.set_defaults(handler=cmd_key_set)
 
     for extend in extensions:

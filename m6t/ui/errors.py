@@ -63,6 +63,9 @@ SENTENCES: Final[dict[ErrorCode, str]] = {
     ErrorCode.CLEANUP_FAILED: QT_TRANSLATE_NOOP("errors", "Leftovers of a previous run could not all be removed."),
     ErrorCode.DIAGNOSTICS_FAILED: QT_TRANSLATE_NOOP("errors", "The diagnostics bundle could not be written."),
     ErrorCode.STATE_WRITE_FAILED: QT_TRANSLATE_NOOP("errors", "The helper could not save its state."),
+    ErrorCode.ACCESS_KEY_MISSING: QT_TRANSLATE_NOOP(
+        "errors", "The gateway only serves enrolled computers, and this one's key is not available."
+    ),
 }
 """Each code's sentence as :attr:`ErrorCode.sentence` has it (a test keeps them equal), marked for the catalogue."""
 

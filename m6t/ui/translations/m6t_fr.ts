@@ -2,6 +2,65 @@
 <!DOCTYPE TS>
 <TS version="2.1" language="fr_FR">
 <context>
+    <name>AccessBox</name>
+    <message>
+        <source>Enrolled access (gateways that serve known computers only)</source>
+        <translation>Accès enrôlé (passerelles qui ne servent que des ordinateurs connus)</translation>
+    </message>
+    <message>
+        <source>The name the gateway&apos;s administrator gave this computer</source>
+        <translation>Le nom que l’administrateur de la passerelle a donné à cet ordinateur</translation>
+    </message>
+    <message>
+        <source>The key the administrator handed you (44 characters); never shown</source>
+        <translation>La clé que l’administrateur vous a remise (44 caractères) ; jamais affichée</translation>
+    </message>
+    <message>
+        <source>St&amp;ore key</source>
+        <translation>Enregistrer la cl&amp;é</translation>
+    </message>
+    <message>
+        <source>Ke&amp;y name:</source>
+        <translation>Nom de la clé (&amp;y) :</translation>
+    </message>
+    <message>
+        <source>Acc&amp;ess key:</source>
+        <translation>Clé d’acc&amp;ès :</translation>
+    </message>
+    <message>
+        <source>Hands the key to the helper, which keeps it in its keyring (or your keyring keeps it)</source>
+        <translation>Remet la clé au service, qui la garde dans son trousseau (ou votre trousseau la garde)</translation>
+    </message>
+    <message>
+        <source>Access key result</source>
+        <translation>Résultat de la clé d’accès</translation>
+    </message>
+    <message>
+        <source>What became of the last key stored</source>
+        <translation>Ce qu’il est advenu de la dernière clé enregistrée</translation>
+    </message>
+    <message>
+        <source>The key name is letters, digits, &apos;.&apos;, &apos;_&apos; or &apos;-&apos;.</source>
+        <translation>Le nom de la clé est fait de lettres, de chiffres, de « . », « _ » ou « - ».</translation>
+    </message>
+    <message>
+        <source>That is {problem}.</source>
+        <translation>Ce n’est pas une clé valable : {problem}.</translation>
+    </message>
+    <message>
+        <source>Key {fingerprint} stored in your keyring.</source>
+        <translation>Clé {fingerprint} enregistrée dans votre trousseau.</translation>
+    </message>
+    <message>
+        <source>Key {fingerprint} stored in the helper&apos;s {where}.</source>
+        <translation>Clé {fingerprint} enregistrée par le service ({where}).</translation>
+    </message>
+    <message>
+        <source>Your desktop has no keyring to keep it in either.</source>
+        <translation>Votre bureau n’a pas non plus de trousseau où la garder.</translation>
+    </message>
+</context>
+<context>
     <name>HelperConnection</name>
     <message>
         <source>The m6t helper is not running.</source>
@@ -1104,6 +1163,10 @@
     <message>
         <source>The helper could not save its state.</source>
         <translation>L’assistant n’a pas pu enregistrer son état.</translation>
+    </message>
+    <message>
+        <source>The gateway only serves enrolled computers, and this one&apos;s key is not available.</source>
+        <translation>La passerelle ne sert que les ordinateurs enrôlés, et la clé de celui-ci n’est pas disponible.</translation>
     </message>
 </context>
 <context>

@@ -343,7 +343,7 @@ def _read(root: Reader) -> GatewayConfig:
 
     fast = root.section("fastlane")
     lane = FastLaneSection()
-    mode = fast.get("mode", _fastlane_mode, lane.mode)
+    lane_mode = fast.get("mode", _fastlane_mode, lane.mode)
     per_state = fast.get_int(
         "packets_per_new_state", lane.packets_per_new_state, min_value=1, max_value=MAX_PACKETS_PER_NEW_STATE
     )
@@ -354,7 +354,7 @@ def _read(root: Reader) -> GatewayConfig:
     endpoint = metrics.get_optional("listen", _metrics_endpoint, empty_is_none=True)
 
     access = root.section("access")
-    mode = access.get("mode", _access_mode, AccessMode.OPEN)
+    access_mode = access.get("mode", _access_mode, AccessMode.OPEN)
     key_file = access.get("key_file", _absolute_path, DEFAULT_KEY_FILE)
     window_s = access.get_int("window_s", DEFAULT_WINDOW_S, min_value=1, max_value=86_400)
     replay_cache = access.get_int("replay_cache", DEFAULT_REPLAY_CAPACITY, min_value=1, max_value=10_000_000)
@@ -375,9 +375,9 @@ def _read(root: Reader) -> GatewayConfig:
         ),
         metrics=MetricsSection(listen=endpoint),
         fastlane=FastLaneSection(
-            mode=mode, packets_per_new_state=per_state, unknown_total_per_s=total, unknown_total_burst=total_burst
+            mode=lane_mode, packets_per_new_state=per_state, unknown_total_per_s=total, unknown_total_burst=total_burst
         ),
-        access=AccessSection(mode=mode, key_file=key_file, window_s=window_s, replay_cache=replay_cache),
+        access=AccessSection(mode=access_mode, key_file=key_file, window_s=window_s, replay_cache=replay_cache),
     )
 
 

@@ -11,6 +11,9 @@ apt_packages=(
   python3-nftables
   iperf3 socat
   dpkg-dev
+  # the Debian packages' checks (tests/lab/test_installed_system.py): lintian, the desktop entries'
+  # validator, and a Debian 12 machine built by mmdebstrap and booted by systemd-nspawn
+  lintian desktop-file-utils mmdebstrap systemd-container
   # the Windows installer's compile check (makensis, 7zz to look inside it); shell and workflow lint
   nsis 7zip shellcheck
   xvfb xauth trayer x11-utils

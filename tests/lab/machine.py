@@ -54,6 +54,7 @@ BOOT_TIMEOUT_S: Final = 120.0
 POWEROFF_TIMEOUT_S: Final = 30.0
 ROOT_BUILD_TIMEOUT_S: Final = 1800.0
 NSPAWN_RUNTIME: Final = Path("/run/systemd/nspawn")
+CGROUP_PREFIX: Final = "m6t-machine-"
 
 
 class MachineError(Exception):
@@ -228,7 +229,10 @@ class Machine:
         ]
         # A cgroup of its own in each hierarchy, which nspawn splits into "supervisor" and "payload": two
         # machines never share one, and nothing of theirs is left in this process's cgroup afterwards.
-        self._cgroups = [hierarchy / f"m6t-machine-{self.name}" for hierarchy in _own_cgroups()]
+        hierarchies = _own_cgroups()
+        for hierarchy in hierarchies:
+            _remove_stale_cgroups(hierarchy)
+        self._cgroups = [hierarchy / f"{CGROUP_PREFIX}{self.name}" for hierarchy in hierarchies]
         for cgroup in self._cgroups:
             cgroup.mkdir()
         script = (
@@ -381,6 +385,14 @@ def _own_cgroups() -> list[Path]:
         if controllers in mounts:
             found.append(mounts[controllers] / path.lstrip("/"))
     return found
+
+
+def _remove_stale_cgroups(hierarchy: Path) -> None:
+    """The cgroups of machines whose run was killed before it could remove them: no process left in them."""
+    for cgroup in hierarchy.glob(f"{CGROUP_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            if not any(procs.read_text().strip() for procs in cgroup.rglob("cgroup.procs")):
+                _remove_cgroup(cgroup)
 
 
 def _remove_cgroup(cgroup: Path) -> None:

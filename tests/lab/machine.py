@@ -364,9 +364,10 @@ class Machine:
             self._log.close()
             self._log = None
         for cgroup in self._cgroups:
-            _remove_cgroup(cgroup)
+            _remove_empty_tree(cgroup)  # with the cgroups its systemd made, empty by now
         self._cgroups = []
-        _remove_empty_dirs(NSPAWN_RUNTIME)
+        # What systemd-nspawn made on this host (/run/systemd/nspawn), if no other machine uses it.
+        _remove_empty_tree(NSPAWN_RUNTIME, parent_too=True)
 
 
 def _own_cgroups() -> list[Path]:
@@ -392,28 +393,17 @@ def _remove_stale_cgroups(hierarchy: Path) -> None:
     for cgroup in hierarchy.glob(f"{CGROUP_PREFIX}*"):
         with contextlib.suppress(OSError):
             if not any(procs.read_text().strip() for procs in cgroup.rglob("cgroup.procs")):
-                _remove_cgroup(cgroup)
+                _remove_empty_tree(cgroup)  # with the cgroups its systemd made, empty by now
 
 
-def _remove_cgroup(cgroup: Path) -> None:
-    """Remove a cgroup and the ones the machine's systemd made in it, deepest first (all empty by now)."""
-    if not cgroup.is_dir():
-        return
-    for path in sorted((p for p in cgroup.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-        with contextlib.suppress(OSError):
-            path.rmdir()
-    with contextlib.suppress(OSError):
-        cgroup.rmdir()
-
-
-def _remove_empty_dirs(top: Path) -> None:
-    """The runtime directories systemd-nspawn made on this host (/run/systemd/nspawn), if nothing is in them."""
+def _remove_empty_tree(top: Path, *, parent_too: bool = False) -> None:
+    """Remove the directories under ``top``, deepest first, then ``top`` (and its parent): those left empty."""
     if not top.is_dir():
         return
     for path in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
         with contextlib.suppress(OSError):
             path.rmdir()
-    for path in (top, top.parent):
+    for path in (top, top.parent) if parent_too else (top,):
         with contextlib.suppress(OSError):
             path.rmdir()
 

@@ -19,6 +19,7 @@ archives (PyPI for the venvs, Debian's archive for the first root); ``scripts/se
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -339,23 +340,13 @@ def machines(lab: StandardLab, root: Path, packages: Packages, tmp_path: Path) -
     reason = m.unavailable_reason(build=False)
     if reason is not None:
         pytest.skip(reason)
-    binds = {packages.directory: DEBS_INSIDE}
-    with (
-        m.booted(
-            root,
-            name=f"m6t-{lab.run_id}-gw",
-            netns_path=f"/run/netns/{lab.ns(GW)}",
-            workdir=tmp_path / "gw",
-            binds=binds,
-        ) as gateway,
-        m.booted(
-            root,
-            name=f"m6t-{lab.run_id}-mn",
-            netns_path=f"/run/netns/{lab.ns(MN)}",
-            workdir=tmp_path / "mn",
-            binds=binds,
-        ) as laptop,
-    ):
+
+    def machine_in(host: str) -> contextlib.AbstractContextManager[m.Machine]:
+        netns = f"/run/netns/{lab.ns(host)}"
+        binds = {packages.directory: DEBS_INSIDE}
+        return m.booted(root, name=f"m6t-{lab.run_id}-{host}", netns_path=netns, workdir=tmp_path / host, binds=binds)
+
+    with machine_in(GW) as gateway, machine_in(MN) as laptop:
         yield gateway, laptop
 
 

@@ -118,6 +118,8 @@ class EventKind(StrEnum):
     ACCESS_KEY_NEEDED = "access_key_needed"
     """:class:`AccessKeyNeededEvent` — the helper has no key for the enrolled gateway: a desktop agent that
     keeps it (the tray, from the user's keyring) answers with ``access.key`` and ``store: false``."""
+    TUNNELS = "tunnels"
+    """:class:`TunnelsEvent` — a tunnel came or went, or one tunnel's summary changed (``tunnel.uplinks``)."""
 
 
 # The client core owns its vocabulary; the API puts it on the wire unchanged.
@@ -238,6 +240,31 @@ class AttachmentInfo(TypedDict):
     router: str | None
 
 
+class TunnelSummary(TypedDict):
+    """One tunnel interface: with ``tunnel.uplinks = "all"`` there is one per IPv4 uplink (draft 2.5)."""
+
+    interface: str
+    """The tunnel interface (``m6t0``, ``m6t1``...)."""
+    uplink: str | None
+    """The IPv4 interface its UDP socket is bound to; ``null``: wherever the OS routes (``"best"``)."""
+    primary: bool
+    """The tunnel the top-level fields of :class:`Status` (and the events without ``tunnels``) describe:
+    the one on the path the OS prefers toward the gateway."""
+    state: str
+    detail: str
+    address: str | None
+    gateway: str | None
+    """``host:port`` in use."""
+    attachment: AttachmentInfo | None
+    mtu: int | None
+    rtt_ms: float | None
+
+
+class TunnelsEvent(TypedDict):
+    tunnels: list[TunnelSummary]
+    """Every tunnel, in interface order (the same list as ``Status.tunnels``)."""
+
+
 class Regeneration(TypedDict):
     """One suffix regeneration and why it happened."""
 
@@ -300,6 +327,8 @@ class Status(TypedDict):
     """The session's words for the state (``"confirmed"``, ``"no IPv4 route to the gateway"``...)."""
     since: NotRequired[float | None]
     """Unix time the current state began."""
+    tunnels: NotRequired[list[TunnelSummary]]
+    """Every tunnel (one with ``tunnel.uplinks = "best"``), in interface order; absent from older helpers."""
     session: NotRequired[dict[str, Any]]
     """The client session's full snapshot (gateway ports, MTU evidence, keepalive times, regenerations...),
     for diagnostics windows; its shape follows the session, not this schema."""

@@ -16,7 +16,10 @@ It owns the I/O the session asks for, through the platform :class:`~m6t.platform
   and the driver makes the look-ups and probes it asks for and hands its decisions to the session;
 * the OS's hints, where the backend has them: a resume from sleep (logind) makes the tracker look the
   path up and the session check its binding at once; a captive portal (NetworkManager) holds the session
-  in ``sign_in_required`` instead of failing attempt after attempt;
+  in ``sign_in_required`` instead of failing attempt after attempt (:mod:`m6t.client.os_hints`; with several
+  tunnels their manager subscribes once and tells each, ``os_hints=False`` here);
+* one tunnel among several (``placement``, :mod:`m6t.client.tunnels`): its own interface, its socket and
+  path look-ups bound to its uplink, its routes one metric behind the previous tunnel's;
 * the clock: one timer at the earliest real deadline of the session and the tracker (keepalive, retries,
   probes, expiries, counters that changed), never a periodic tick: an idle tunnel wakes the helper once
   per keepalive interval, a disconnected one never.  Inputs that bring a deadline closer wake the timer
@@ -66,6 +69,7 @@ from m6t.client.events import (
     StateChanged,
 )
 from m6t.client.gateways import Candidate
+from m6t.client.os_hints import OsHints
 from m6t.client.session import Session, SessionSettings, same_path, settings_routes
 from m6t.client.status import Status
 from m6t.client.tracker import (
@@ -83,12 +87,10 @@ from m6t.platform.base import (
     ConnectivityMonitor,
     NetworkReachability,
     PlatformError,
-    PowerEvent,
-    PowerEvents,
-    ReachabilityHints,
     TunDevice,
     UdpChannel,
 )
+from m6t.protocol.addressing import SuffixAllocator
 from m6t.protocol.values import PmtuEvidence
 
 log = logging.getLogger("m6t.client")
@@ -106,9 +108,11 @@ _NAME_GONE = frozenset(
 """getaddrinfo's "no such name / no address": an answer, unlike a resolver that cannot be reached."""
 
 
-def session_settings(config: ClientConfig) -> SessionSettings:
-    """The session's view of a configuration."""
+def session_settings(config: ClientConfig, placement: Placement | None = None) -> SessionSettings:
+    """The session's view of a configuration (for the tunnel at ``placement``, one of several)."""
     tunnel = config.tunnel
+    # Each further tunnel's routes one metric behind: the primary's win for traffic not bound to an interface.
+    metric = config.routes.metric + (0 if placement is None else placement.slot)
     return SessionSettings(
         prefix=tunnel.prefix,
         ports=config.gateway.ports,
@@ -117,7 +121,7 @@ def session_settings(config: ClientConfig) -> SessionSettings:
         keepalive_interval=tunnel.keepalive_interval,
         probe=tunnel.probe,
         pmtud=tunnel.pmtud_enabled,
-        routes=settings_routes(config.routes.default, config.routes.metric, config.routes.prefixes),
+        routes=settings_routes(config.routes.default, metric, config.routes.prefixes),
     )
 
 
@@ -151,6 +155,17 @@ async def resolve_ipv4(host: str) -> tuple[IPv4Address, ...]:
 
 
 @dataclass(frozen=True, slots=True)
+class Placement:
+    """Where one of several tunnels sits (``tunnel.uplinks = "all"``, :mod:`m6t.client.uplinks`)."""
+
+    interface: str
+    uplink: str
+    """The IPv4 interface its socket is bound to and its path is looked up through."""
+    slot: int
+    """Its place among the tunnels: its routes' metric is the configured one plus this."""
+
+
+@dataclass(frozen=True, slots=True)
 class DriverStatus:
     """What :meth:`ClientDriver.status` reports: the session's snapshot and the driver's own state."""
 
@@ -164,6 +179,8 @@ class DriverStatus:
     """The platform backend's name."""
     problems: tuple[PlatformError, ...]
     """The backend's start-up check findings."""
+    uplink: str | None = None
+    """The IPv4 interface the tunnel is bound to (``tunnel.uplinks = "all"``); ``None``: wherever the OS routes."""
 
 
 class ClientDriver:
@@ -174,17 +191,24 @@ class ClientDriver:
         *,
         resolver: Resolver = resolve_ipv4,
         backstop_s: float | None = None,
+        placement: Placement | None = None,
+        allocator: SuffixAllocator | None = None,
+        owns_backend: bool = True,
+        os_hints: bool = True,
     ) -> None:
         self._config = config
         self._backend = backend
         self._resolver = resolver
         self._backstop_s = backstop_s
-        self._session = Session(session_settings(config))
+        self._placement = placement
+        self._uplink = None if placement is None else placement.uplink
+        self._owns_backend = owns_backend
+        self._session = Session(session_settings(config, placement), allocator=allocator)
         self._tracker = ConnectivityTracker(tracker_settings(config, backstop_s))
         self._listeners: list[Listener] = [self._log_event]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tun: TunDevice | None = None
-        self._ifname = config.tunnel.interface
+        self._ifname = config.tunnel.interface if placement is None else placement.interface
         self._channel: UdpChannel | None = None
         self._monitor: ConnectivityMonitor | None = None
         self._lookup: asyncio.Task[None] | None = None
@@ -194,8 +218,7 @@ class ClientDriver:
         self._worker: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._hints_task: asyncio.Task[None] | None = None
-        self._power: PowerEvents | None = None
-        self._reachability: ReachabilityHints | None = None
+        self._hints = OsHints(backend, self.resumed, self.reachability) if os_hints else None
         self._resolving: asyncio.Task[None] | None = None
         self._resolve_again = False
         self._answers: dict[str, tuple[IPv4Address, ...]] = {}
@@ -262,7 +285,8 @@ class ClientDriver:
             await self._open_tun()
             self._worker = self._loop.create_task(self._os_worker(), name="m6t-os-changes")
             self._ticker = self._loop.create_task(self._tick_loop(), name="m6t-tick")
-            self._hints_task = self._loop.create_task(self._subscribe_hints(), name="m6t-os-hints")
+            if self._hints is not None:
+                self._hints_task = self._loop.create_task(self._hints.start(), name="m6t-os-hints")
             self._started = True
 
     async def up(self) -> None:
@@ -284,13 +308,15 @@ class ClientDriver:
             old = self._config
             self._config = new
             self._tracker.settings = tracker_settings(new, self._backstop_s)
-            if not self._started:
+            if self._placement is not None:
+                pass  # its manager names it
+            elif not self._started:
                 self._ifname = new.tunnel.interface
             elif new.tunnel.interface != old.tunnel.interface:
                 was_up = self._wanted_up
                 await self._down()
                 await self._close_tun()
-                self._session.update_settings(session_settings(new), time.monotonic())
+                self._session.update_settings(session_settings(new, self._placement), time.monotonic())
                 self._session.pop_effects()  # nothing is installed: the fresh interface gets the MTU below
                 self._dispatch_events()
                 self._ifname = new.tunnel.interface
@@ -298,7 +324,7 @@ class ClientDriver:
                 if was_up:
                     self._up()
                 return
-            self._session.update_settings(session_settings(new), time.monotonic())
+            self._session.update_settings(session_settings(new, self._placement), time.monotonic())
             self._flush()
             if new.gateway.addresses != old.gateway.addresses:
                 # Gateways no longer configured are forgotten now (the one in use too: a new binding); those
@@ -329,6 +355,7 @@ class ClientDriver:
             wanted_up=self._wanted_up,
             backend=self._backend.name,
             problems=tuple(self._problems),
+            uplink=self._uplink,
         )
 
     async def probe_mtu(self, *, per_try: float = 1.0, tries: int = 3, timeout: float = 30.0) -> MtuProbeResult:
@@ -360,14 +387,16 @@ class ClientDriver:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
             self._ticker = self._worker = self._hints_task = None
-            await self._stop_hints()
+            if self._hints is not None:
+                await self._hints.stop()
             await self._close_tun()
             for future in self._mtu_waiters.values():
                 if not future.done():
                     future.cancel()
             self._mtu_waiters.clear()
             self._started = False
-            await self._backend.close()
+            if self._owns_backend:
+                await self._backend.close()
 
     # ------------------------------------------------------------------ lifecycle helpers
 
@@ -516,7 +545,7 @@ class ClientDriver:
         if address is None:
             return
         for attempt in itertools.count():
-            monitor = self._backend.connectivity_monitor(address, self._ifname)
+            monitor = self._backend.connectivity_monitor(address, self._ifname, uplink=self._uplink)
             self._monitor = monitor
             try:
                 # Subscribed before the first look-up, so that a change racing with it is not lost.
@@ -559,11 +588,8 @@ class ClientDriver:
     def _on_tun(self, packets: Sequence[bytes]) -> None:
         session = self._session
         out = session.tun_packets(packets, time.monotonic())
-        channel = self._channel
-        if out and channel is not None:
-            if self._sealing is not None and not session.confirmed:
-                out = self._sealing.seal(out, time.time())
-            channel.send(out)
+        if out:
+            self._send(out)
         if session.has_output:
             self._flush()
 
@@ -601,10 +627,7 @@ class ClientDriver:
                     # A path MTU probe is sized to measure the path: never sealed (it follows a confirmation).
                     self._channel.send_probe(effect.datagram)
                 else:
-                    datagrams: Sequence[bytes] = (effect.datagram,)
-                    if self._sealing is not None and not self._session.confirmed:
-                        datagrams = self._sealing.seal(datagrams, time.time())
-                    self._channel.send(datagrams)
+                    self._send((effect.datagram,))
         elif isinstance(effect, OpenSocket):
             self._open_socket(effect)
         elif isinstance(effect, CloseSocket):
@@ -612,11 +635,21 @@ class ClientDriver:
         else:
             self._os_queue.put_nowait(effect)
 
+    def _send(self, datagrams: Sequence[bytes]) -> None:
+        """Data and keepalives toward the gateway: sealed while an enrolled gateway has not confirmed the
+        address (docs/enrolled-access.md), the session's binding authenticating them afterwards."""
+        channel = self._channel
+        if channel is None:
+            return
+        if self._sealing is not None and not self._session.confirmed:
+            datagrams = self._sealing.seal(datagrams, time.time())
+        channel.send(datagrams)
+
     def _open_socket(self, effect: OpenSocket) -> None:
         assert self._loop is not None
         self._close_socket()
         try:
-            channel = self._backend.open_udp((effect.gateway, effect.port))
+            channel = self._backend.open_udp((effect.gateway, effect.port), uplink=self._uplink)
         except (PlatformError, OSError) as exc:
             self._session.effect_failed(effect, str(exc), time.monotonic())
             return
@@ -717,48 +750,8 @@ class ClientDriver:
 
     # ------------------------------------------------------------------ the OS's hints
 
-    async def _subscribe_hints(self) -> None:
-        """Sleep/resume and the network's reachability, where the OS says them; silently without."""
-        try:
-            await self._subscribe_hints_now()
-        except Exception:
-            log.exception("subscribing to the OS's sleep and network hints failed; going on without them")
-
-    async def _subscribe_hints_now(self) -> None:
-        # Each source is kept before it starts, so that a close() cancelling the start still stops it.
-        self._power = self._backend.power_events()
-        if self._power is not None:
-            if await self._power.start(self._on_power):
-                log.info("sleep and resume are announced by the OS")
-            else:
-                self._power = None
-                log.debug("no sleep/resume announcements on this system: the clocks will tell")
-        self._reachability = self._backend.reachability_hints()
-        if self._reachability is not None:
-            verdict = await self._reachability.start(self._on_reachability)
-            if verdict is not None:
-                log.info("the OS reports the network's reachability (now %s)", verdict.value)
-                self._on_reachability(verdict)
-            else:
-                self._reachability = None
-                log.debug("no reachability verdict from the OS on this system")
-
-    async def _stop_hints(self) -> None:
-        for source in (self._power, self._reachability):
-            if source is not None:
-                try:
-                    await source.stop()
-                except Exception:
-                    log.exception("stopping an OS hint source failed")
-        self._power = self._reachability = None
-
-    def _on_power(self, event: PowerEvent) -> None:
-        if event is PowerEvent.SLEEPING:
-            log.info("the system is going to sleep")
-            return
-        self.resumed()
-
-    def _on_reachability(self, verdict: NetworkReachability) -> None:
+    def reachability(self, verdict: NetworkReachability) -> None:
+        """The OS's verdict on the network (a captive portal holds the session until it lets us through)."""
         portal = verdict is NetworkReachability.PORTAL
         if portal:
             log.info("the OS says a captive portal holds this network: waiting for a sign-in")

@@ -129,7 +129,7 @@ def test_the_driver_follows_the_real_signals(bus: str) -> None:
         await wait_for(lambda: driver.session.state is State.CONNECTED)
         # Subscribed to both (the task that subscribes ends then).
         await wait_for(lambda: driver._hints_task is not None and driver._hints_task.done())
-        assert driver._power is not None and driver._reachability is not None
+        assert driver._hints is not None and driver._hints.sources == ("power", "reachability")
         monitor = backend.monitors[0]
         lookups, sent = monitor.lookups, keepalives(backend)
         await asyncio.to_thread(logind.prepare_for_sleep, True)

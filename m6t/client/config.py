@@ -12,6 +12,7 @@ mtu = 1472
 keepalive_interval = 30
 probe = "fd00:ab::1"            # optional
 pmtud = true                    # path MTU discovery (RFC 8899) with probes to `probe`; default: on with a probe
+uplinks = "best"                # "all": one tunnel per IPv4 uplink (m6t0, m6t1...), each its own suffix (draft 2.5)
 [routes]
 default = true
 metric = 1029
@@ -40,6 +41,7 @@ from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any, Final
 
+from m6t.client.uplinks import names_problem
 from m6t.configfile import (
     ConfigError,
     Invalid,
@@ -78,6 +80,8 @@ __all__ = [
     "DEFAULT_METRIC",
     "DEFAULT_OPERATOR_GROUP",
     "DEFAULT_PORT",
+    "UPLINKS_ALL",
+    "UPLINKS_BEST",
     "AccessSection",
     "ClientConfig",
     "ConfigError",
@@ -112,6 +116,10 @@ MAX_ID: Final = 0xFFFF
 
 _PARTS: Final = ("ula_prefix", "subnet_id", "mn_id")
 
+
+UPLINKS_BEST: Final = "best"
+UPLINKS_ALL: Final = "all"
+UPLINKS_CHOICES: Final = (UPLINKS_BEST, UPLINKS_ALL)
 
 MAX_GATEWAYS: Final = 16
 """Entries in ``gateway.address``: a failover list, not a directory."""
@@ -148,6 +156,8 @@ class TunnelSection:
     ula_prefix: IPv6Network | None = None
     subnet_id: int | None = None
     mn_id: int | None = None
+    uplinks: str = UPLINKS_BEST
+    """``"best"``: one tunnel, through the path the OS prefers; ``"all"``: one per IPv4 uplink."""
 
     @property
     def uses_parts(self) -> bool:
@@ -230,6 +240,15 @@ def gateway_address(value: object) -> tuple[str, ...]:
 
 
 tunnel_pmtud: Final = boolean
+
+
+def tunnel_uplinks(value: object) -> str:
+    word = text()(value)
+    if word not in UPLINKS_CHOICES:
+        raise Invalid(f'must be "best" (one tunnel) or "all" (one per IPv4 uplink), not {describe(word)}')
+    return word
+
+
 gateway_ports: Final = array(port, min_items=1, unique=True)
 routes_prefixes: Final = array(ipv6_network, unique=True)
 _id16 = integer(0, MAX_ID)
@@ -309,6 +328,9 @@ def _read(root: Reader) -> ClientConfig:
     pmtud = tunnel.get_optional("pmtud", tunnel_pmtud, empty_is_none=True)
     if pmtud and probe is None:
         tunnel.problem("pmtud", "needs tunnel.probe: its probes are echo requests to that address")
+    uplinks = tunnel.get("uplinks", tunnel_uplinks, UPLINKS_BEST)
+    if uplinks == UPLINKS_ALL and (names := names_problem(interface)) is not None:
+        tunnel.problem("interface", names)
 
     routes = root.section("routes")
     default_route = routes.get_bool("default", True)
@@ -340,6 +362,7 @@ def _read(root: Reader) -> ClientConfig:
             ula_prefix=ula,
             subnet_id=subnet_id,
             mn_id=mn_id,
+            uplinks=uplinks,
         ),
         routes=RoutesSection(default=default_route, metric=metric, prefixes=prefixes),
         helper=HelperSection(operator_group=group, autoconnect=autoconnect),
@@ -386,6 +409,8 @@ def client_config_to_dict(cfg: ClientConfig) -> dict[str, dict[str, Any]]:
         tunnel["probe"] = str(t.probe)
     if t.pmtud is not None:
         tunnel["pmtud"] = t.pmtud
+    if t.uplinks != UPLINKS_BEST:
+        tunnel["uplinks"] = t.uplinks  # today's files stay as they were
     return {
         "gateway": {"address": _address_value(cfg.gateway.addresses), "ports": list(cfg.gateway.ports)},
         "tunnel": tunnel,
@@ -432,6 +457,7 @@ _STRING_KEYS: Final = frozenset(
         "tunnel.ula_prefix",
         "tunnel.interface",
         "tunnel.probe",
+        "tunnel.uplinks",
         "helper.operator_group",
         "access.key_id",
         "access.key_file",

@@ -128,7 +128,24 @@ class MtuProbeDone:
     result: MtuProbeResult
 
 
-Event = (
+@dataclass(frozen=True, slots=True)
+class TunnelsChanged:
+    """A tunnel came or went, or another one became the primary (``tunnel.uplinks = "all"``)."""
+
+    interfaces: tuple[str, ...]
+    primary: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OtherTunnel:
+    """An event of a tunnel other than the primary one: the primary's events are the top level's."""
+
+    interface: str
+    uplink: str | None
+    event: TunnelEvent
+
+
+TunnelEvent = (
     StateChanged
     | AttachmentChanged
     | AddressChanged
@@ -140,3 +157,4 @@ Event = (
     | MtuChanged
     | MtuProbeDone
 )
+Event = TunnelEvent | TunnelsChanged | OtherTunnel

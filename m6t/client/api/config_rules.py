@@ -22,6 +22,7 @@ from m6t.client.config import (
     tunnel_pmtud,
     tunnel_prefix,
     tunnel_ula_prefix,
+    tunnel_uplinks,
 )
 from m6t.configfile import Invalid
 from m6t.protocol import IPV6_MIN_MTU
@@ -43,4 +44,5 @@ __all__ = [
     "tunnel_pmtud",
     "tunnel_prefix",
     "tunnel_ula_prefix",
+    "tunnel_uplinks",
 ]

@@ -119,6 +119,24 @@ def format_mtu(status: dict[str, Any]) -> str:
     ).format(mtu=mtu, when=when, found=search.get("found"), probes=probes)
 
 
+def format_tunnel(tunnel: Any) -> str:
+    """One tunnel of several (``tunnel.uplinks = "all"``): its interface and uplink, state, address, RTT, MTU."""
+    if not isinstance(tunnel, dict):
+        return "?"
+    where = str(tunnel.get("interface") or "?")
+    if tunnel.get("uplink"):
+        where = _("{interface} via {uplink}").format(interface=where, uplink=tunnel["uplink"])
+    parts = [f"{where}: {tunnel.get('state')}", str(tunnel.get("address") or "-")]
+    rtt = tunnel.get("rtt_ms")
+    if isinstance(rtt, int | float):
+        parts.append(_("rtt {rtt:.1f} ms").format(rtt=rtt))
+    if tunnel.get("mtu") is not None:
+        parts.append(_("mtu {mtu}").format(mtu=tunnel["mtu"]))
+    if tunnel.get("primary"):
+        parts.append(_("primary"))
+    return ", ".join(parts)
+
+
 def format_status(status: dict[str, Any]) -> list[str]:
     """The compact human summary of ``m6t status``."""
     state = str(status.get("state"))
@@ -144,6 +162,12 @@ def format_status(status: dict[str, Any]) -> list[str]:
         keepalive += " " + _("(every {interval})").format(interval=_interval(ka["interval_s"]))
     rows.append((_("keepalive"), keepalive))
     rows.append((_("attachment"), format_attachment(status.get("attachment"))))
+    tunnels = status.get("tunnels")
+    if isinstance(tunnels, list) and (
+        len(tunnels) > 1 or any(isinstance(t, dict) and t.get("uplink") for t in tunnels)
+    ):
+        # One tunnel per uplink: the rows above are the primary's; each tunnel in one line.
+        rows.extend((_("tunnel"), format_tunnel(tunnel)) for tunnel in tunnels)
     counters = status.get("counters") or {}
     if counters:
         traffic = _("{sent} packets out, {received} in").format(
@@ -206,6 +230,9 @@ def format_event(event: dict[str, Any]) -> str:
         text = _("changed {keys}").format(keys=", ".join(data.get("changed") or []))
     elif kind == EventKind.WANTED:
         text = _("tunnel wanted {wanted}").format(wanted=data.get("wanted"))
+    elif kind == EventKind.TUNNELS:
+        tunnels = data.get("tunnels") or []
+        text = "; ".join(format_tunnel(tunnel) for tunnel in tunnels) or _("no tunnel")
     elif kind == EventKind.DROPPED:
         text = _("{count} events missed (this terminal was too slow)").format(count=data.get("count"))
     else:

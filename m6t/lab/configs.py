@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Final
 
 from m6t.client.config import (
+    UPLINKS_BEST,
     ClientConfig,
     GatewaySection,
     HelperSection,
@@ -85,10 +86,11 @@ def client_config(
     pmtud: bool | None = None,
     autoconnect: bool = True,
     gateways: Sequence[str] = (a.GW_WAN,),
+    uplinks: str = UPLINKS_BEST,
 ) -> str:
     """The mobile node's TOML: the lab gateway on ``ports`` (or ``gateways``, addresses or names in order of
     preference), the MN's /80, the default route via the tunnel; ``probe`` echoes the HA after each attachment
-    (and path MTU discovery probes it, unless ``pmtud`` is False)."""
+    (and path MTU discovery probes it, unless ``pmtud`` is False); ``uplinks = "all"``: a tunnel per uplink."""
     config = ClientConfig(
         gateway=GatewaySection(addresses=tuple(gateways), ports=tuple(ports)),
         tunnel=TunnelSection(
@@ -98,6 +100,7 @@ def client_config(
             keepalive_interval=float(keepalive),
             probe=IPv6Address(a.HA) if probe else None,
             pmtud=pmtud,
+            uplinks=uplinks,
         ),
         helper=HelperSection(autoconnect=autoconnect),
     )

@@ -170,6 +170,28 @@ class StandardLab(Lab):
         self.wait_interface_ready(a.MN, new_if)
         self.wait_interface_ready(to, a.NAT_IF_LAN)
 
+    def add_mn_uplink(self, nat: NatName, metric: int = 200) -> None:
+        """Bring the MN's interface on that NAT's LAN up beside the one it is on (a laptop on Wi-Fi with a phone
+        tethered): its default address and a second default route, ``metric`` behind the first."""
+        if nat == self._attachment:
+            raise LabError(f"the MN is already on {nat}")
+        ifname, address, router, _lan = _ATTACHMENTS[nat]
+        commands = [
+            f"link set {ifname} up",
+            f"address add {address}/24 dev {ifname}",
+            f"route add default via {router} dev {ifname} metric {metric}",
+        ]
+        shell.ip_batch(commands, self.ns(a.MN))
+        self.wait_interface_ready(a.MN, ifname)
+        self.wait_interface_ready(nat, a.NAT_IF_LAN)
+
+    def remove_mn_uplink(self, nat: NatName) -> None:
+        """Take an uplink :meth:`add_mn_uplink` added down again (its addresses and route go with it)."""
+        if nat == self._attachment:
+            raise LabError(f"{nat} is the MN's attachment: move the MN instead")
+        ifname = _ATTACHMENTS[nat][0]
+        shell.ip_batch([f"address flush dev {ifname}", f"link set {ifname} down"], self.ns(a.MN))
+
     def change_mn_address(self, new: str) -> None:
         """Renumber the MN on its current LAN (e.g. 192.0.2.10 -> 192.0.2.20), new address first, then old out."""
         ifname, _, router, lan = _ATTACHMENTS[self._attachment]

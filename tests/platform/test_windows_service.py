@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +45,7 @@ ACCEPTED = 0x1 | 0x4 | 0x40
 
 @dataclass
 class ResumableDriver(FakeDriver):
-    resumes: list[str] = field(default_factory=list)
+    resumed_on: list[str] = field(default_factory=list)
     start_delay: float = 0.0
     stop_delay: float = 0.0
 
@@ -53,7 +53,7 @@ class ResumableDriver(FakeDriver):
         await asyncio.sleep(self.start_delay)  # a slow start that lets the loop run (a stuck one: see below)
 
     def resumed(self) -> None:
-        self.resumes.append(threading.current_thread().name)
+        self.resumed_on.append(threading.current_thread().name)
 
     async def close(self) -> None:
         await asyncio.sleep(self.stop_delay)
@@ -78,7 +78,7 @@ class Service:
         self.loop_thread: str | None = None
         self.thread = threading.Thread(target=self._main, name="process-main")
 
-    def _driver(self, config: ClientConfig, backend: Backend) -> ResumableDriver:
+    def _driver(self, config: ClientConfig, backend: Backend, more_backends: Callable[[], Backend]) -> ResumableDriver:
         self.loop_thread = threading.current_thread().name
         driver = ResumableDriver(config, backend, start_delay=self.delays[0], stop_delay=self.delays[1])
         self.drivers.append(driver)
@@ -172,9 +172,9 @@ def test_resume_power_events_reach_the_driver_on_the_loop(tmp_path: Path, scm: F
     assert scm.control(CONTROL_POWEREVENT, PBT_APMRESUMEAUTOMATIC) == 0
     assert scm.control(CONTROL_POWEREVENT, PBT_APMRESUMESUSPEND) == 0
     deadline = time.monotonic() + 5
-    while len(service.drivers[0].resumes) < 2 and time.monotonic() < deadline:
+    while len(service.drivers[0].resumed_on) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert service.drivers[0].resumes == ["ServiceMain", "ServiceMain"]
+    assert service.drivers[0].resumed_on == ["ServiceMain", "ServiceMain"]
     assert scm.control(CONTROL_STOP) == 0
     assert service.join() == 0
 

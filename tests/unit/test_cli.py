@@ -319,3 +319,37 @@ def test_status_and_events_name_the_gateway_in_use() -> None:
         "data": {"address": "fd6d::1", "reason": "probe_unanswered", "gateway": "198.51.100.3:3544"},
     }
     assert cli.format_event(event).endswith("fd6d::1 [probe_unanswered] via 198.51.100.3:3544")
+
+
+def _tunnel(interface: str, uplink: str | None, address: str | None, *, primary: bool) -> dict[str, object]:
+    return {
+        "interface": interface,
+        "uplink": uplink,
+        "primary": primary,
+        "state": "connected" if address else "waiting_for_network",
+        "detail": "",
+        "address": address,
+        "gateway": "198.51.100.2:3544",
+        "attachment": None,
+        "mtu": 1472,
+        "rtt_ms": 3.25 if address else None,
+    }
+
+
+def test_status_shows_every_tunnel_of_several_uplinks() -> None:
+    tunnels = [
+        _tunnel("m6t0", "wlan0", "fd6d::1", primary=True),
+        _tunnel("m6t1", "usb0", None, primary=False),
+    ]
+    lines = cli.format_status({"state": "connected", "address": "fd6d::1", "interface": "m6t0", "tunnels": tunnels})
+    rows = [line for line in lines if line.startswith("tunnel ")]
+    assert rows == [
+        "tunnel      m6t0 via wlan0: connected, fd6d::1, rtt 3.2 ms, mtu 1472, primary",
+        "tunnel      m6t1 via usb0: waiting_for_network, -, mtu 1472",
+    ]
+    # One tunnel through the preferred path ("best"): the rows above say it all.
+    single = [_tunnel("m6t0", None, "fd6d::1", primary=True)]
+    assert not [line for line in cli.format_status({"state": "connected", "tunnels": single}) if "tunnel " in line]
+    event = {"event": "tunnels", "time": 0, "data": {"tunnels": tunnels[1:]}}
+    assert cli.format_event(event).endswith("tunnels     m6t1 via usb0: waiting_for_network, -, mtu 1472")
+    assert cli.format_event({"event": "tunnels", "time": 0, "data": {"tunnels": []}}).endswith("no tunnel")

@@ -28,6 +28,7 @@ from m6t.client.config import ClientConfig
 from m6t.client.driver import DriverStatus
 from m6t.client.helper.service import HelperOptions, HelperService
 from m6t.client.status import KeepaliveStatus, Regeneration, Status
+from m6t.client.tunnels import TunnelStatus
 from m6t.client.vocabulary import State
 from m6t.platform.base import (
     Backend,
@@ -172,6 +173,7 @@ class FakeDriver:
     counters: dict[str, int] = field(default_factory=lambda: {"tx_packets": 3, "rx_packets": 2})
     access_keys: list[bytes | None] = field(default_factory=list)
     """Every key the helper handed over (None: no enrolled access)."""
+    resumes: int = 0
 
     async def start(self) -> None:
         pass
@@ -288,6 +290,12 @@ class FakeDriver:
     def set_access_key(self, key: bytes | None) -> None:
         self.access_keys.append(key)
 
+    def tunnels(self) -> tuple[TunnelStatus, ...]:
+        return (TunnelStatus(self.status(), primary=True),)
+
+    def resumed(self) -> None:
+        self.resumes += 1
+
 
 class RunningHelper:
     """A :class:`HelperService` on its own thread and event loop."""
@@ -326,7 +334,7 @@ class RunningHelper:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.service: HelperService | None = None
 
-    def _driver(self, config: ClientConfig, backend: Backend) -> FakeDriver:
+    def _driver(self, config: ClientConfig, backend: Backend, more_backends: Callable[[], Backend]) -> FakeDriver:
         driver = FakeDriver(config, backend)
         self.drivers.append(driver)
         return driver

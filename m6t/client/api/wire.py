@@ -16,6 +16,7 @@ from m6t.client.api.schema import Access, EventKind, Wanted
 from m6t.client.driver import DriverStatus
 from m6t.client.gateways import Candidate
 from m6t.client.status import Status
+from m6t.client.tunnels import TunnelStatus
 from m6t.client.vocabulary import ErrorCode
 from m6t.platform.base import PlatformError, PlatformErrorCode
 from m6t.protocol.values import Attachment
@@ -31,6 +32,7 @@ EventData = (
     | schema.ConfigEvent
     | schema.WantedEvent
     | schema.AccessKeyNeededEvent
+    | schema.TunnelsEvent
 )
 WireEvent = tuple[EventKind, EventData]
 
@@ -111,6 +113,27 @@ def access_key_needed_event(key_id: str) -> WireEvent:
 
 
 # ------------------------------------------------------------------------------------------ status
+
+
+def tunnel_summary(tunnel: TunnelStatus) -> schema.TunnelSummary:
+    status = tunnel.status.session
+    rtt = status.keepalive.rtt
+    return {
+        "interface": tunnel.status.interface or "",
+        "uplink": tunnel.status.uplink,
+        "primary": tunnel.primary,
+        "state": status.state.value,
+        "detail": status.detail,
+        "address": _text(status.address),
+        "gateway": _gateway(status),
+        "attachment": attachment_to_wire(status.attachment),
+        "mtu": status.mtu_effective,
+        "rtt_ms": None if rtt is None else _rtt_ms(rtt),
+    }
+
+
+def tunnels_event(tunnels: list[schema.TunnelSummary]) -> WireEvent:
+    return EventKind.TUNNELS, {"tunnels": tunnels}
 
 
 def _gateway(status: Status) -> str | None:
@@ -226,10 +249,13 @@ def status_to_wire(
     problems: list[schema.ErrorInfo],
     access: Access,
     helper: schema.HelperInfo,
+    tunnels: list[schema.TunnelSummary] | None = None,
 ) -> schema.Status:
-    """The ``status`` reply from the driver's snapshot (``None``: no driver) and what the helper adds."""
+    """The ``status`` reply from the driver's snapshot (``None``: no driver) and what the helper adds:
+    ``tunnels``, every tunnel's summary (:func:`tunnel_summary`)."""
     if snapshot is None:
         return {
+            "tunnels": [],
             "state": schema.TunnelState.DISCONNECTED.value,
             "detail": "",
             "address": None,
@@ -283,6 +309,7 @@ def status_to_wire(
         "problems": problems,
         "access": access.value,
         "helper": helper,
+        "tunnels": tunnels if tunnels is not None else [],
         "session": session_to_wire(snapshot),
     }
 

@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, TextIO, runtime_checkable
+from typing import TextIO
 
 from m6t.client.api import schema
 from m6t.client.config import ClientConfig
@@ -31,13 +31,6 @@ from m6t.platform.base import Backend, ControlTransport, PlatformError, ServiceH
 
 EXIT_STARTUP_FAILED = 1
 """The exit status of a start-up failure (the SCM's service-specific exit code on Windows)."""
-
-
-@runtime_checkable
-class Resumable(Protocol):
-    """A driver told at once when the service manager announces a resume from sleep (ClientDriver is)."""
-
-    def resumed(self) -> None: ...
 
 
 async def run_helper(
@@ -144,13 +137,13 @@ def serve(
     (the detached daemon's) how start-up went."""
     drivers: list[Driver] = []
 
-    def keep_driver(config: ClientConfig, backend: Backend) -> Driver:
-        driver = driver_factory(config, backend)
+    def keep_driver(config: ClientConfig, backend: Backend, more_backends: BackendFactory) -> Driver:
+        driver = driver_factory(config, backend, more_backends)
         drivers.append(driver)
         return driver
 
     def on_resume() -> None:
-        if drivers and isinstance(drivers[-1], Resumable):
+        if drivers:
             drivers[-1].resumed()
 
     async def body(ready: Callable[[], None], stop: asyncio.Event) -> int:

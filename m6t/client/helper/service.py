@@ -31,6 +31,7 @@ from m6t.client.helper.persistence import WishFile
 from m6t.client.helper.transaction import ConfigStore
 from m6t.client.journal import Journal, JournalingBackend, RecoveryReport, recover
 from m6t.client.ringlog import RingLog
+from m6t.client.tunnels import TunnelStatus
 from m6t.client.vocabulary import State
 from m6t.platform import desktop_authority
 from m6t.platform.base import Backend, ControlTransport, DesktopAuthority, PeerIdentity, PlatformError
@@ -65,17 +66,25 @@ class Driver(Protocol):
     async def probe_mtu(self) -> ev.MtuProbeResult: ...
     async def close(self) -> None: ...
     def set_access_key(self, key: bytes | None) -> None: ...
+    def tunnels(self) -> tuple[TunnelStatus, ...]: ...
+    def resumed(self) -> None: ...
 
 
-DriverFactory = Callable[[ClientConfig, Backend], Driver]
 BackendFactory = Callable[[], Backend]
 AuthorityFactory = Callable[[], DesktopAuthority | None]
 
 
-def default_driver_factory(config: ClientConfig, backend: Backend) -> Driver:
-    from m6t.client.driver import ClientDriver
+class DriverFactory(Protocol):
+    def __call__(self, config: ClientConfig, backend: Backend, more_backends: BackendFactory) -> Driver:
+        """``backend`` is the helper's own (journaled); ``more_backends`` makes one more for each further
+        tunnel (``tunnel.uplinks = "all"``), journaled the same way."""
+        ...
 
-    return ClientDriver(config, backend)
+
+def default_driver_factory(config: ClientConfig, backend: Backend, more_backends: BackendFactory) -> Driver:
+    from m6t.client.tunnels import TunnelManager
+
+    return TunnelManager(config, backend, more_backends)
 
 
 def default_backend_factory() -> Backend:
@@ -131,7 +140,28 @@ def describe(event: ev.Event) -> LogLine | None:
         return error_line(wire.error_to_wire(event))
     if isinstance(event, ev.KeepaliveEvent) and event.what is ev.KeepaliveKind.MISSED:
         return LogLine("warning", f"keepalive unanswered ({event.missed} in a row)", "keepalive")
+    if isinstance(event, ev.TunnelsChanged):
+        names = [f"{name} (primary)" if name == event.primary else name for name in event.interfaces]
+        return LogLine("info", f"tunnels: {', '.join(names) or 'none'}", "tunnels")
+    if isinstance(event, ev.OtherTunnel):
+        line = describe(event.event)
+        if line is None:
+            return None
+        via = f" via {event.uplink}" if event.uplink else ""
+        return LogLine(line.level, f"{event.interface}{via}: {line.message}", line.event, line.code)
     return None
+
+
+_SUMMARY_EVENTS = (
+    ev.StateChanged,
+    ev.AttachmentChanged,
+    ev.AddressChanged,
+    ev.GatewayChanged,
+    ev.KeepaliveEvent,
+    ev.MtuChanged,
+    ev.TunnelsChanged,
+)
+"""What may change a tunnel's summary (``tunnels`` event): the rest (counters, errors...) never does."""
 
 
 class HelperService:
@@ -168,6 +198,8 @@ class HelperService:
         self.wanted: Wanted = "down"
         self._change_lock = asyncio.Lock()
         self._remove_listener: Callable[[], None] | None = None
+        self._tunnels_sent: list[schema.TunnelSummary] | None = None
+        """The tunnels' summaries as subscribers last got them (by a status or a ``tunnels`` event)."""
         self.access = HelperAccess(access_keys or AccessKeys(), self._log, self._broadcast)
 
     @property
@@ -208,7 +240,10 @@ class HelperService:
             self.wanted = "up" if config.helper.autoconnect else "down"
 
         self.run_checks(interface=True)
-        self.driver = self._driver_factory(config, self.backend)
+        journal = self.journal
+        self.driver = self._driver_factory(
+            config, self.backend, lambda: JournalingBackend(self._backend_factory(), journal)
+        )
         self._remove_listener = self.driver.add_listener(self._on_driver_event)
         self.runtime_problem = self.access.refresh(config, self.driver)
         try:
@@ -349,6 +384,25 @@ class HelperService:
         wired = wire.event_to_wire(event)
         if wired is not None:
             self._broadcast(wired)
+        inner = event.event if isinstance(event, ev.OtherTunnel) else event
+        if isinstance(inner, _SUMMARY_EVENTS):
+            self._broadcast_tunnels()
+
+    def _tunnel_summaries(self) -> list[schema.TunnelSummary]:
+        if self.driver is None:
+            return []
+        try:
+            return [wire.tunnel_summary(t) for t in self.driver.tunnels()]
+        except Exception:
+            log.exception("driver tunnels failed")
+            return []
+
+    def _broadcast_tunnels(self) -> None:
+        """Every tunnel's summary, to subscribers, when it is not what they have."""
+        summaries = self._tunnel_summaries()
+        if summaries != self._tunnels_sent:
+            self._tunnels_sent = summaries
+            self._broadcast(wire.tunnels_event(summaries))
 
     # -- status
 
@@ -372,6 +426,7 @@ class HelperService:
                 "config_path": str(self.options.config_path),
                 "socket_path": self.options.socket_path,
             },
+            tunnels=self._tunnel_summaries(),
         )
         if permissions is not None:
             status["permissions"] = permissions

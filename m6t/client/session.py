@@ -115,6 +115,10 @@ class SessionSettings:
     pmtud: bool = False
     """Path MTU discovery with probes echoed by ``probe`` (RFC 8899), its result applied as the tunnel MTU."""
     routes: tuple[Route, ...] = ()
+    own_source_route: int | None = None
+    """The metric of a ``::/0`` route from the tunnel's own address through the tunnel (source-specific), or
+    ``None`` for none: one of several tunnels, on an OS that picks routes by destination alone (Linux's weak
+    host model), where traffic from this tunnel's address would otherwise leave by the primary's route."""
     max_missed: int = 3
     reply_timeout: float = 2.0
     """Once confirmed: data came in, then our traffic has gone unanswered this long — check the binding with a
@@ -535,13 +539,8 @@ class Session:
         self._settings = settings
         port_kept = not self._gateways.set_ports(settings.ports)
         # Routes are installed exactly while an address is: change them now only in that case.
-        if self._address is not None and settings.routes != self._routes:
-            stale = tuple(r for r in self._routes if r not in settings.routes)
-            if stale:
-                self._effects.append(RemoveRoutes(stale))
-            if settings.routes:
-                self._effects.append(SetRoutes(settings.routes))
-            self._routes = settings.routes
+        if self._address is not None:
+            self._route(self._address)
         if (settings.mtu, settings.pmtud, settings.probe) != (old.mtu, old.pmtud, old.probe):
             # What the search looks for changed: start over (the configured MTU until it ends).
             self._cancel_probe_wait("the configuration changed", now)
@@ -1075,9 +1074,7 @@ class Session:
         self._release_suffix()
         self._suffix = (prefix, suffix)
         self._effects.append(SetAddress(new))
-        if not self._routes and s.routes:
-            self._effects.append(SetRoutes(s.routes))
-            self._routes = s.routes
+        self._route(new)
         port = self._gateways.port
         self._effects.append(OpenSocket(gateway, port))
         self._peer = (str(gateway), port)
@@ -1093,6 +1090,22 @@ class Session:
         self._set_state(State.CONNECTING, f"attached, not yet confirmed ({where}{probing})", now)
         if s.probe is not None:
             self._start_probe(now)
+
+    def _route(self, address: IPv6Address) -> None:
+        """Install the routes the settings ask for with ``address``, those no longer wanted removed first."""
+        s = self._settings
+        wanted = s.routes
+        if s.own_source_route is not None:
+            wanted += (Route(IPv6Network("::/0"), s.own_source_route, IPv6Network(f"{address}/128")),)
+        if wanted == self._routes:
+            return
+        stale = tuple(r for r in self._routes if r not in wanted)
+        if stale:
+            self._effects.append(RemoveRoutes(stale))
+        fresh = tuple(r for r in wanted if r not in self._routes)
+        if fresh:
+            self._effects.append(SetRoutes(fresh))
+        self._routes = wanted
 
     def _reset_binding(self, now: float) -> None:
         self._suspect = False

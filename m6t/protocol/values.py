@@ -49,6 +49,9 @@ class Attachment:
 class Route:
     network: IPv6Network
     metric: int
+    source: IPv6Network | None = None
+    """Only for packets from this source (a source-specific route): one tunnel of several keeps what is sent
+    from its own address (``tunnel.uplinks = "all"``) where the OS would otherwise pick the primary's route."""
 
 
 @dataclass(frozen=True, slots=True)

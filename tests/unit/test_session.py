@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
 import pytest
 
@@ -32,7 +32,7 @@ from m6t.client.session import SessionSettings, settings_routes
 from m6t.client.vocabulary import ErrorCode, State
 from m6t.protocol import build_keepalive, build_keepalive_reply, is_keepalive_request, parse_ipv6
 from m6t.protocol.icmp import FragNeeded, QuotedFlow
-from m6t.protocol.values import Attachment, MergedPacket, PmtuEvidence
+from m6t.protocol.values import Attachment, MergedPacket, PmtuEvidence, Route
 
 from .test_session_harness import (
     ATT1,
@@ -836,3 +836,29 @@ def test_routes_added_live_when_there_were_none() -> None:
     assert h.drain() == []
     h.session.attach(ATT1, h.now)
     assert not any(isinstance(e, SetRoutes) for e in h.drain())
+
+
+def test_one_tunnel_of_several_routes_its_own_source_through_itself() -> None:
+    h = Harness.make(own_source_route=1030)
+    h.connect()
+    first = h.session.address
+    assert first is not None
+    own = Route(IPv6Network("::/0"), 1030, IPv6Network(f"{first}/128"))
+    assert h.of_type(SetRoutes) == [SetRoutes((*ROUTES, own))]
+    # A new network, a new suffix: the route from the old address goes, one from the new comes; the others stay.
+    h.effects.clear()
+    h.session.attach(ATT2, h.now)
+    h.drain()
+    second = h.session.address
+    assert second is not None and second != first
+    renewed = Route(IPv6Network("::/0"), 1030, IPv6Network(f"{second}/128"))
+    assert h.of_type(RemoveRoutes) == [RemoveRoutes((own,))]
+    assert h.of_type(SetRoutes) == [SetRoutes((renewed,))]
+    h.effects.clear()
+    h.session.down(h.now)
+    h.drain()
+    assert h.of_type(RemoveRoutes) == [RemoveRoutes((*ROUTES, renewed))]
+    # Without it (one tunnel, or an OS whose routes follow the source address) nothing of the kind.
+    plain = Harness.make()
+    plain.connect()
+    assert plain.of_type(SetRoutes) == [SetRoutes(ROUTES)]

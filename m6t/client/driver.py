@@ -774,7 +774,10 @@ class ClientDriver:
                     if decision.by_backstop:
                         log.info("connectivity backstop: the path toward the gateway changed without an event")
                     before = session.attachment
-                    session.attach(decision.attachment if isinstance(decision, Attach) else None, now)
+                    if isinstance(decision, Attach):
+                        session.attach(decision.attachment, now, new_gateway=decision.first)
+                    else:
+                        session.attach(None, now)
                     if isinstance(decision, Attach) and not same_path(before, decision.attachment):
                         self._resolve_gateways()  # a new network may resolve the names otherwise
                 elif isinstance(decision, CheckBinding):

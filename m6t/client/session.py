@@ -466,8 +466,14 @@ class Session:
         self._retry_at = None
         self._maybe_connect(now, RegenerationReason.GATEWAY_CHANGED if had_binding else RegenerationReason.ATTACHED)
 
-    def attach(self, attachment: Attachment | None, now: float) -> None:
-        """A connectivity snapshot (``None``: no IPv4 path toward the gateway)."""
+    def attach(self, attachment: Attachment | None, now: float, *, new_gateway: bool = False) -> None:
+        """A connectivity snapshot (``None``: no IPv4 path toward the gateway).
+
+        ``new_gateway``: the first look-up toward a gateway just chosen (a failover): the path that gateway is
+        reached by, not a new network.  The selection is not started over (the preferred gateway just failed:
+        trying it again would bounce between the two whenever they are reached through different interfaces),
+        and a binding already made through that path is kept.
+        """
         previous = self._attachment
         self._attachment = attachment
         if attachment == previous:
@@ -475,11 +481,14 @@ class Session:
         self._events.append(AttachmentChanged(attachment))
         if same_path(previous, attachment):
             return
+        if new_gateway and attachment is not None and self._bound_from(attachment):
+            return  # the socket toward the new gateway already leaves by this path
         self._failures = 0
         self._retry_at = None
-        # A new network: the most preferred gateway may be reachable from here.
-        self._gateways.restart()
-        self._announce_gateway("new network")
+        if not new_gateway:
+            # A new network: the most preferred gateway may be reachable from here.
+            self._gateways.restart()
+            self._announce_gateway("new network")
         if attachment is None:
             self._teardown(now, "no IPv4")
             self._maybe_connect(now, RegenerationReason.ATTACHED)
@@ -1090,6 +1099,9 @@ class Session:
         self._set_state(State.CONNECTING, f"attached, not yet confirmed ({where}{probing})", now)
         if s.probe is not None:
             self._start_probe(now)
+
+    def _bound_from(self, attachment: Attachment) -> bool:
+        return self._local is not None and self._local[0] == str(attachment.local_ipv4)
 
     def _route(self, address: IPv6Address) -> None:
         """Install the routes the settings ask for with ``address``, those no longer wanted removed first."""

@@ -83,6 +83,9 @@ class Attach:
     attachment: Attachment
     by_backstop: bool = False
     """Found by the probe, not by a look-up: the OS's notification never came (or was lost)."""
+    first: bool = False
+    """The first answer since :meth:`ConnectivityTracker.watch`: the path toward a gateway just chosen, which
+    may differ from the last one's without the network having changed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +193,7 @@ class ConnectivityTracker:
         first = not self._reported
         previous, self._looked_up = self._looked_up, attachment
         if first or attachment != previous:
-            self._decide(attachment, by_backstop=False)
+            self._decide(attachment, by_backstop=False, first=first)
         if first:
             self._probe_due = now + self.settings.probe_interval
         self._look_up_again()
@@ -276,8 +279,8 @@ class ConnectivityTracker:
             self._again = False
             self._request_lookup()
 
-    def _decide(self, attachment: Attachment | None, *, by_backstop: bool) -> None:
+    def _decide(self, attachment: Attachment | None, *, by_backstop: bool, first: bool = False) -> None:
         self._reported = True
         self._attachment = attachment
         self._candidate, self._confirmed = None, 0
-        self._decisions.append(Detach(by_backstop) if attachment is None else Attach(attachment, by_backstop))
+        self._decisions.append(Detach(by_backstop) if attachment is None else Attach(attachment, by_backstop, first))

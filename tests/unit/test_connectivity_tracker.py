@@ -59,7 +59,7 @@ def test_the_first_answer_is_reported_whatever_it_is() -> None:
     t.watch(0.0)
     assert path_decisions(t) == []  # the caller makes the first look-up itself
     t.looked_up(HOME, 0.01)
-    assert path_decisions(t) == [Attach(HOME)]
+    assert path_decisions(t) == [Attach(HOME, first=True)]
     t.unwatch()
     t.watch(1.0)
     t.looked_up(None, 1.01)
@@ -153,7 +153,7 @@ def test_a_change_during_the_first_look_up_is_not_lost() -> None:
     t.tick(0.2)
     assert path_decisions(t) == []
     t.looked_up(HOME, 0.3)
-    assert path_decisions(t) == [Attach(HOME), LookUp()]
+    assert path_decisions(t) == [Attach(HOME, first=True), LookUp()]
 
 
 def test_a_failed_look_up_reports_nothing_and_keeps_the_pending_burst() -> None:
@@ -194,7 +194,7 @@ def test_a_new_watch_reports_its_first_answer_even_if_unchanged() -> None:
     assert t.attachment is None
     t.watch(3.0)
     t.looked_up(HOME, 3.1)
-    assert t.pop_decisions() == [Attach(HOME)]
+    assert t.pop_decisions() == [Attach(HOME, first=True)]
 
 
 def test_settings_are_checked() -> None:

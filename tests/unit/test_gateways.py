@@ -238,3 +238,28 @@ def test_session_a_new_network_starts_from_the_most_preferred_gateway() -> None:
     h.drain()
     assert h.session.gateway == (A.address, 3544)
     assert h.events_of(GatewayChanged)[-1].reason == "new network"
+
+
+def test_session_the_path_toward_the_gateway_failed_over_to_is_no_new_network() -> None:
+    """The backup gateway reached through another interface than the preferred one: the first look-up toward it
+    must not send the session back to the preferred gateway that just failed (it would bounce between them)."""
+    h = Harness.make(probe=HA, probe_timeout=1.0, probe_tries=1)
+    h.responder = _answers_only(B.address)
+    _connect(h, (A, B))
+    h.advance(1.2)  # A failed: B, through the interface the OS routes it by
+    assert h.session.gateway == (B.address, 3544) and state(h) is State.CONNECTED
+    bound = h.address
+    # The socket toward B left from ATT2's address: the path look-up toward B says ATT2, the binding stays.
+    h.session.socket_opened((str(ATT2.local_ipv4), 41000), h.now)
+    h.session.attach(ATT2, h.now, new_gateway=True)
+    h.drain()
+    assert h.session.gateway == (B.address, 3544) and h.address == bound and state(h) is State.CONNECTED
+    assert h.events_of(GatewayChanged)[-1].gateway == B
+    # Bound from elsewhere (the path moved meanwhile): a new binding on the new path, still with B.
+    h.session.attach(ATT1, h.now, new_gateway=True)
+    h.drain()
+    assert h.session.gateway == (B.address, 3544) and h.address != bound
+    # A real change of network still starts from the most preferred gateway.
+    h.session.attach(ATT2, h.now)
+    h.drain()
+    assert h.session.gateway == (A.address, 3544)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any

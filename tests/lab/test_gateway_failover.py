@@ -15,7 +15,23 @@ from ipaddress import IPv6Address
 
 import pytest
 
-from m6t.lab import GW, GW2, GW2_WAN, GW_WAN, HA_HOST, HA_IF, HA_IF2, MN, StandardLab, unavailable_reason
+from m6t.lab import (
+    GW,
+    GW2,
+    GW2_WAN,
+    GW_WAN,
+    HA_HOST,
+    HA_IF,
+    HA_IF2,
+    MN,
+    MN_IF_LAN1,
+    MN_IF_LAN2,
+    NAT2,
+    NAT2_LAN,
+    StandardLab,
+    unavailable_reason,
+    wait_until,
+)
 from tests.lab.client_rig import BACKENDS, LINUX, MN_PREFIX, PORT_A, Rig, client_config, connected, running_rig
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(150)]
@@ -24,6 +40,8 @@ DEAD = "198.51.100.9"
 NAME = "gw.m6t.test"
 SKIP_BOUND_S = 30.0
 """A dead gateway costs one attempt per port (3 unanswered echoes, 2 s apart): far below this."""
+KEPT_FOR_S = 14.0
+"""How long the client is watched staying with the backup gateway."""
 FAILOVER_BOUND_S = 40.0
 """Keepalives unanswered (1 s interval, 3 misses), one more attempt on the dead gateway, then the next."""
 
@@ -109,6 +127,32 @@ def test_failover_when_the_gateway_dies(two_gateways: Rig) -> None:
     log = rig.client_log()
     assert f"gateway {GW_WAN} answered on none of its ports; trying {GW2_WAN}" in log, log
     print(f"\n[{rig.backend.label}] {GW_WAN} died: connected via {GW2_WAN}, HA answered {took:.2f} s after")
+
+
+def test_a_backup_gateway_behind_another_uplink_is_kept(two_gateways: Rig) -> None:
+    """gw reached through lan1, gw2 only through lan2 (a host route): after the failover the path toward gw2 is
+    another interface, which is not a new network; the client stays with gw2 instead of going back to gw,
+    failing again and bouncing every few seconds."""
+    rig = two_gateways
+    lab = rig.lab
+    lab.add_mn_uplink(NAT2)
+    lab.run(MN, "ip", "route", "add", f"{GW2_WAN}/32", "via", NAT2_LAN, "dev", MN_IF_LAN2)
+    connected(rig, client_config(gateways=(GW_WAN, GW2_WAN)))
+    assert rig.status()["attachment"]["interface"] == MN_IF_LAN1
+    start = time.monotonic()
+    lab.fail_host(GW)
+    took = rig.time_to_ha_reply(start, timeout=FAILOVER_BOUND_S)
+    wait_until(lambda: rig.status()["state"] == "connected", what="connected through gw2", timeout=10.0)
+    status = rig.status()
+    assert status["gateway"] == f"{GW2_WAN}:{PORT_A}" and status["attachment"]["interface"] == MN_IF_LAN2, status
+    settled, history = status["address"], len(status["regenerations"])
+    # The bounce took one failed round on gw (about 6 s) each time: two rounds' worth, bounded.
+    time.sleep(KEPT_FOR_S)
+    status = rig.status()
+    assert status["gateway"] == f"{GW2_WAN}:{PORT_A}" and status["state"] == "connected", status
+    assert status["address"] == settled and len(status["regenerations"]) == history, status["regenerations"]
+    assert rig.ping_ha_once(wait=1.0)
+    print(f"\n[{rig.backend.label}] {GW_WAN} died, {GW2_WAN} behind lan2: HA answered {took:.2f} s after, kept")
 
 
 def test_the_ha_routes_through_gw2_once_gw_is_cut_off() -> None:

@@ -108,8 +108,11 @@ _NAME_GONE = frozenset(
 """getaddrinfo's "no such name / no address": an answer, unlike a resolver that cannot be reached."""
 
 
-def session_settings(config: ClientConfig, placement: Placement | None = None) -> SessionSettings:
-    """The session's view of a configuration (for the tunnel at ``placement``, one of several)."""
+def session_settings(
+    config: ClientConfig, placement: Placement | None = None, *, source_routes: bool = False
+) -> SessionSettings:
+    """The session's view of a configuration (for the tunnel at ``placement``, one of several, with a
+    source-specific route of its own where the OS needs one: ``source_routes``)."""
     tunnel = config.tunnel
     # Each further tunnel's routes one metric behind: the primary's win for traffic not bound to an interface.
     metric = config.routes.metric + (0 if placement is None else placement.slot)
@@ -122,6 +125,7 @@ def session_settings(config: ClientConfig, placement: Placement | None = None) -
         probe=tunnel.probe,
         pmtud=tunnel.pmtud_enabled,
         routes=settings_routes(config.routes.default, metric, config.routes.prefixes),
+        own_source_route=metric if placement is not None and source_routes else None,
     )
 
 
@@ -203,7 +207,7 @@ class ClientDriver:
         self._placement = placement
         self._uplink = None if placement is None else placement.uplink
         self._owns_backend = owns_backend
-        self._session = Session(session_settings(config, placement), allocator=allocator)
+        self._session = Session(self._settings(config), allocator=allocator)
         self._tracker = ConnectivityTracker(tracker_settings(config, backstop_s))
         self._listeners: list[Listener] = [self._log_event]
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -235,6 +239,9 @@ class ClientDriver:
         self._lock = asyncio.Lock()
         self._sealing: Sealing | None = None
         """Enrolled access: seals what is sent for an address the gateway has not confirmed yet."""
+
+    def _settings(self, config: ClientConfig) -> SessionSettings:
+        return session_settings(config, self._placement, source_routes=self._backend.source_routes)
 
     # ------------------------------------------------------------------ public API
 
@@ -316,7 +323,7 @@ class ClientDriver:
                 was_up = self._wanted_up
                 await self._down()
                 await self._close_tun()
-                self._session.update_settings(session_settings(new, self._placement), time.monotonic())
+                self._session.update_settings(self._settings(new), time.monotonic())
                 self._session.pop_effects()  # nothing is installed: the fresh interface gets the MTU below
                 self._dispatch_events()
                 self._ifname = new.tunnel.interface
@@ -324,7 +331,7 @@ class ClientDriver:
                 if was_up:
                     self._up()
                 return
-            self._session.update_settings(session_settings(new, self._placement), time.monotonic())
+            self._session.update_settings(self._settings(new), time.monotonic())
             self._flush()
             if new.gateway.addresses != old.gateway.addresses:
                 # Gateways no longer configured are forgotten now (the one in use too: a new binding); those

@@ -43,15 +43,28 @@ class Entry:
     """The address (``"address"``) or the network (``"route"``)."""
     prefixlen: int = 0
     metric: int = 0
+    source: str = ""
+    """A source-specific route's source prefix (``"route"``); empty for any source."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "kind": self.kind,
             "ifname": self.ifname,
             "address": self.address,
             "prefixlen": self.prefixlen,
             "metric": self.metric,
         }
+        if self.source:
+            data["source"] = self.source  # journals written before it stay readable, and read the same
+        return data
+
+    @classmethod
+    def route(cls, ifname: str, route: Route) -> Entry:
+        source = "" if route.source is None else str(route.source)
+        return cls("route", ifname, str(route.network), 0, route.metric, source)
+
+    def as_route(self) -> Route:
+        return Route(IPv6Network(self.address), self.metric, IPv6Network(self.source) if self.source else None)
 
     @classmethod
     def from_json(cls, data: Any) -> Entry | None:
@@ -64,6 +77,7 @@ class Entry:
                 address=str(data.get("address", "")),
                 prefixlen=int(data.get("prefixlen", 0)),
                 metric=int(data.get("metric", 0)),
+                source=str(data.get("source", "")),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -74,7 +88,8 @@ class Entry:
             return f"interface {self.ifname}"
         if self.kind == "address":
             return f"address {self.address}/{self.prefixlen} on {self.ifname}"
-        return f"route {self.address} metric {self.metric} on {self.ifname}"
+        source = f" from {self.source}" if self.source else ""
+        return f"route {self.address}{source} metric {self.metric} on {self.ifname}"
 
 
 class Journal:
@@ -145,7 +160,7 @@ async def recover(journal: Journal, backend: Backend) -> RecoveryReport:
                 journal.forget(entry)
                 continue
             if entry.kind == "route":
-                await backend.remove_route(entry.ifname, Route(IPv6Network(entry.address), entry.metric))
+                await backend.remove_route(entry.ifname, entry.as_route())
             elif entry.kind == "address":
                 await backend.remove_address(entry.ifname, IPv6Address(entry.address), entry.prefixlen)
             else:
@@ -194,6 +209,7 @@ class JournalingBackend(Backend):
         self.inner = inner
         self.journal = journal
         self.name = inner.name
+        self.source_routes = inner.source_routes
 
     def check(self) -> list[PlatformError]:
         return self.inner.check()
@@ -227,12 +243,12 @@ class JournalingBackend(Backend):
         self.journal.forget(Entry("address", ifname, str(address), prefixlen))
 
     async def replace_route(self, ifname: str, route: Route) -> None:
-        self.journal.record(Entry("route", ifname, str(route.network), 0, route.metric))
+        self.journal.record(Entry.route(ifname, route))
         await self.inner.replace_route(ifname, route)
 
     async def remove_route(self, ifname: str, route: Route) -> None:
         await self.inner.remove_route(ifname, route)
-        self.journal.forget(Entry("route", ifname, str(route.network), 0, route.metric))
+        self.journal.forget(Entry.route(ifname, route))
 
     def interface_exists(self, ifname: str) -> bool:
         return self.inner.interface_exists(ifname)

@@ -221,6 +221,11 @@ class Backend(ABC):
     """One OS's implementation; chosen once by :func:`m6t.platform.default_backend`."""
 
     name: str
+    source_routes: bool = False
+    """Whether a tunnel of several needs a source-specific route (:attr:`Route.source`) so that what is sent from
+    its address leaves through it: an OS whose routes follow the destination alone (Linux).  Windows (the strong
+    host model, the default for IPv6) and macOS (scoped routing: a source address scopes the route lookup to its
+    interface) already send a packet through the interface holding its source."""
 
     @abstractmethod
     def check(self) -> list[PlatformError]:

@@ -70,10 +70,11 @@ def _wait_tunnels(rig: Rig, uplinks: list[str], since: float) -> tuple[list[dict
     return _tunnels(rig), time.monotonic() - since
 
 
-def _ping_through(rig: Rig, interface: str, tries: int = 20) -> bool:
-    """An echo to the HA through that tunnel interface alone (bounded)."""
+def _ping_through(rig: Rig, interface_or_source: str, tries: int = 20) -> bool:
+    """An echo to the HA bound to that tunnel interface, or sent from that source address (bounded)."""
     for _ in range(tries):
-        result = rig.lab.run(MN, "ping", "-6", "-n", "-c", "1", "-W", "0.5", "-I", interface, HA, check=False)
+        argv = ["ping", "-6", "-n", "-c", "1", "-W", "0.5", "-I", interface_or_source, HA]
+        result = rig.lab.run(MN, *argv, check=False)
         if result.returncode == 0:
             return True
     return False
@@ -107,9 +108,11 @@ def test_a_tunnel_per_uplink_each_through_its_own_nat(rig: Rig) -> None:
     addresses = {IPv6Address(first["address"]), IPv6Address(second["address"])}
     assert len(addresses) == 2 and all(address in MN_PREFIX for address in addresses)
     assert first["interface"] != second["interface"]
-    # Each reaches the HA, each through its own NAT.
+    # Each reaches the HA, each through its own NAT; what is sent from a tunnel's address (a socket bound to the
+    # address, not to the interface: a MIPv6 stack's care-of address) leaves through that tunnel too.
     assert _ping_through(rig, first["interface"]), rig.describe()
     assert _ping_through(rig, second["interface"]), rig.describe()
+    assert _ping_through(rig, second["address"]), rig.describe()
     assert _mapped(rig, NAT1, MN_LAN1) and _mapped(rig, NAT2, MN_LAN2)
     print(f"\n[{rig.backend.label}] two uplinks: both tunnels connected {took:.2f} s after the start")
 

@@ -10,7 +10,7 @@ import stat
 import subprocess
 import sys
 import tempfile
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ from m6t.client.helper.service import LogLine, StartupError, describe
 from m6t.client.journal import Entry, Journal
 from m6t.client.vocabulary import State
 from m6t.platform.base import PlatformError, PlatformErrorCode
-from m6t.protocol.values import Attachment
+from m6t.protocol.values import Attachment, Route
 from tests.unit.test_helper_fakes import (
     NOBODY,
     FakeBackend,
@@ -132,6 +132,18 @@ def test_journal_follows_the_driver(helper: RunningHelper) -> None:
     assert Entry("route", "m6tx0", "::/0", 0, 1029) in entries
     call(helper, Method.DOWN)
     assert Journal(helper.state_dir).entries == []
+
+
+def test_a_source_specific_route_is_journaled_with_its_source(tmp_path: Path) -> None:
+    own = Route(IPv6Network("::/0"), 1030, IPv6Network("fd6d:3674:a1b2:0:1:1:2:3/128"))
+    entry = Entry.route("m6t1", own)
+    assert entry.as_route() == own and "from fd6d:3674:a1b2:0:1:1:2:3/128" in entry.describe()
+    journal = Journal(tmp_path)
+    journal.record(entry)
+    journal.record(Entry.route("m6t1", Route(IPv6Network("::/0"), 1030)))
+    # Read back as written, the plain route without a "source" key (as journals were before it).
+    assert Journal(tmp_path).entries == [entry, Entry("route", "m6t1", "::/0", 0, 1030)]
+    assert "source" not in json.loads((tmp_path / "journal.json").read_text())["entries"][1]
 
 
 def test_unreadable_journal_is_ignored(tmp_path: Path) -> None:

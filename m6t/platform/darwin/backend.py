@@ -98,6 +98,8 @@ class DarwinBackend(Backend):
 
     async def replace_route(self, ifname: str, route: Route) -> None:
         # route.metric is ignored: the BSD routing table has no metric (see m6t.platform.darwin.routing).
+        if route.source is not None:
+            raise PlatformError("source-specific routes are not used on macOS (source_routes is False)")
         await routing.replace_route(self.syscalls, self._ifindex(ifname), ifname, route.network)
 
     async def remove_route(self, ifname: str, route: Route) -> None:

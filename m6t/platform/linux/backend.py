@@ -35,6 +35,9 @@ def has_net_admin() -> bool:
 
 class LinuxBackend(Backend):
     name = "linux"
+    # The weak host model: a route is chosen by destination, whatever the packet's source address; IPv6
+    # source-specific routes (CONFIG_IPV6_SUBTREES, on in Debian's kernels) keep a tunnel's own traffic in it.
+    source_routes = True
 
     def __init__(self) -> None:
         self.netlink = Netlink()
@@ -87,10 +90,10 @@ class LinuxBackend(Backend):
         await self.netlink.remove_address(ifname, address, prefixlen)
 
     async def replace_route(self, ifname: str, route: Route) -> None:
-        await self.netlink.replace_route(ifname, route.network, route.metric)
+        await self.netlink.replace_route(ifname, route.network, route.metric, route.source)
 
     async def remove_route(self, ifname: str, route: Route) -> None:
-        await self.netlink.remove_route(ifname, route.network, route.metric)
+        await self.netlink.remove_route(ifname, route.network, route.metric, route.source)
 
     def interface_exists(self, ifname: str) -> bool:
         try:

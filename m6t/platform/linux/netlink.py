@@ -114,24 +114,29 @@ class Netlink:
                     code=PlatformErrorCode.of_errno(exc.code),
                 ) from exc
 
-    async def replace_route(self, ifname: str, network: IPv4Network | IPv6Network, metric: int) -> None:
+    async def replace_route(
+        self, ifname: str, network: IPv4Network | IPv6Network, metric: int, source: IPv6Network | None = None
+    ) -> None:
+        """``source``: only for packets from there (IPv6 source-specific routing, RTA_SRC)."""
         await self._call(
-            f"add route {network} metric {metric} dev {ifname}",
+            f"add route {network}{_from(source)} metric {metric} dev {ifname}",
             "route",
             "replace",
-            **_route_spec(ifindex(ifname), network, metric),
+            **_route_spec(ifindex(ifname), network, metric, source),
         )
 
-    async def remove_route(self, ifname: str, network: IPv4Network | IPv6Network, metric: int) -> None:
+    async def remove_route(
+        self, ifname: str, network: IPv4Network | IPv6Network, metric: int, source: IPv6Network | None = None
+    ) -> None:
         index = _ifindex_or_none(ifname)
         if index is None:
             return
         try:
-            await self._socket().route("del", **_route_spec(index, network, metric))
+            await self._socket().route("del", **_route_spec(index, network, metric, source))
         except NetlinkError as exc:
             if exc.code not in _ABSENT:
                 raise PlatformError(
-                    f"remove route {network} metric {metric} dev {ifname}: {os.strerror(exc.code)}",
+                    f"remove route {network}{_from(source)} metric {metric} dev {ifname}: {os.strerror(exc.code)}",
                     code=PlatformErrorCode.of_errno(exc.code),
                 ) from exc
 
@@ -160,14 +165,23 @@ class Netlink:
             ipr.close()
 
 
-def _route_spec(index: int, network: IPv4Network | IPv6Network, metric: int) -> dict[str, Any]:
-    return {
+def _route_spec(
+    index: int, network: IPv4Network | IPv6Network, metric: int, source: IPv6Network | None = None
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
         "family": socket.AF_INET6 if network.version == 6 else socket.AF_INET,
         "dst": str(network.network_address),
         "dst_len": network.prefixlen,
         "oif": index,
         "priority": metric,
     }
+    if source is not None:
+        spec.update(src=str(source.network_address), src_len=source.prefixlen)
+    return spec
+
+
+def _from(source: IPv6Network | None) -> str:
+    return "" if source is None else f" from {source}"
 
 
 def run_sync(operation: Callable[[Netlink], Awaitable[T]]) -> T:

@@ -131,6 +131,8 @@ class WindowsBackend(Backend):
         await asyncio.to_thread(self.iphlpapi.remove_address, luid, address, prefixlen)
 
     async def replace_route(self, ifname: str, route: Route) -> None:
+        if route.source is not None:
+            raise PlatformError("source-specific routes are not used on Windows (source_routes is False)")
         await asyncio.to_thread(self.iphlpapi.replace_route, self._luid(ifname), route.network, route.metric)
 
     async def remove_route(self, ifname: str, route: Route) -> None:

@@ -253,11 +253,13 @@ class JournalingBackend(Backend):
     def interface_exists(self, ifname: str) -> bool:
         return self.inner.interface_exists(ifname)
 
-    def open_udp(self, gateway: tuple[IPv4Address, int]) -> UdpChannel:
-        return self.inner.open_udp(gateway)
+    def open_udp(self, gateway: tuple[IPv4Address, int], *, uplink: str | None = None) -> UdpChannel:
+        return self.inner.open_udp(gateway, uplink=uplink)
 
-    def connectivity_monitor(self, gateway: IPv4Address, ignore_interface: str) -> ConnectivityMonitor:
-        return self.inner.connectivity_monitor(gateway, ignore_interface)
+    def connectivity_monitor(
+        self, gateway: IPv4Address, ignore_interface: str, *, uplink: str | None = None
+    ) -> ConnectivityMonitor:
+        return self.inner.connectivity_monitor(gateway, ignore_interface, uplink=uplink)
 
     def power_events(self) -> PowerEvents | None:
         return self.inner.power_events()

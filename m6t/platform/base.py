@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import errno
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address
@@ -140,6 +140,10 @@ class ConnectivityMonitor(ABC):
     gateway: IPv4Address
     ignore_interface: str
     """Our own tunnel interface: its changes say nothing about the path toward the gateway."""
+    uplink: str | None = None
+    """The IPv4 interface this monitor answers for (one tunnel per uplink, draft 2.5): :meth:`lookup` and
+    :meth:`probe` then describe the path toward the gateway through that interface only, as a socket bound to
+    it (:meth:`Backend.open_udp` with ``uplink``) would take it.  ``None``: the path the OS prefers."""
 
     @abstractmethod
     async def start(self, on_change: ChangeCallback) -> None:
@@ -150,12 +154,25 @@ class ConnectivityMonitor(ABC):
     @abstractmethod
     async def lookup(self) -> Attachment | None:
         """The path the OS would use toward the gateway now: egress IPv4 address, interface, next hop
-        (``None``: no usable IPv4 path)."""
+        (``None``: no usable IPv4 path).  With :attr:`uplink` set, the path through that interface only:
+        ``None`` when it has no IPv4 address or no route toward the gateway (another interface's route
+        never answers for it)."""
 
     @abstractmethod
     def probe(self) -> Attachment | None:
         """The cheap backstop for lost notifications: the source a UDP socket connected toward the gateway
-        gets (nothing is sent) and the interface holding it; the next hop is not looked for."""
+        gets (nothing is sent) and the interface holding it; the next hop is not looked for.  With
+        :attr:`uplink` set, scoped to that interface as :meth:`lookup` is."""
+
+    @abstractmethod
+    async def uplinks(self, *, ignore: Collection[str] = ()) -> tuple[Attachment, ...]:
+        """Every IPv4 interface with a usable route toward the gateway, each as the path through it (egress
+        address, interface, next hop): the one the OS prefers first, then the others in a stable order (the
+        OS's route metric where it has one, then the name).  Not scoped by :attr:`uplink`.
+
+        Tunnel interfaces are left out: :attr:`ignore_interface`, and every name in ``ignore`` (the caller's
+        other tunnels, whose routes must never count as a way to the gateway).  Interfaces that are down, or
+        have no IPv4 address, or whose routes do not reach the gateway, are not uplinks."""
 
     @abstractmethod
     async def stop(self) -> None:
@@ -258,10 +275,19 @@ class Backend(ABC):
     def interface_exists(self, ifname: str) -> bool: ...
 
     @abstractmethod
-    def open_udp(self, gateway: tuple[IPv4Address, int]) -> UdpChannel: ...
+    def open_udp(self, gateway: tuple[IPv4Address, int], *, uplink: str | None = None) -> UdpChannel:
+        """A channel toward the gateway.  ``uplink``: the IPv4 interface (named as the monitor's
+        :attr:`Attachment.interface <m6t.protocol.values.Attachment.interface>` names it) the socket is bound
+        to: its datagrams leave through that interface whatever the routing table prefers, and it receives
+        only what arrives there; ``None``: wherever the OS routes.  Raises :class:`PlatformError` when the
+        interface is unknown."""
 
     @abstractmethod
-    def connectivity_monitor(self, gateway: IPv4Address, ignore_interface: str) -> ConnectivityMonitor: ...
+    def connectivity_monitor(
+        self, gateway: IPv4Address, ignore_interface: str, *, uplink: str | None = None
+    ) -> ConnectivityMonitor:
+        """A monitor of the path toward ``gateway``; ``uplink``: look-ups and probes answer for the path
+        through that interface only (see :attr:`ConnectivityMonitor.uplink`)."""
 
     def power_events(self) -> PowerEvents | None:
         """The OS's sleep/resume announcements, where this backend has them."""

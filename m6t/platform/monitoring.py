@@ -8,6 +8,7 @@ Nothing is sent, and no notification is needed; the next hop stays unknown (a lo
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from ipaddress import IPv4Address
 
 import psutil
@@ -19,9 +20,14 @@ PROBE_PORT = 9
 """Any port does (nothing is sent): the discard port, should something ever be."""
 
 
-def connected_udp_source(address: str, port: int = PROBE_PORT) -> str:
-    """The IPv4 source the OS picks toward ``address``: a UDP ``connect`` then ``getsockname``."""
+def connected_udp_source(
+    address: str, port: int = PROBE_PORT, *, prepare: Callable[[socket.socket], None] | None = None
+) -> str:
+    """The IPv4 source the OS picks toward ``address``: a UDP ``connect`` then ``getsockname``.  ``prepare``
+    sets the socket up before the connect (binds it to an interface, for a probe scoped to one)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        if prepare is not None:
+            prepare(sock)
         # A UDP connect only selects a route and a source address: nothing is sent.
         sock.connect((address, port))
         return str(sock.getsockname()[0])
@@ -37,13 +43,25 @@ def interface_of(address: IPv4Address | str) -> str | None:
     return None
 
 
+def ipv4_interfaces() -> list[str]:
+    """The names of the interfaces that are up and hold an IPv4 address (Windows: their aliases)."""
+    stats = psutil.net_if_stats()
+    found = []
+    for name, addresses in psutil.net_if_addrs().items():
+        status = stats.get(name)
+        if status is not None and status.isup and any(entry.family == socket.AF_INET for entry in addresses):
+            found.append(str(name))
+    return found
+
+
 class ProbedMonitor(ConnectivityMonitor):
     """The part of a monitor every OS shares: its backstop probe.  Subclasses add the change source and the
     look-up, and may answer the probe's two questions their own way (below)."""
 
-    def __init__(self, gateway: IPv4Address, ignore_interface: str) -> None:
+    def __init__(self, gateway: IPv4Address, ignore_interface: str, uplink: str | None = None) -> None:
         self.gateway = gateway
         self.ignore_interface = ignore_interface
+        self.uplink = uplink
 
     def probe(self) -> Attachment | None:
         try:

@@ -53,6 +53,7 @@ from m6t.lab.emulation.darwin_abi import (
     IFT_LOOP,
     IFT_OTHER,
     IOCPARM_MASK,
+    IP_BOUND_IF,
     IP_DONTFRAG,
     IPPROTO_IP,
     RTA_IFA,
@@ -471,7 +472,9 @@ class FakeDarwinKernel:
 
     def setsockopt(self, fd: int, level: int, option: int, value: int) -> None:
         # The UDP channel's socket is a real one the fake did not create: options are recorded for any fd.
-        if (level, option) not in ((IPPROTO_IP, IP_DONTFRAG), (SOL_SOCKET, SO_RCVBUF)):
+        if (level, option) == (IPPROTO_IP, IP_BOUND_IF) and value not in self.interfaces:
+            raise oserror(errno.ENXIO)  # inp_bindif: no interface with that index
+        if (level, option) not in ((IPPROTO_IP, IP_DONTFRAG), (IPPROTO_IP, IP_BOUND_IF), (SOL_SOCKET, SO_RCVBUF)):
             raise oserror(errno.ENOPROTOOPT)
         self.sockopts[(fd, level, option)] = value
 
@@ -526,14 +529,20 @@ class FakeDarwinKernel:
             raise oserror(errno.ENXIO)
         return interface.name
 
-    def source_address_toward(self, address: str, port: int) -> str:
-        route = self._best_match(IPv4Address(address), 0)
+    def source_address_toward(self, address: str, port: int, interface: int = 0) -> str:
+        # IP_BOUND_IF: in_pcbladdr looks the route up scoped to the bound interface (ENXIO: no such index).
+        if interface and interface not in self.interfaces:
+            raise oserror(errno.ENXIO)
+        route = self._best_match(IPv4Address(address), interface)
         if route is None:
             raise oserror(errno.ENETUNREACH)
         local = self._ifa(route)
         if not isinstance(local, IPv4Address):
             raise oserror(errno.EADDRNOTAVAIL)
         return str(local)
+
+    def ipv4_interfaces(self) -> list[str]:
+        return [i.name for i in self.interfaces.values() if i.flags & IFF_UP and i.ipv4]
 
     def interface_with_address(self, address: str) -> str | None:
         wanted = IPv4Address(address)
@@ -667,11 +676,16 @@ class FakeDarwinKernel:
         return None
 
     def _best_match(self, address: IPv4Address | IPv6Address, scope: int) -> FakeRoute | None:
+        # rt_lookup_common: a scoped look-up takes the routes scoped to that interface, and falls back to an
+        # unscoped one only through that same interface ("Wrong interface ... start again from scratch").
         for wanted in (scope, 0) if scope else (0,):
             candidates = [
                 r
                 for r in self.routes
-                if r.scope == wanted and r.network.version == address.version and address in r.network
+                if r.scope == wanted
+                and r.network.version == address.version
+                and address in r.network
+                and (not scope or r.ifindex == scope)
             ]
             if candidates:
                 return max(candidates, key=lambda r: (r.network.prefixlen, r.host))

@@ -7,10 +7,23 @@ import asyncio
 import time
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
-from m6t.lab.emulation.darwin_abi import RTF_LLINFO, RTM_ADD, IfaMsghdr, RtMsghdr, assemble, sockaddr
+import pytest
+
+from m6t.lab.emulation.darwin_abi import (
+    RTF_IFSCOPE,
+    RTF_LLINFO,
+    RTM_ADD,
+    RTM_GET,
+    IfaMsghdr,
+    RtMsghdr,
+    assemble,
+    sockaddr,
+)
+from m6t.platform.base import PlatformError
 from m6t.platform.darwin.backend import DarwinBackend
 from m6t.platform.darwin.monitor import DarwinConnectivityMonitor, concerns_ipv4
 from m6t.platform.darwin.routing import parse_message
+from m6t.platform.darwin.syscalls import IP_BOUND_IF, IPPROTO_IP
 from m6t.protocol.values import Attachment, Route
 from tests.platform.darwin_fakes import FakeDarwinKernel, FakeRoute
 from tests.platform.tracked import Tracked
@@ -224,3 +237,49 @@ def test_event_filter() -> None:
     v4_address = parse_message(assemble(ifam, {5: sockaddr(IPv4Address("192.0.2.9"))}))
     assert concerns_ipv4(v4_address, None)
     assert not concerns_ipv4(v4_address, 4)
+
+
+def two_uplinks() -> FakeDarwinKernel:
+    """en0 primary (the unscoped default), en1 with the scoped default configd installs for a second service."""
+    kernel = attached()
+    kernel.add_ipv4("en1", "203.0.113.10/24")
+    kernel.add_route("0.0.0.0/0", "en1", "203.0.113.1", scope=kernel.interface("en1").index)
+    return kernel
+
+
+def test_scoped_lookups_and_every_uplink() -> None:
+    kernel = two_uplinks()
+    backend = DarwinBackend(kernel)
+
+    async def main() -> tuple[Attachment | None, ...]:
+        found = []
+        for uplink in (None, "en0", "en1", "en2"):
+            found.append(await backend.connectivity_monitor(GATEWAY, "utun3", uplink=uplink).lookup())
+        return tuple(found)
+
+    assert asyncio.run(main()) == (FIRST, FIRST, SECOND, None)
+    # The scoped requests are RTF_IFSCOPE RTM_GETs; the unscoped one is not.
+    gets = [flags & RTF_IFSCOPE for kind, flags, _error in kernel.route_requests if kind == RTM_GET]
+    assert gets == [0, RTF_IFSCOPE, RTF_IFSCOPE]  # en2 has no index: never asked
+    monitor = backend.connectivity_monitor(GATEWAY, "utun3")
+    assert asyncio.run(monitor.uplinks()) == (FIRST, SECOND)
+    assert asyncio.run(monitor.uplinks(ignore=("en0",))) == (SECOND,)
+    # The probe bound to en1 (IP_BOUND_IF) answers from en1's address.
+    scoped = backend.connectivity_monitor(GATEWAY, "utun3", uplink="en1")
+    assert scoped.probe() == Attachment(SECOND.local_ipv4, "en1", None)
+    # Without en1's scoped route, an unscoped route through en0 never answers for en1.
+    kernel.delete_route("0.0.0.0/0", scope=kernel.interface("en1").index)
+    assert asyncio.run(scoped.lookup()) is None
+    assert scoped.probe() is None
+    assert asyncio.run(monitor.uplinks()) == (FIRST,)
+
+
+def test_a_channel_bound_to_an_uplink_sets_ip_bound_if_before_connecting() -> None:
+    kernel = two_uplinks()
+    channel = DarwinBackend(kernel).open_udp((GATEWAY, 4242), uplink="en1")
+    try:
+        assert kernel.sockopts[(channel.fileno(), IPPROTO_IP, IP_BOUND_IF)] == kernel.interface("en1").index
+    finally:
+        channel.close()
+    with pytest.raises(PlatformError):
+        DarwinBackend(kernel).open_udp((GATEWAY, 4242), uplink="en9")

@@ -42,6 +42,7 @@ from typing import Any
 from m6t.lab.emulation.windows_abi import (
     AF_INET,
     AF_INET6,
+    AF_UNSPEC,
     DWORD,
     ERROR_ACCESS_DENIED,
     ERROR_ALREADY_EXISTS,
@@ -439,6 +440,25 @@ class FakeIpHelper(IpHelperBase):
         self.unicast: dict[tuple[int, IPv4Address | IPv6Address], UnicastEntry] = {}
         self.routes: dict[tuple[int, IPv4Network | IPv6Network, IPv4Address | IPv6Address], RouteEntry] = {}
         self.calls: list[str] = []
+
+    # Tables and indexes ----------------------------------------------------------------------------------
+
+    def interface_index(self, luid: int) -> int | None:
+        with self.windows.lock:
+            interface = self.windows.interfaces.get(luid)
+            return interface.index if interface is not None else None
+
+    def unicast_rows(self, family: int) -> list[bytes]:
+        rows = []
+        with self.windows.lock:
+            if family in (AF_UNSPEC, AF_INET):
+                for interface in self.windows.interfaces.values():
+                    for address, prefixlen in interface.ipv4:
+                        rows.append(unicast_row(interface.luid, address, prefixlen, index=interface.index))
+            for entry in self.unicast.values():
+                if family in (AF_UNSPEC, AF_INET6 if entry.address.version == 6 else AF_INET):
+                    rows.append(unicast_row(entry.luid, entry.address, entry.prefixlen))
+        return rows
 
     # Names -----------------------------------------------------------------------------------------------
 

@@ -142,10 +142,12 @@ class FakeBackend(Backend):
     def interface_exists(self, ifname: str) -> bool:
         return ifname in self.interfaces
 
-    def open_udp(self, gateway: tuple[IPv4Address, int]) -> UdpChannel:
+    def open_udp(self, gateway: tuple[IPv4Address, int], *, uplink: str | None = None) -> UdpChannel:
         raise NotImplementedError
 
-    def connectivity_monitor(self, gateway: IPv4Address, ignore_interface: str) -> ConnectivityMonitor:
+    def connectivity_monitor(
+        self, gateway: IPv4Address, ignore_interface: str, *, uplink: str | None = None
+    ) -> ConnectivityMonitor:
         raise NotImplementedError
 
     async def close(self) -> None:

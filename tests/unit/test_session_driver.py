@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from typing import Any
@@ -62,6 +62,8 @@ class FakeChannel(UdpChannel):
         self.sent: list[bytes] = []
         self.probes: list[bytes] = []
         self.closed = False
+        self.uplink: str | None = None
+        """The interface the backend was asked to bind the channel to."""
         self._local = ("192.0.2.10", 40000 + number)
         self.on_datagrams: Datagrams | None = None
         self.on_pmtu: Callable[[PmtuEvidence], None] | None = None
@@ -113,10 +115,13 @@ class FakeChannel(UdpChannel):
 
 
 class FakeMonitor(ConnectivityMonitor):
-    def __init__(self, backend: FakeBackend, gateway: IPv4Address, ignore_interface: str) -> None:
+    def __init__(
+        self, backend: FakeBackend, gateway: IPv4Address, ignore_interface: str, uplink: str | None = None
+    ) -> None:
         self.backend = backend
         self.gateway = gateway
         self.ignore_interface = ignore_interface
+        self.uplink = uplink
         self.on_change: ChangeCallback | None = None
         self.lookups = 0
         self.stopped = False
@@ -130,6 +135,12 @@ class FakeMonitor(ConnectivityMonitor):
 
     def probe(self) -> Attachment | None:
         return self.backend.probed if self.backend.probed is not None else self.backend.attachment
+
+    async def uplinks(self, *, ignore: Collection[str] = ()) -> tuple[Attachment, ...]:
+        """The one path the fake host has (its attachment), unless it is through an ignored interface."""
+        found = self.backend.attachment
+        skipped = {self.ignore_interface, *ignore}
+        return (found,) if found is not None and found.interface not in skipped else ()
 
     async def stop(self) -> None:
         self.stopped = True
@@ -191,14 +202,17 @@ class FakeBackend(Backend):
     def interface_exists(self, ifname: str) -> bool:
         return any(t.name == ifname and not t.closed for t in self.tuns)
 
-    def open_udp(self, gateway: tuple[IPv4Address, int]) -> FakeChannel:
+    def open_udp(self, gateway: tuple[IPv4Address, int], *, uplink: str | None = None) -> FakeChannel:
         channel = FakeChannel(self, gateway, len(self.channels) + 1)
+        channel.uplink = uplink
         self.channels.append(channel)
         self.ops.append(("udp", str(gateway[0]), gateway[1]))
         return channel
 
-    def connectivity_monitor(self, gateway: IPv4Address, ignore_interface: str) -> FakeMonitor:
-        monitor = FakeMonitor(self, gateway, ignore_interface)
+    def connectivity_monitor(
+        self, gateway: IPv4Address, ignore_interface: str, *, uplink: str | None = None
+    ) -> FakeMonitor:
+        monitor = FakeMonitor(self, gateway, ignore_interface, uplink)
         self.monitors.append(monitor)
         return monitor
 

@@ -31,7 +31,12 @@ exactly ``IOCPARM_LEN(request)`` bytes, which the kernel copies in and out.
 **PF_ROUTE** (``man 4 route``, net/route.h, bsd/net/rtsock.c): :mod:`.darwin_routes`.
 
 **UDP options** the Linux socket layer lacks are given their Linux meaning: ``IP_DONTFRAG`` 0 (DF clear,
-draft 2.6) is ``IP_MTU_DISCOVER = IP_PMTUDISC_DONT``, 1 is ``IP_PMTUDISC_DO``.
+draft 2.6) is ``IP_MTU_DISCOVER = IP_PMTUDISC_DONT``, 1 is ``IP_PMTUDISC_DO``; ``IP_BOUND_IF`` ("int;
+set/get bound interface", netinet/in.h; ENXIO for an index no interface has, ``inp_bindif``) is
+``SO_BINDTODEVICE`` to that interface.  The connected-UDP source probe bound to an interface fails with
+ENETUNREACH when no route toward the address goes through it, as ``in_pcbladdr`` does after a scoped
+``rtalloc`` finds none; Linux would route the bound socket "on-link" instead, so the emulation asks the
+kernel for the route first (``RTM_F_FIB_MATCH`` with the ``oif``).
 
 The calls that mean the same on Linux (``geteuid``, ``getpid``, ``if_nametoindex``, the connected-UDP source
 probe...) go to the shipped :class:`~m6t.platform.darwin.syscalls.DarwinSyscalls`.
@@ -68,6 +73,7 @@ from m6t.lab.emulation.darwin_abi import (
     IFF_UP,
     IN6_IFF_NODAD,
     IOCPARM_MASK,
+    IP_BOUND_IF,
     IP_DONTFRAG,
     IPPROTO_IP,
     SIOCAIFADDR_IN6,
@@ -106,11 +112,15 @@ from m6t.lab.emulation.darwin_power import EmulatedPower
 from m6t.lab.emulation.darwin_routes import RoutingSockets
 from m6t.platform.darwin.backend import DarwinBackend
 from m6t.platform.darwin.syscalls import DarwinSyscalls
+from m6t.platform.monitoring import connected_udp_source
 
 UTUN_HEADER = struct.Struct("!I")
 UTUN_MTU = 1500
 ND6_INFINITE_LIFETIME = 0xFFFFFFFF
 IFA_F_NODAD = 0x02
+RTM_F_FIB_MATCH = 0x2000
+LINUX_SO_BINDTODEVICE = 25
+"""<asm-generic/socket.h>: named here because the lab type-checks on every platform."""
 LINUX_IP_MTU_DISCOVER, IP_PMTUDISC_DONT, IP_PMTUDISC_DO = 10, 0, 2
 _IPV6_FORWARDING = "/proc/sys/net/ipv6/conf/all/forwarding"
 _SYSCTLS = {"net.inet6.ip6.forwarding": _IPV6_FORWARDING}
@@ -231,6 +241,13 @@ class EmulatedDarwin:
             sock = _borrowed(fd)
             try:
                 sock.setsockopt(socket.IPPROTO_IP, LINUX_IP_MTU_DISCOVER, IP_PMTUDISC_DO if value else IP_PMTUDISC_DONT)
+            finally:
+                sock.detach()
+            return
+        if (level, option) == (IPPROTO_IP, IP_BOUND_IF):
+            sock = _borrowed(fd)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, LINUX_SO_BINDTODEVICE, self._bound_name(value))
             finally:
                 sock.detach()
             return
@@ -399,11 +416,31 @@ class EmulatedDarwin:
     def if_indextoname(self, index: int) -> str:
         return self._native.if_indextoname(index)
 
-    def source_address_toward(self, address: str, port: int) -> str:
-        return self._native.source_address_toward(address, port)
+    def source_address_toward(self, address: str, port: int, interface: int = 0) -> str:
+        if not interface:
+            return self._native.source_address_toward(address, port)
+        name = self._bound_name(interface)
+        try:
+            self._netlink.call("route", "get", dst=address, oif=interface, flags=RTM_F_FIB_MATCH)
+        except OSError:
+            raise oserror(errno.ENETUNREACH) from None
+
+        def bind(sock: socket.socket) -> None:
+            sock.setsockopt(socket.SOL_SOCKET, LINUX_SO_BINDTODEVICE, name)
+
+        return connected_udp_source(address, port, prepare=bind)
+
+    def _bound_name(self, index: int) -> bytes:
+        try:
+            return socket.if_indextoname(index).encode()
+        except OSError:
+            raise oserror(errno.ENXIO) from None
 
     def interface_with_address(self, address: str) -> str | None:
         return self._native.interface_with_address(address)
+
+    def ipv4_interfaces(self) -> list[str]:
+        return self._native.ipv4_interfaces()
 
 
 @functools.cache

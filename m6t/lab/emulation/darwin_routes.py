@@ -20,7 +20,8 @@ What it follows (``man 4 route``; XNU bsd/net/route.h and bsd/net/rtsock.c):
 Routes go into the Linux main table with protocol :data:`EMULATED_PROTO`; their rtnetlink events are not
 announced again, the socket's own copy of the request having announced them already.  ``RTF_IFSCOPE``
 routes (scoped to ``rtm_index``) go into a table of that interface with an ``oif`` rule, Linux's nearest
-equivalent: sockets bound to the interface use them, others do not see them.
+equivalent: sockets bound to the interface use them, others do not see them.  A scoped ``RTM_GET`` answers
+from that table and from the main table's routes through the interface (:meth:`RoutingSockets._best_match`).
 """
 
 from __future__ import annotations
@@ -334,12 +335,17 @@ class RoutingSockets:
         return next((e for e in self._entries(network.version, table) if e.network == network), None)
 
     def _best_match(self, address: Address, table: int) -> Entry | None:
-        # XNU falls back from a scoped lookup to the unscoped table when the scope has no match.
-        for wanted in (table, MAIN_TABLE) if table != MAIN_TABLE else (MAIN_TABLE,):
-            candidates = [e for e in self._entries(address.version, wanted) if address in e.network]
-            if candidates:
-                return max(candidates, key=lambda e: (e.network.prefixlen, -e.priority))
-        return None
+        candidates = [e for e in self._entries(address.version, table) if address in e.network]
+        if table != MAIN_TABLE:
+            # A scoped look-up (rt_lookup_common) answers with a route through the scope's interface only:
+            # the scoped routes (ours, and those configd installs for every non-primary service, which a
+            # Linux table holds as main-table routes through that interface), or an unscoped match on that
+            # interface; never another interface's ("Wrong interface ... start again from scratch").
+            scope = table - SCOPED_TABLE_BASE
+            candidates += [
+                e for e in self._entries(address.version, MAIN_TABLE) if address in e.network and e.oif == scope
+            ]
+        return max(candidates, key=lambda e: (e.network.prefixlen, -e.priority)) if candidates else None
 
     def _get_reply(self, rtm: RtMsghdr, entry: Entry, destination: Address, want_interface: bool) -> bytes:
         link = self.link(entry.oif)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import errno
 import logging
 import os
 import socket
@@ -20,6 +21,7 @@ import struct
 from m6t.lab.emulation.windows_abi import (
     DWORD,
     IP_DONTFRAGMENT,
+    IP_UNICAST_IF,
     IPPROTO_IP,
     SIO_UDP_CONNRESET,
     SIO_UDP_NETRESET,
@@ -41,6 +43,9 @@ WSAENOPROTOOPT = 10042
 WSAENOTSOCK = 10038
 IP_MTU_DISCOVER, IP_PMTUDISC_DONT, IP_PMTUDISC_DO = 10, 0, 2
 """Linux's spelling of "DF on what this socket sends", from <linux/in.h>."""
+LINUX_IP_UNICAST_IF = 50
+"""<linux/in.h>"""
+WSAEINVAL = 10022
 DISABLED_COMPONENTS_ALL = 0xFF
 
 _MESSAGES = {
@@ -75,6 +80,8 @@ class Ws2Dll(Dll):
         FALSE → IP_PMTUDISC_DONT (DF clear, the kernel fragments), TRUE → IP_PMTUDISC_DO."""
         data = ctypes.string_at(value, length) if value else b""
         self.sockopts.append((sock, level, name, data))
+        if level == IPPROTO_IP and name == IP_UNICAST_IF and length == 4:
+            return self._unicast_if(sock, data)
         if level != IPPROTO_IP or name != IP_DONTFRAGMENT or length != 4:
             self.windows.set_last_error(WSAENOPROTOOPT)
             return -1
@@ -84,6 +91,18 @@ class Ws2Dll(Dll):
                 linux.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO if flag else IP_PMTUDISC_DONT)
         except OSError:
             self.windows.set_last_error(WSAENOTSOCK)
+            return -1
+        return 0
+
+    def _unicast_if(self, sock: int, index: bytes) -> int:
+        """``IP_UNICAST_IF``: "the outgoing interface for sending IPv4 traffic ... an interface index in network
+        byte order".  Linux has the very option, added for Wine with the same value format (``ip(7)``:
+        "IP_UNICAST_IF ... the interface index in network byte order"), honored by connect() since 5.16."""
+        try:
+            with socket.socket(fileno=os.dup(sock)) as linux:
+                linux.setsockopt(socket.IPPROTO_IP, LINUX_IP_UNICAST_IF, index)
+        except OSError as exc:
+            self.windows.set_last_error(WSAENOTSOCK if exc.errno == errno.EBADF else WSAEINVAL)
             return -1
         return 0
 

@@ -58,7 +58,7 @@ LOAD_LIBRARY_SEARCH_MASK = 0x1F00
 """Any LOAD_LIBRARY_SEARCH_* flag replaces the standard search order (which includes the current directory)."""
 SIO_UDP_CONNRESET = 0x9800000C
 SIO_UDP_NETRESET = 0x9800000F
-IPPROTO_IP, IP_DONTFRAGMENT = 0, 14
+IPPROTO_IP, IP_DONTFRAGMENT, IP_UNICAST_IF = 0, 14, 31
 IF_TYPE_ETHERNET_CSMACD, IF_TYPE_SOFTWARE_LOOPBACK, IF_TYPE_PROP_VIRTUAL = 6, 24, 53
 WINTUN_MIN_RING, WINTUN_MAX_RING = 0x20000, 0x4000000
 WINTUN_VERSION = (0 << 16) | 14
@@ -68,6 +68,8 @@ IP_DAD_STATE_PREFERRED = 4
 # Documented x64 layouts (netioapi.h, ws2ipdef.h).
 SOCKADDR_INET_SIZE = 28
 UNICAST_SIZE = 80
+UNICAST_TABLE_ROWS = 8
+"""MIB_UNICASTIPADDRESS_TABLE: ULONG NumEntries, then the rows at their 8-byte alignment."""
 U_ADDRESS, U_LUID, U_INDEX, U_PREFIX_ORIGIN, U_SUFFIX_ORIGIN = 0, 32, 40, 44, 48
 U_VALID, U_PREFERRED, U_ONLINK, U_SKIP, U_DAD, U_SCOPE, U_CREATED = 52, 56, 60, 61, 64, 68, 72
 FORWARD_SIZE = 104
@@ -568,6 +570,8 @@ class IpHelperBase(Dll):
     def __init__(self, windows: Host) -> None:
         super().__init__(windows)
         self.registrations: dict[int, Registration] = {}
+        self.tables: dict[int, ctypes.Array[ctypes.c_char]] = {}
+        """Tables handed out and not freed yet, by address."""
 
     # Row initializers (netioapi.h) -------------------------------------------------------------------------
 
@@ -602,6 +606,52 @@ class IpHelperBase(Dll):
         raw = bytearray(IPIF_SIZE)
         struct.pack_into("<i", raw, I_ROUTER_DISCOVERY, -1)  # RouterDiscoveryUnchanged
         ctypes.memmove(row, bytes(raw), IPIF_SIZE)
+
+    # Tables and indexes: what the host's state gives, laid out here ------------------------------------------
+
+    def unicast_rows(self, family: int) -> list[bytes]:
+        """Every unicast address of ``family`` (AF_UNSPEC: both) as a MIB_UNICASTIPADDRESS_ROW; the host's."""
+        return []
+
+    def interface_index(self, luid: int) -> int | None:
+        """The index of the interface ``luid`` names, ``None`` when there is none; the host's."""
+        return None
+
+    @export(DWORD, ctypes.c_uint16, VP)
+    def GetUnicastIpAddressTable(self, family: int, table_ptr: int | None) -> int:
+        """ "ERROR_NOT_FOUND ... returned if no unicast IP address entries as specified in the Family parameter
+        were found"; the table (ULONG NumEntries, the rows from offset 8) is the DLL's, for FreeMibTable."""
+        if table_ptr is None or family not in (AF_UNSPEC, AF_INET, AF_INET6):
+            return ERROR_INVALID_PARAMETER
+        rows = self.unicast_rows(family)
+        if not rows:
+            return ERROR_NOT_FOUND
+        layout = struct.pack("<I", len(rows)).ljust(UNICAST_TABLE_ROWS, b"\0") + b"".join(rows)
+        table = ctypes.create_string_buffer(layout, len(layout))
+        address = ctypes.addressof(table)
+        with self.windows.lock:
+            self.tables[address] = table
+        ctypes.memmove(table_ptr, struct.pack("<Q", address), 8)
+        return ERROR_SUCCESS
+
+    @export(None, VP)
+    def FreeMibTable(self, memory: int | None) -> None:
+        with self.windows.lock:
+            freed = self.tables.pop(memory or 0, None)
+        self.windows.check(freed is not None, "FreeMibTable: not a table this DLL handed out (or freed twice)")
+
+    @export(DWORD, VP, VP)
+    def ConvertInterfaceLuidToIndex(self, luid_ptr: int | None, index_ptr: int | None) -> int:
+        """ "ERROR_INVALID_PARAMETER ... if either InterfaceLuid or InterfaceIndex parameter was NULL, or if
+        InterfaceLuid parameter was invalid"."""
+        if luid_ptr is None or index_ptr is None:
+            return ERROR_INVALID_PARAMETER
+        (luid,) = struct.unpack("<Q", ctypes.string_at(luid_ptr, 8))
+        index = self.interface_index(luid)
+        if index is None:
+            return ERROR_INVALID_PARAMETER
+        ctypes.memmove(index_ptr, struct.pack("<I", index), 4)
+        return ERROR_SUCCESS
 
     # Notifications -----------------------------------------------------------------------------------------
 

@@ -19,6 +19,10 @@ Microsoft's documentation followed (netioapi.h):
   ERROR_INVALID_PARAMETER); ``NlMtu`` is applied to the Linux link.
 * ``GetBestRoute2``: "retrieves the IP route entry and source address for the best route to the specified
   destination IP address" (here: the kernel's ``route get``); no route answers ERROR_NETWORK_UNREACHABLE.
+  With an ``InterfaceLuid``, "the network interface associated with an IP address", the route through that
+  interface only (an ``oif``-scoped ``route get``).
+* ``GetUnicastIpAddressTable`` / ``FreeMibTable`` / ``ConvertInterfaceLuidToIndex``: the namespace's addresses
+  and indexes (see :class:`~m6t.lab.emulation.windows_abi.IpHelperBase`).
 * ``NotifyUnicastIpAddressChange`` / ``NotifyRouteChange2`` / ``NotifyIpInterfaceChange``: "The callback
   function ... is called when a notification occurs", on a thread of the system's pool, never the caller's
   (one thread per registration here), with the changed row, freed after the call.
@@ -59,6 +63,7 @@ from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 from m6t.lab.emulation.windows_abi import (
     AF_INET,
     AF_INET6,
+    AF_UNSPEC,
     DWORD,
     ERROR_ACCESS_DENIED,
     ERROR_FILE_NOT_FOUND,
@@ -103,6 +108,8 @@ IFA_F_NODAD = 0x02
 AF_NETLINK, NETLINK_ROUTE = 16, 0
 """<linux/socket.h>, <linux/netlink.h>: named here because the lab type-checks on every platform."""
 MAIN_TABLE = 254
+RTM_F_FIB_MATCH = 0x2000
+"""<linux/rtnetlink.h>: answer a route look-up with the FIB entry that matched (EHOSTUNREACH: none did)."""
 INTERFACE_METRIC = 25
 """What Windows' automatic metric gives a fast wired interface; reported, never used to choose routes here."""
 MAX_MTU = 0xFFFF
@@ -164,6 +171,21 @@ class NetlinkIpHelper(IpHelperBase):
         params = self._params[key]
         params["NlMtu"] = self._link_mtu(ifindex)
         return params
+
+    def interface_index(self, luid: int) -> int | None:
+        return self._ifindex(luid)
+
+    def unicast_rows(self, family: int) -> list[bytes]:
+        rows = []
+        for linux_family, windows_family in _WINDOWS_FAMILY.items():
+            if family not in (AF_UNSPEC, windows_family):
+                continue
+            for msg in self._netlink("get_addr", family=linux_family):
+                raw = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
+                if raw:
+                    index = int(msg["index"])
+                    rows.append(unicast_row(self.luid(index), ip_address(raw), int(msg["prefixlen"]), index=index))
+        return rows
 
     # Names -----------------------------------------------------------------------------------------------
 
@@ -323,14 +345,26 @@ class NetlinkIpHelper(IpHelperBase):
     ) -> int:
         if destination_ptr is None or row_ptr is None or best_source_ptr is None:
             return ERROR_INVALID_PARAMETER
-        self.windows.check(
-            luid_ptr is None and source_ptr is None, "GetBestRoute2: no interface/source constraint expected"
-        )
+        self.windows.check(source_ptr is None, "GetBestRoute2: no source constraint expected")
         _family, destination = unpack_sockaddr(ctypes.string_at(destination_ptr, SOCKADDR_INET_SIZE))
         if destination is None:
             return ERROR_INVALID_PARAMETER
+        scope: dict[str, int] = {}
+        if luid_ptr is not None:
+            # Constrained to one interface: Linux's oif-scoped look-up, which without a route through the
+            # interface would assume the destination on-link; Windows has no route then, so the route itself
+            # is asked for first (RTM_F_FIB_MATCH), and its metric with it.
+            (luid,) = struct.unpack("<Q", ctypes.string_at(luid_ptr, 8))
+            index = self._ifindex(luid)
+            if index is None:
+                return ERROR_NOT_FOUND
+            scope["oif"] = index
         try:
-            [answer] = self._netlink("route", "get", dst=str(destination))[:1]
+            metric = 0
+            if scope:
+                [matched] = self._netlink("route", "get", dst=str(destination), flags=RTM_F_FIB_MATCH, **scope)[:1]
+                metric = int(matched.get("RTA_PRIORITY") or 0)
+            [answer] = self._netlink("route", "get", dst=str(destination), **scope)[:1]
         except NetlinkError as exc:
             return (
                 ERROR_NETWORK_UNREACHABLE if exc.code in (errno.ENETUNREACH, errno.EHOSTUNREACH) else _win32_error(exc)
@@ -348,7 +382,7 @@ class NetlinkIpHelper(IpHelperBase):
             self.luid(int(oif)),
             network,
             ip_address(gateway) if gateway else unspecified,
-            int(answer.get("RTA_PRIORITY") or 0),
+            metric or int(answer.get("RTA_PRIORITY") or 0),
             3,
         )
         ctypes.memmove(row_ptr, route_row(entry, int(oif)), FORWARD_SIZE)

@@ -125,11 +125,14 @@ class DarwinBackend(Backend):
         except ValueError:  # a name with a NUL byte
             return None
 
-    def open_udp(self, gateway: tuple[IPv4Address, int]) -> DarwinUdpChannel:
-        return DarwinUdpChannel(gateway, syscalls=self.syscalls)
+    def open_udp(self, gateway: tuple[IPv4Address, int], *, uplink: str | None = None) -> DarwinUdpChannel:
+        bound_if = self._ifindex(uplink) if uplink is not None else 0
+        return DarwinUdpChannel(gateway, syscalls=self.syscalls, bound_if=bound_if)
 
-    def connectivity_monitor(self, gateway: IPv4Address, ignore_interface: str) -> DarwinConnectivityMonitor:
-        return DarwinConnectivityMonitor(gateway, ignore_interface, syscalls=self.syscalls)
+    def connectivity_monitor(
+        self, gateway: IPv4Address, ignore_interface: str, *, uplink: str | None = None
+    ) -> DarwinConnectivityMonitor:
+        return DarwinConnectivityMonitor(gateway, ignore_interface, syscalls=self.syscalls, uplink=uplink)
 
     def power_events(self) -> PowerEvents:
         return IOKitPowerEvents(self._power_api)

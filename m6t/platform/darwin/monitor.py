@@ -8,6 +8,10 @@ covered by the tracker's backstop probe.
 Messages that never change the path toward the gateway are skipped: other families (our own IPv6 routes
 and addresses included), ARP and cloned host-route churn (``RTF_LLINFO``, ``RTF_WASCLONED``), and the
 ``RTM_GET`` traffic that every lookup -- ours too -- broadcasts to all routing sockets.
+
+A monitor scoped to an uplink (one tunnel per uplink, draft 2.5) looks the path up scoped to that
+interface (``RTF_IFSCOPE`` ``RTM_GET``, :func:`routing.lookup <m6t.platform.darwin.routing.lookup>`), and
+probes with a socket bound to it (``IP_BOUND_IF``), as the tunnel's own socket is.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+from collections.abc import Collection
 from ipaddress import IPv4Address
 
 from m6t.platform.base import ChangeCallback
@@ -87,8 +92,10 @@ def concerns_ipv4(message: RoutingMessage, ignored_index: int | None) -> bool:
 class DarwinConnectivityMonitor(ProbedMonitor):
     """Announces routing-socket changes (not on our utun) and looks the path toward ``gateway`` up."""
 
-    def __init__(self, gateway: IPv4Address, ignore_interface: str, *, syscalls: Syscalls) -> None:
-        super().__init__(gateway, ignore_interface)
+    def __init__(
+        self, gateway: IPv4Address, ignore_interface: str, *, syscalls: Syscalls, uplink: str | None = None
+    ) -> None:
+        super().__init__(gateway, ignore_interface, uplink)
         self.events = 0
         """Routing messages that concerned us (announced as changes)."""
         self._sys = syscalls
@@ -124,9 +131,39 @@ class DarwinConnectivityMonitor(ProbedMonitor):
         self._on_change = None
 
     async def lookup(self) -> Attachment | None:
-        info = await routing.lookup(self._sys, self.gateway)
+        if self.uplink is None:
+            return await self._path()
+        index = self._index_of(self.uplink)
+        return await self._path(index) if index is not None else None
+
+    async def uplinks(self, *, ignore: Collection[str] = ()) -> tuple[Attachment, ...]:
+        """Every interface that is up with an IPv4 address and answers a look-up scoped to it: the unscoped
+        answer's interface first, then by name (the BSD table has no metric to rank the others by)."""
+        skipped = {self.ignore_interface, *ignore}
+        preferred = await self._path()
+        found: list[Attachment] = []
+        for name in self._sys.ipv4_interfaces():
+            index = self._index_of(name)
+            if name in skipped or index is None:
+                continue
+            path = await self._path(index)
+            if path is not None:
+                found.append(path)
+        first = preferred.interface if preferred is not None else None
+        return tuple(sorted(found, key=lambda path: (path.interface != first, path.interface)))
+
+    def _index_of(self, name: str) -> int | None:
+        try:
+            return self._sys.if_nametoindex(name)
+        except (OSError, ValueError):
+            return None
+
+    async def _path(self, scope: int = 0) -> Attachment | None:
+        info = await routing.lookup(self._sys, self.gateway, scope=scope)
         if info is None or info.flags & (RTF_REJECT | RTF_BLACKHOLE):
             return None
+        if scope and info.index != scope:
+            return None  # XNU never answers a scoped look-up through another interface; a stand-in might
         if not isinstance(info.local, IPv4Address) or info.local.is_unspecified:
             return None
         name = info.interface
@@ -144,14 +181,21 @@ class DarwinConnectivityMonitor(ProbedMonitor):
     # The probe's questions go through the syscall layer, which the tests replace with a fake kernel.
 
     def _source_toward(self, address: str) -> str:
-        return self._sys.source_address_toward(address, PROBE_PORT)
+        if self.uplink is None:
+            return self._sys.source_address_toward(address, PROBE_PORT)
+        index = self._index_of(self.uplink)
+        if index is None:
+            raise OSError(errno.ENXIO, f"no interface named {self.uplink}")
+        return self._sys.source_address_toward(address, PROBE_PORT, index)
 
     def _holding(self, local: IPv4Address) -> Attachment | None:
         try:
             name = self._sys.interface_with_address(str(local))
         except OSError:
             return None
-        return Attachment(local_ipv4=local, interface=name, router=None) if name is not None else None
+        if name is None or (self.uplink is not None and name != self.uplink):
+            return None
+        return Attachment(local_ipv4=local, interface=name, router=None)
 
     # Events ------------------------------------------------------------------------------------------
 

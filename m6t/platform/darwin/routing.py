@@ -41,8 +41,9 @@ IPv6 default) is obtained by never displacing another interface's route:
   ours goes in unscoped from the start.
 
 Scoped routes are only ever added or deleted, never looked up or changed: an XNU lookup scoped to an
-interface falls back to the unscoped route when the scoped one is missing, and a scoped ``RTM_CHANGE``
-could then rewrite the native route.
+interface falls back to the unscoped route through that interface when the scoped one is missing, and a
+scoped ``RTM_CHANGE`` could then rewrite the native route.  The path toward the gateway through one uplink
+is looked up scoped (:func:`lookup` with ``scope``), which only reads.
 """
 
 from __future__ import annotations
@@ -432,14 +433,24 @@ def _network(address: IPAddress, prefixlen: int) -> IPNetwork | None:
         return None
 
 
-async def lookup(syscalls: Syscalls, destination: IPAddress) -> RouteInfo | None:
-    """The route the kernel would use toward ``destination`` (``route get``), ``None`` when it has none."""
+async def lookup(syscalls: Syscalls, destination: IPAddress, *, scope: int = 0) -> RouteInfo | None:
+    """The route the kernel would use toward ``destination`` (``route get``), ``None`` when it has none.
+
+    ``scope``: an interface index; the look-up is then scoped to it (``RTF_IFSCOPE`` with ``rtm_index``, as
+    ``route get -ifscope``): "If RTF_IFSCOPE flag is set, then rtm_index specifies the scope" (rtsock.c).
+    XNU's ``rt_lookup`` answers a scoped look-up with a route through that interface only -- the scoped
+    routes configd installs for every non-primary service, or an unscoped one on the same interface -- and
+    drops an unscoped match through another interface ("Wrong interface; keep the original result only if
+    the caller did not specify a scope"), so no route through it is ESRCH, ``None`` here.
+    """
     seq = next_seq()
     message = build_message(
         RTM_GET,
         seq=seq,
         # An empty sockaddr_dl under RTA_IFP asks for the interface (and RTA_IFA for its address), as route(8).
         sockaddrs={RTAX_DST: encode_address(destination), RTAX_IFP: encode_link(0)},
+        flags=RTF_IFSCOPE if scope else 0,
+        index=scope,
     )
     with RouteSocket(syscalls) as sock:
         try:

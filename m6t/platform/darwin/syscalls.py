@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from functools import cache
 from typing import Protocol
 
-from m6t.platform.monitoring import connected_udp_source, interface_of
+from m6t.platform.monitoring import connected_udp_source, interface_of, ipv4_interfaces
 
 # sys/socket.h
 AF_UNSPEC = 0
@@ -45,6 +45,9 @@ AF_SYS_CONTROL = 2
 
 # netinet/in.h
 IPPROTO_IP = 0
+IP_BOUND_IF = 25
+"""``int; set/get bound interface`` (netinet/in.h): the socket's datagrams leave through that interface
+index, its route and source address looked up scoped to it (``in_pcbladdr``)."""
 IP_DONTFRAG = 28
 
 # net/if.h
@@ -121,12 +124,18 @@ class Syscalls(Protocol):
 
     def if_indextoname(self, index: int) -> str: ...
 
-    def source_address_toward(self, address: str, port: int) -> str:
-        """The IPv4 source the kernel picks toward ``address``: a UDP ``connect`` + ``getsockname``."""
+    def source_address_toward(self, address: str, port: int, interface: int = 0) -> str:
+        """The IPv4 source the kernel picks toward ``address``: a UDP ``connect`` + ``getsockname``.
+        ``interface``: the socket is bound to that interface index first (``IP_BOUND_IF``), so the route is
+        looked up scoped to it; with none through it the ``connect`` fails (ENETUNREACH)."""
         ...
 
     def interface_with_address(self, address: str) -> str | None:
         """The name of the interface holding the IPv4 ``address``, if any."""
+        ...
+
+    def ipv4_interfaces(self) -> list[str]:
+        """The names of the interfaces that are up and hold an IPv4 address (``getifaddrs``)."""
         ...
 
 
@@ -249,8 +258,17 @@ class DarwinSyscalls:
     def if_indextoname(self, index: int) -> str:
         return socket.if_indextoname(index)
 
-    def source_address_toward(self, address: str, port: int) -> str:
-        return connected_udp_source(address, port)
+    def source_address_toward(self, address: str, port: int, interface: int = 0) -> str:
+        if not interface:
+            return connected_udp_source(address, port)
+
+        def bind(sock: socket.socket) -> None:
+            sock.setsockopt(IPPROTO_IP, IP_BOUND_IF, interface)
+
+        return connected_udp_source(address, port, prepare=bind)
 
     def interface_with_address(self, address: str) -> str | None:
         return interface_of(address)
+
+    def ipv4_interfaces(self) -> list[str]:
+        return ipv4_interfaces()

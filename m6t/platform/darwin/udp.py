@@ -16,7 +16,13 @@ Differences from Linux, and why:
   without a size), otherwise the datagram itself is too large for the link (``"emsgsize"``);
 * no UDP GSO/GRO: datagrams are sent and received one system call each (``sendmsg_x``/``recvmsg_x``
   batch on macOS but are private API);
-* ENOBUFS is frequent on macOS when an interface queue is full: a drop, as on Linux.
+* ENOBUFS is frequent on macOS when an interface queue is full: a drop, as on Linux;
+* bound to one uplink (``bound_if``): ``IP_BOUND_IF`` ("int; set/get bound interface", netinet/in.h) before
+  the ``connect``, so that ``in_pcbladdr`` looks the route up scoped to that interface and takes its
+  address as the source, and every datagram leaves through it (``ip_output``'s ``ipoa_boundif``).  XNU
+  filters received datagrams by the bound interface only on interfaces that restrict receiving
+  (``inp_restricted_recv``); elsewhere the socket receives what is addressed to its local address, the
+  uplink's.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address
 
 from m6t.platform.base import PlatformError, UdpChannel
-from m6t.platform.darwin.syscalls import IP_DONTFRAG, IPPROTO_IP, Syscalls
+from m6t.platform.darwin.syscalls import IP_BOUND_IF, IP_DONTFRAG, IPPROTO_IP, Syscalls
 from m6t.protocol.values import PmtuEvidence
 
 log = logging.getLogger(__name__)
@@ -60,7 +66,14 @@ _FATAL = frozenset({errno.EBADF, errno.ENOTSOCK, errno.EDESTADDRREQ, errno.ENOTC
 class DarwinUdpChannel(UdpChannel):
     """A connected, non-blocking UDP socket toward one gateway, read with ``loop.add_reader``."""
 
-    def __init__(self, gateway: tuple[IPv4Address, int], *, syscalls: Syscalls, local: Address | None = None) -> None:
+    def __init__(
+        self,
+        gateway: tuple[IPv4Address, int],
+        *,
+        syscalls: Syscalls,
+        local: Address | None = None,
+        bound_if: int = 0,
+    ) -> None:
         self._remote: Address = (str(gateway[0]), gateway[1])
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
@@ -71,6 +84,8 @@ class DarwinUdpChannel(UdpChannel):
                 if exc.errno not in (errno.ENOPROTOOPT, errno.EINVAL):
                     raise
                 log.debug("IP_DONTFRAG unknown to this kernel (%s): DF is clear by default", exc.strerror)
+            if bound_if:
+                syscalls.setsockopt(sock.fileno(), IPPROTO_IP, IP_BOUND_IF, bound_if)
             if local is not None:
                 sock.bind(local)
             sock.connect(self._remote)

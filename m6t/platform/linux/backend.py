@@ -102,13 +102,16 @@ class LinuxBackend(Backend):
             return False
         return True
 
-    def open_udp(self, gateway: tuple[IPv4Address, int]) -> LinuxUdpChannel:
-        # What arrives is written to the TUN opened last: merged as that device allows.
+    def open_udp(self, gateway: tuple[IPv4Address, int], *, uplink: str | None = None) -> LinuxUdpChannel:
+        # What arrives is written to the TUN opened last: merged as that device allows.  With one tunnel per
+        # uplink, each tunnel has a backend of its own, so "last" is that tunnel's TUN.
         tun = self._tun
-        return LinuxUdpChannel(gateway, coalescer=tun.coalescer() if tun is not None else None)
+        return LinuxUdpChannel(gateway, coalescer=tun.coalescer() if tun is not None else None, uplink=uplink)
 
-    def connectivity_monitor(self, gateway: IPv4Address, ignore_interface: str) -> LinuxConnectivityMonitor:
-        return LinuxConnectivityMonitor(gateway, ignore_interface)
+    def connectivity_monitor(
+        self, gateway: IPv4Address, ignore_interface: str, *, uplink: str | None = None
+    ) -> LinuxConnectivityMonitor:
+        return LinuxConnectivityMonitor(gateway, ignore_interface, uplink=uplink)
 
     def power_events(self) -> PowerEvents:
         from m6t.platform.linux.logind import LogindPowerEvents

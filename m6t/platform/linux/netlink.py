@@ -27,6 +27,10 @@ assert sys.platform == "linux"
 T = TypeVar("T")
 
 IFA_F_NODAD = 0x02
+RTM_F_FIB_MATCH = 0x2000
+"""<linux/rtnetlink.h>: answer a route look-up with the FIB entry that matched, not the resulting route."""
+IFF_UP = 0x1
+IFF_LOOPBACK = 0x8
 
 _ABSENT = frozenset({errno.EADDRNOTAVAIL, errno.ESRCH, errno.ENOENT, errno.ENODEV})
 """What the kernel answers when asked to delete something that is not there (or whose link is gone)."""
@@ -42,6 +46,8 @@ class RouteInfo:
     prefsrc: IPv4Address | IPv6Address | None
     oif: int | None
     gateway: IPv4Address | IPv6Address | None
+    metric: int | None = None
+    """The matching route's metric, when the look-up asked for the route itself (scoped look-ups do)."""
 
 
 def ifindex(ifname: str) -> int:
@@ -140,15 +146,38 @@ class Netlink:
                     code=PlatformErrorCode.of_errno(exc.code),
                 ) from exc
 
-    async def route_get(self, destination: IPv4Address | IPv6Address) -> RouteInfo | None:
-        """The path the kernel would use toward ``destination`` now; ``None`` when it has none."""
+    async def route_get(self, destination: IPv4Address | IPv6Address, *, oif: int | None = None) -> RouteInfo | None:
+        """The path the kernel would use toward ``destination`` now; ``None`` when it has none.
+
+        ``oif``: the path through that interface only (``RTA_OIF`` in the request, ``ip route get ... oif``),
+        which a socket bound to it (``SO_BINDTODEVICE``) takes: the FIB look-up then skips routes whose next
+        hop is on another interface.  The kernel answers such a request even when no route goes through the
+        interface, assuming the destination on-link ("Apparently, routing tables are wrong. Assume, that the
+        destination is on link", ``ip_route_output_key_hash_rcu``), so the route itself is asked for too
+        (``RTM_F_FIB_MATCH``, Linux 4.13+: the FIB entry that matched, EHOSTUNREACH when none did); without
+        one the answer is ``None``, and with one it carries the route's metric.
+        """
+        if oif is None:
+            return await self._route_get(destination)
+        matched = await self._route_get(destination, oif=oif, flags=RTM_F_FIB_MATCH)
+        if matched is None:
+            return None
+        info = await self._route_get(destination, oif=oif)
+        if info is None or info.oif != oif:
+            return None
+        return RouteInfo(prefsrc=info.prefsrc, oif=info.oif, gateway=info.gateway, metric=matched.metric)
+
+    async def _route_get(self, destination: IPv4Address | IPv6Address, **request: int) -> RouteInfo | None:
         try:
-            answer = await self._socket().route("get", dst=str(destination))
+            answer = await self._socket().route("get", dst=str(destination), **request)
         except NetlinkError as exc:
             if exc.code in _UNREACHABLE:
                 return None
             raise PlatformError(f"route lookup toward {destination}: {os.strerror(exc.code)}") from exc
         for msg in answer:
+            if request.get("flags", 0) & RTM_F_FIB_MATCH:
+                priority = msg.get("RTA_PRIORITY")
+                return RouteInfo(prefsrc=None, oif=None, gateway=None, metric=int(priority or 0))
             prefsrc = msg.get("RTA_PREFSRC")
             gateway = msg.get("RTA_GATEWAY")
             oif = msg.get("RTA_OIF")
@@ -158,6 +187,21 @@ class Netlink:
                 gateway=ip_address(gateway) if gateway else None,
             )
         return None
+
+    async def ipv4_interfaces(self) -> list[tuple[int, str]]:
+        """(index, name) of every interface that is up, not a loopback, and holds an IPv4 address."""
+        ipr = self._socket()
+        try:
+            with_ipv4 = {int(msg["index"]) async for msg in await ipr.addr("dump", family=socket.AF_INET)}
+            found = []
+            async for link in await ipr.get_links():
+                index = int(link["index"])
+                flags = int(link["flags"])
+                if index in with_ipv4 and flags & IFF_UP and not flags & IFF_LOOPBACK:
+                    found.append((index, str(link.get("IFLA_IFNAME"))))
+        except NetlinkError as exc:
+            raise PlatformError(f"list the IPv4 interfaces: {os.strerror(exc.code)}") from exc
+        return found
 
     def close(self) -> None:
         ipr, self._ipr, self._loop = self._ipr, None, None

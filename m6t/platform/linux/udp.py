@@ -569,6 +569,9 @@ class LinuxUdpChannel(UdpChannel):
 
     ``coalescer``: merge runs of one flow's segments as they are read (only when the TUN they are
     written to takes merged packets, see :attr:`LinuxTun.vnet <m6t.platform.linux.tun.LinuxTun.vnet>`).
+    ``uplink``: the interface the socket is bound to (``SO_BINDTODEVICE``, before the ``connect`` so that
+    the route, the source address and the cached path MTU are those of the path through it).  GSO, GRO,
+    the error queue and the probes' DF switch work on a bound socket as on any other.
     """
 
     def __init__(
@@ -578,19 +581,28 @@ class LinuxUdpChannel(UdpChannel):
         *,
         coalescer: Coalescer | None = None,
         buffer_bytes: int = SOCKET_BUFFER_BYTES,
+        uplink: str | None = None,
     ) -> None:
         self._remote: Address = (str(gateway[0]), gateway[1])
         self.coalescer = coalescer
+        self.uplink = uplink
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         try:
             set_buffers(sock, buffer_bytes)
             self.stats = configure_udp_socket(sock, recverr=True)
+            if uplink is not None:
+                # socket(7): "If a socket is bound to an interface, only packets received from that particular
+                # interface are processed by the socket"; what it sends is routed through that interface.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, uplink.encode())
             if local is not None:
                 sock.bind(local)
             sock.connect(self._remote)
         except OSError as exc:
             sock.close()
-            raise PlatformError(f"cannot open UDP toward {self._remote[0]}:{self._remote[1]}: {exc.strerror}") from exc
+            through = f" through {uplink}" if uplink is not None else ""
+            raise PlatformError(
+                f"cannot open UDP toward {self._remote[0]}:{self._remote[1]}{through}: {exc.strerror}"
+            ) from exc
         self.sock = sock
         self._local: Address = sock.getsockname()
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -144,11 +144,21 @@ class WindowsBackend(Backend):
     def interface_exists(self, ifname: str) -> bool:
         return self.iphlpapi.alias_to_luid(ifname) is not None
 
-    def open_udp(self, gateway: tuple[IPv4Address, int]) -> WindowsUdpChannel:
-        return WindowsUdpChannel(gateway, winsock=self.winsock)
+    def open_udp(self, gateway: tuple[IPv4Address, int], *, uplink: str | None = None) -> WindowsUdpChannel:
+        index = None
+        if uplink is not None:
+            luid = self.iphlpapi.alias_to_luid(uplink)
+            index = self.iphlpapi.luid_to_index(luid) if luid is not None else None
+            if index is None:
+                raise PlatformError(f"no interface named {uplink}")
+        return WindowsUdpChannel(gateway, winsock=self.winsock, unicast_if=index)
 
-    def connectivity_monitor(self, gateway: IPv4Address, ignore_interface: str) -> WindowsConnectivityMonitor:
-        return WindowsConnectivityMonitor(gateway, ignore_interface, iphlpapi=self.iphlpapi)
+    def connectivity_monitor(
+        self, gateway: IPv4Address, ignore_interface: str, *, uplink: str | None = None
+    ) -> WindowsConnectivityMonitor:
+        return WindowsConnectivityMonitor(
+            gateway, ignore_interface, iphlpapi=self.iphlpapi, winsock=self.winsock, uplink=uplink
+        )
 
     async def close(self) -> None:
         # Adapters belong to their TunDevice (the driver closes it); the DLLs stay loaded for the process.

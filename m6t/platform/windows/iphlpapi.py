@@ -11,6 +11,7 @@ IP_ADDRESS_PREFIX          32     SOCKADDR_INET + UINT8 PrefixLength at 28, padd
 MIB_UNICASTIPADDRESS_ROW   80     InterfaceLuid at 32 (8-aligned after the 28-byte address), DadState 64
 MIB_IPFORWARD_ROW2         104    DestinationPrefix 12, NextHop 44, Metric 84, Protocol 88
 MIB_IPINTERFACE_ROW        168    InterfaceLuid 8, RouterDiscoveryBehavior 52, DadTransmits 56, NlMtu 152
+MIB_UNICASTIPADDRESS_TABLE 8 + n  ULONG NumEntries, then the rows from offset 8 (their alignment)
 =========================  =====  ====================================================================
 
 Windows numbers address families its own way (AF_INET6 is 23), so the constants come from
@@ -142,6 +143,10 @@ class MIB_IPFORWARD_ROW2(ctypes.Structure):
     )
 
 
+class MIB_UNICASTIPADDRESS_TABLE(ctypes.Structure):
+    _fields_ = (("NumEntries", ULONG), ("Table", MIB_UNICASTIPADDRESS_ROW * 1))
+
+
 class MIB_IPINTERFACE_ROW(ctypes.Structure):
     _fields_ = (
         ("Family", USHORT),
@@ -214,6 +219,8 @@ class BestRoute:
     luid: int
     next_hop: IPv4Address | IPv6Address | None
     """``None`` when the destination is on-link (the row's NextHop is the unspecified address)."""
+    metric: int = 0
+    """The route's own metric (Windows adds the interface's metric to it when it chooses)."""
 
 
 @dataclass(slots=True)
@@ -266,6 +273,9 @@ class IpHelper:
             forward,
             p(SOCKADDR_INET),
         )
+        self._unicast_table = bind(d, "GetUnicastIpAddressTable", ULONG, USHORT, p(ctypes.c_void_p))
+        self._free_table = bind(d, "FreeMibTable", None, ctypes.c_void_p)
+        self._luid_to_index = bind(d, "ConvertInterfaceLuidToIndex", ULONG, p(NET_LUID), p(NET_IFINDEX))
         self._alias_to_luid = bind(d, "ConvertInterfaceAliasToLuid", ULONG, ctypes.c_wchar_p, p(NET_LUID))
         self._luid_to_alias = bind(
             d, "ConvertInterfaceLuidToAlias", ULONG, p(NET_LUID), ctypes.c_wchar_p, ctypes.c_size_t
@@ -303,6 +313,13 @@ class IpHelper:
         if self._luid_to_alias(ctypes.byref(NET_LUID(luid)), buffer, len(buffer)) != 0:
             return None
         return buffer.value
+
+    def luid_to_index(self, luid: int) -> int | None:
+        """The interface's index now (what socket options such as IP_UNICAST_IF take); ``None`` if it is gone."""
+        index = NET_IFINDEX()
+        if self._luid_to_index(ctypes.byref(NET_LUID(luid)), ctypes.byref(index)) != 0:
+            return None
+        return int(index.value)
 
     # Addresses -------------------------------------------------------------------------------------------
 
@@ -433,22 +450,52 @@ class IpHelper:
 
     # Lookups and notifications ---------------------------------------------------------------------------
 
-    def best_route(self, destination: IPv4Address | IPv6Address) -> BestRoute | None:
-        """The route Windows would use toward ``destination`` now; ``None`` when it has none."""
+    def best_route(self, destination: IPv4Address | IPv6Address, *, luid: int | None = None) -> BestRoute | None:
+        """The route Windows would use toward ``destination`` now; ``None`` when it has none.
+
+        ``luid``: the route through that interface only, as a socket sending through it (IP_UNICAST_IF) takes
+        -- GetBestRoute2's ``InterfaceLuid``, "the network interface associated with an IP address" -- and
+        ``None`` when it has none (an answer through another interface is not one)."""
         target = sockaddr_inet(destination)
         row = MIB_IPFORWARD_ROW2()
         source = SOCKADDR_INET()
-        code = self._best_route(None, 0, None, ctypes.byref(target), 0, ctypes.byref(row), ctypes.byref(source))
+        interface = ctypes.byref(NET_LUID(luid)) if luid is not None else None
+        code = self._best_route(interface, 0, None, ctypes.byref(target), 0, ctypes.byref(row), ctypes.byref(source))
         if code in _UNREACHABLE:
             return None
         if code:
             raise self._fail(f"route lookup toward {destination}", code)
+        if luid is not None and int(row.InterfaceLuid.Value) != luid:
+            return None
         next_hop = sockaddr_address(row.NextHop)
         return BestRoute(
             source=sockaddr_address(source),
             luid=int(row.InterfaceLuid.Value),
             next_hop=None if next_hop is None or next_hop.packed == bytes(len(next_hop.packed)) else next_hop,
+            metric=int(row.Metric),
         )
+
+    def unicast_addresses(self, family: int) -> list[tuple[int, IPv4Address | IPv6Address]]:
+        """(interface LUID, address) of every unicast address of ``family`` (GetUnicastIpAddressTable)."""
+        table = ctypes.c_void_p()
+        code = self._unicast_table(family, ctypes.byref(table))
+        if code == ERROR_NOT_FOUND:
+            return []
+        if code:
+            raise self._fail("list the unicast addresses", code)
+        try:
+            base = int(table.value or 0)
+            count = int(ULONG.from_address(base).value)
+            rows = (MIB_UNICASTIPADDRESS_ROW * count).from_address(base + MIB_UNICASTIPADDRESS_TABLE.Table.offset)
+            found = []
+            for row in rows:
+                address = sockaddr_address(row.Address)
+                if address is not None:
+                    found.append((int(row.InterfaceLuid.Value), address))
+            return found
+        finally:
+            # "FreeMibTable ... frees the buffer": the table belongs to the DLL's allocator.
+            self._free_table(table)
 
     def subscribe_addresses(self, family: int, on_change: LuidCallback) -> Subscription:
         """Call ``on_change(interface LUID)`` on an OS thread after every unicast address change."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import importlib
 import socket
+import struct
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -225,6 +226,9 @@ SIO_UDP_NETRESET = 0x9800000F
 IPPROTO_IP = 0
 IP_DONTFRAGMENT = 14
 """Windows' own option (14 is IP_MTU on Linux): FALSE, the default, leaves DF clear on what we send."""
+IP_UNICAST_IF = 31
+"""ws2ipdef.h: "Gets or sets the outgoing interface for sending IPv4 traffic ... This DWORD parameter must be
+an interface index in network byte order" (Microsoft, IPPROTO_IP socket options)."""
 
 
 class Winsock:
@@ -255,6 +259,13 @@ class Winsock:
         flag = DWORD(1 if value else 0)
         if self._setsockopt(sock.fileno(), IPPROTO_IP, IP_DONTFRAGMENT, ctypes.byref(flag), ctypes.sizeof(flag)) != 0:
             raise self._api.error("setsockopt(IP_DONTFRAGMENT)", self._api.get_last_error())
+
+    def set_unicast_interface(self, sock: socket.socket, index: int) -> None:
+        """``IP_UNICAST_IF``: what ``sock`` sends leaves through interface ``index``; set before ``connect`` so
+        that the route and source address are chosen through it too."""
+        value = ctypes.create_string_buffer(struct.pack("!I", index), 4)
+        if self._setsockopt(sock.fileno(), IPPROTO_IP, IP_UNICAST_IF, value, 4) != 0:
+            raise self._api.error(f"setsockopt(IP_UNICAST_IF, {index})", self._api.get_last_error())
 
     def set_bool_ioctl(self, sock: socket.socket, code: int, value: bool) -> None:
         flag = BOOL(1 if value else 0)

@@ -20,6 +20,11 @@ Windows specifics, all through :class:`~m6t.platform.windows.system.Winsock`:
   message oriented protocols. Microsoft TCP/IP providers respect this option for UDP and ICMP" (Microsoft,
   IPPROTO_IP socket options).  Winsock has no per-datagram form for IPv4 sends from Python, so the option
   is set before the probe and cleared before the next data datagram.
+* Bound to one uplink (``unicast_if``, an interface index): ``IP_UNICAST_IF`` before the ``connect``,
+  "Gets or sets the outgoing interface for sending IPv4 traffic ... This option does not change the
+  default interface for receiving IPv4 traffic" (Microsoft, IPPROTO_IP socket options): datagrams leave
+  through that interface and the source is its address; what arrives is what is addressed to that source,
+  and the strong host model Windows applies to IPv4 by default only takes it on that interface.
 * WSAEMSGSIZE (10040) on send → :class:`PmtuEvidence` ``("emsgsize")``.  Windows does not report an ICMP
   fragmentation-needed to a UDP socket, so a probe too large for the path shows only as unanswered (the
   search's timers) unless the local link refuses it.
@@ -139,11 +144,20 @@ def configure_socket(sock: socket.socket, winsock: Winsock) -> None:
 class WindowsUdpChannel(UdpChannel):
     """A connected UDP socket toward one gateway, read by a thread that hands batches to the loop."""
 
-    def __init__(self, gateway: tuple[IPv4Address, int], *, winsock: Winsock, local: Address | None = None) -> None:
+    def __init__(
+        self,
+        gateway: tuple[IPv4Address, int],
+        *,
+        winsock: Winsock,
+        local: Address | None = None,
+        unicast_if: int | None = None,
+    ) -> None:
         self._remote: Address = (str(gateway[0]), gateway[1])
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             configure_socket(sock, winsock)
+            if unicast_if is not None:
+                winsock.set_unicast_interface(sock, unicast_if)
             if local is not None:
                 sock.bind(local)
             sock.connect(self._remote)

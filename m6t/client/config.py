@@ -245,7 +245,7 @@ tunnel_pmtud: Final = boolean
 def tunnel_uplinks(value: object) -> str:
     word = text()(value)
     if word not in UPLINKS_CHOICES:
-        raise Invalid(f'must be "best" (one tunnel) or "all" (one per IPv4 uplink), not {describe(word)}')
+        raise Invalid(f'must be "best" (one tunnel) or "all" (one per IPv4 uplink), not {word!r}')
     return word
 
 

@@ -330,7 +330,7 @@ class TunnelManager:
         while True:
             if self._plan.due(time.monotonic()):
                 try:
-                    found = await monitor.uplinks()
+                    found = await monitor.uplinks(ignore=[r.tunnel.interface for r in self._drivers()])
                 except Exception as exc:
                     log.warning("looking the IPv4 uplinks up failed: %s", exc)
                     self._plan.lookup_failed()

@@ -26,7 +26,6 @@ from m6t.lab import (
     MN,
     MN_IF_LAN1,
     MN_IF_LAN2,
-    NAT2,
     NAT2_LAN,
     StandardLab,
     unavailable_reason,
@@ -135,7 +134,7 @@ def test_a_backup_gateway_behind_another_uplink_is_kept(two_gateways: Rig) -> No
     failing again and bouncing every few seconds."""
     rig = two_gateways
     lab = rig.lab
-    lab.add_mn_uplink(NAT2)
+    lab.add_mn_uplink("nat2")
     lab.run(MN, "ip", "route", "add", f"{GW2_WAN}/32", "via", NAT2_LAN, "dev", MN_IF_LAN2)
     connected(rig, client_config(gateways=(GW_WAN, GW2_WAN)))
     assert rig.status()["attachment"]["interface"] == MN_IF_LAN1

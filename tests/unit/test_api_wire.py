@@ -19,6 +19,7 @@ from m6t.client.api.schema import Access, ErrorCode, EventKind
 from m6t.client.cli import format_mtu
 from m6t.client.driver import DriverStatus
 from m6t.client.status import KeepaliveStatus, MtuEvidence, MtuSearchStatus, Regeneration, Status
+from m6t.client.tunnels import TunnelStatus
 from m6t.client.vocabulary import State
 from m6t.platform.base import PlatformError, PlatformErrorCode
 from m6t.protocol.values import Attachment
@@ -66,8 +67,15 @@ def snapshot(status: Status | None = None) -> DriverStatus:
 
 def wire_status(snap: DriverStatus | None) -> schema.Status:
     problems = [schema.error_info(ErrorCode.TUN_MISSING, "/dev/net/tun is missing.", hint="modprobe tun")]
+    tunnels = [] if snap is None else [wire.tunnel_summary(TunnelStatus(snap, primary=True))]
     return wire.status_to_wire(
-        snap, wanted="up", configured_interface="m6t0", problems=problems, access=Access.OPERATOR, helper=HELPER
+        snap,
+        wanted="up",
+        configured_interface="m6t0",
+        problems=problems,
+        access=Access.OPERATOR,
+        helper=HELPER,
+        tunnels=tunnels,
     )
 
 
@@ -106,9 +114,16 @@ SESSION_LINE = (
 )
 
 
-def test_status_is_byte_for_byte_the_old_one_with_the_gateway_name() -> None:
+TUNNELS_LINE = (
+    '[{"interface":"m6t0","uplink":null,"primary":true,"state":"connected","detail":"confirmed",'
+    '"address":"fd6d:3674:a1b2:0:1:aaaa:bbbb:cccc","gateway":"198.51.100.2:4500",'
+    '"attachment":{"local_ipv4":"192.0.2.10","interface":"wlan0","router":"192.0.2.1"},"mtu":1400,"rtt_ms":3.1}]'
+)
+
+
+def test_status_is_byte_for_byte_the_old_one_with_the_gateway_name_and_the_tunnels() -> None:
     line = schema.encode(wire_status(snapshot())).decode()
-    assert line == STATUS_LINE + ',"session":' + SESSION_LINE + "}\n"
+    assert line == STATUS_LINE + ',"tunnels":' + TUNNELS_LINE + ',"session":' + SESSION_LINE + "}\n"
 
 
 def test_status_without_a_driver() -> None:

@@ -30,8 +30,8 @@ def _quick_probes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Unanswered probes fail in 0.1 s, not 6: the same rules, on a test's time scale."""
     original = driver_module.session_settings
 
-    def quick(cfg: Any) -> Any:
-        return replace(original(cfg), probe_timeout=0.05, probe_tries=2, backoff_initial=0.05)
+    def quick(cfg: Any, *args: Any, **kwargs: Any) -> Any:
+        return replace(original(cfg, *args, **kwargs), probe_timeout=0.05, probe_tries=2, backoff_initial=0.05)
 
     monkeypatch.setattr(driver_module, "session_settings", quick)
 

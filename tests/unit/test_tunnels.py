@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
@@ -37,9 +38,10 @@ class UplinkMonitor(FakeMonitor):
             return found[0] if found else None
         return next((a for a in found if a.interface == self.uplink), None)
 
-    async def uplinks(self) -> tuple[Attachment, ...]:
+    async def uplinks(self, *, ignore: Collection[str] = ()) -> tuple[Attachment, ...]:
         self.uplinks_backend.uplink_lookups += 1
-        return tuple(self.uplinks_backend.present)
+        self.uplinks_backend.ignored = set(ignore)
+        return tuple(a for a in self.uplinks_backend.present if a.interface not in ignore)
 
 
 class UplinkBackend(FakeBackend):
@@ -47,6 +49,7 @@ class UplinkBackend(FakeBackend):
         super().__init__()
         self.present = list(present)
         self.uplink_lookups = 0
+        self.ignored: set[str] = set()
         self.bound: list[tuple[str | None, FakeChannel]] = []
         self.scoped: list[UplinkMonitor] = []
 
@@ -160,6 +163,7 @@ def test_an_uplink_going_takes_exactly_its_tunnel_and_a_new_one_adds_one() -> No
         backend.change(WIFI)
         await settle(lambda: len(m.tunnels()) == 1 and backend.tuns[1].closed)
         assert addresses(m) == {"m6t0": before["m6t0"]}  # the other tunnel untouched
+        assert backend.ignored == {"m6t0", "m6t1"}  # the tunnels' own routes are never a way to the gateway
         assert backend.installed() == {before["m6t0"]}
         assert [t.closed for t in backend.tuns] == [False, True]
         assert not [e for e in events if isinstance(e, ev.AddressChanged)]  # the top level did not move
@@ -185,7 +189,7 @@ def test_the_primary_going_moves_the_top_level_to_the_other_tunnel() -> None:
         before = addresses(m)
         events.clear()
         backend.change(TETHER)
-        await settle(lambda: len(m.tunnels()) == 1)
+        await settle(lambda: len(m.tunnels()) == 1 and m.tunnels()[0].primary)
         (left,) = m.tunnels()
         assert left.primary and left.status.interface == "m6t1" and left.status.session.address == before["m6t1"]
         moved = [e for e in events if isinstance(e, ev.AddressChanged)]

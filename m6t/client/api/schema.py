@@ -119,7 +119,8 @@ class EventKind(StrEnum):
     """:class:`AccessKeyNeededEvent` — the helper has no key for the enrolled gateway: a desktop agent that
     keeps it (the tray, from the user's keyring) answers with ``access.key`` and ``store: false``."""
     TUNNELS = "tunnels"
-    """:class:`TunnelsEvent` — a tunnel came or went, or one tunnel's summary changed (``tunnel.uplinks``)."""
+    """:class:`TunnelsEvent` — with ``tunnel.uplinks = "all"``: a tunnel came or went, or one tunnel's summary
+    changed (with ``"best"`` the one tunnel is the top level, whose events say it all)."""
 
 
 # The client core owns its vocabulary; the API puts it on the wire unchanged.

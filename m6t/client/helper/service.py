@@ -398,11 +398,16 @@ class HelperService:
             return []
 
     def _broadcast_tunnels(self) -> None:
-        """Every tunnel's summary, to subscribers, when it is not what they have."""
+        """Every tunnel's summary, to subscribers, when it is not what they have.  Only where there is more
+        than the top level says: one tunnel through the preferred path is the top level, and its events
+        already tell every change (with ``"best"``, nothing is sent twice)."""
         summaries = self._tunnel_summaries()
-        if summaries != self._tunnels_sent:
-            self._tunnels_sent = summaries
+        if summaries == self._tunnels_sent:
+            return
+        several = any(s["uplink"] is not None for s in summaries)
+        if several or self._tunnels_sent is not None:
             self._broadcast(wire.tunnels_event(summaries))
+        self._tunnels_sent = summaries if several else None
 
     # -- status
 

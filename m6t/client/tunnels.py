@@ -386,8 +386,8 @@ class TunnelManager:
         if changes:
             self._emit(
                 ev.TunnelsChanged(
-                    tuple(r.tunnel.interface for r in self._drivers()),
-                    None if self._primary is None else self._running[self._primary].tunnel.interface,
+                    tuple(r.driver.interface for r in self._drivers()),
+                    None if self._primary is None else self._running[self._primary].driver.interface,
                 )
             )
 
@@ -405,7 +405,7 @@ class TunnelManager:
         )
         if self._access_key is not None:
             driver.set_access_key(self._access_key)
-        remove = driver.add_listener(lambda event: self._on_tunnel_event(tunnel, event))
+        remove = driver.add_listener(lambda event: self._on_tunnel_event(tunnel, driver, event))
         running = _Running(tunnel, driver, remove)
         self._running[tunnel.slot] = running
         log.info("uplink %s: tunnel %s", tunnel.uplink, tunnel.interface)
@@ -448,13 +448,14 @@ class TunnelManager:
         running = self._top()
         return running.driver.session.status() if running is not None else self._idle.status()
 
-    def _on_tunnel_event(self, tunnel: Tunnel, event: ev.Event) -> None:
+    def _on_tunnel_event(self, tunnel: Tunnel, driver: ClientDriver, event: ev.Event) -> None:
         if isinstance(event, ev.TunnelsChanged | ev.OtherTunnel):
             return  # a driver never sends these
         if self._primary == tunnel.slot:
             self._emit(event)
         else:
-            self._emit(ev.OtherTunnel(tunnel.interface, tunnel.uplink, event))
+            # The interface as the OS named it (macOS picks its utun's number itself).
+            self._emit(ev.OtherTunnel(driver.interface, tunnel.uplink, event))
 
     def _announce(self, before: Status, after: Status) -> None:
         """The top level moved to another tunnel (or to none): the events that take a listener from what it

@@ -302,6 +302,16 @@ def cmd_up(args: argparse.Namespace, helper: HelperClient, out: Output) -> int:
                     seconds=args.wait, state=latest.get("state")
                 )
             )
+            session = latest.get("session") or {}
+            if latest.get("state") == schema.TunnelState.CONNECTING.value and session.get("probe") is None:
+                # Nothing answers an address before traffic does (draft 2.4): without a probe, only the user's.
+                out.error(
+                    _(
+                        "without tunnel.probe the tunnel is confirmed only when traffic comes back through it; "
+                        "set it to an address that answers pings behind the gateway (the Home Agent's): "
+                        "m6t config set tunnel.probe ADDRESS"
+                    )
+                )
             return EXIT_FAILED
         status = waited
     if args.json:

@@ -17,6 +17,7 @@ from m6t import cli as program
 from m6t.client import cli
 from m6t.client import events as ev
 from m6t.client.api import host
+from m6t.client.vocabulary import State
 from m6t.platform import hints
 from m6t.platform.family import OsFamily
 from tests.unit.test_helper_fakes import NOBODY, RunningHelper, helper, is_root, run_as
@@ -88,6 +89,19 @@ def test_up_wait_times_out(helper: RunningHelper) -> None:
     helper.driver.up = never  # type: ignore[method-assign]
     code, _, err = run(helper, "up", "--wait", "0.3")
     assert code == 1 and err == "m6t: the tunnel is not connected after 0.3 s (state: disconnected)\n"
+
+
+def test_up_wait_without_a_probe_says_what_confirms_the_tunnel(helper: RunningHelper) -> None:
+    driver = helper.driver
+
+    async def installed_but_unconfirmed() -> None:
+        driver._set_state(State.CONNECTING, "attached, not yet confirmed")
+
+    driver.up = installed_but_unconfirmed  # type: ignore[method-assign]
+    code, _, err = run(helper, "up", "--wait", "0.3")
+    lines = err.splitlines()
+    assert code == 1 and lines[0] == "m6t: the tunnel is not connected after 0.3 s (state: connecting)"
+    assert "without tunnel.probe" in lines[1] and "m6t config set tunnel.probe ADDRESS" in lines[1]
 
 
 def test_config_get(helper: RunningHelper) -> None:

@@ -296,3 +296,31 @@ def test_probe_falls_back_to_the_interface_holding_the_source(fake: FakeWindows)
     assert probed is not None
     assert probed.local_ipv4 == IPv4Address("127.0.0.1")
     assert probed.router is None
+
+
+def test_scoped_lookups_every_uplink_and_the_bound_channel(fake: FakeWindows) -> None:
+    fake.add_interface("Wi-Fi")
+    fake.add_ipv4_address("Wi-Fi", WIFI.local_ipv4, 24)
+    fake.add_ipv4_route("Wi-Fi", IPv4Network("203.0.113.0/24"), None, 256)
+    fake.add_ipv4_route("Wi-Fi", DEFAULT, WIFI.router, 50)
+    fake.add_interface("Bluetooth")  # an address, no route toward the gateway: no uplink
+    fake.add_ipv4_address("Bluetooth", IPv4Address("192.0.2.77"), 32)
+    backend = WindowsBackend(fake.api())
+
+    async def main() -> tuple[object, ...]:
+        monitors = [backend.connectivity_monitor(GATEWAY, TUN, uplink=name) for name in (None, "Ethernet", "Wi-Fi")]
+        lookups = [await monitor.lookup() for monitor in monitors]
+        unknown = await backend.connectivity_monitor(GATEWAY, TUN, uplink="Nothing").lookup()
+        return (*lookups, unknown, await monitors[0].uplinks(), await monitors[0].uplinks(ignore=["Ethernet"]))
+
+    assert asyncio.run(main()) == (ETHERNET, ETHERNET, WIFI, None, (ETHERNET, WIFI), (WIFI,))
+    assert not fake.violations
+    assert not fake.iphlpapi.tables, "every table GetUnicastIpAddressTable handed out was freed"
+    channel = backend.open_udp((GATEWAY, 4242), uplink="Wi-Fi")
+    try:
+        index = fake.interface_by_alias("Wi-Fi")
+        assert index is not None
+        # IP_UNICAST_IF (31) with the interface index in network byte order, before the connect.
+        assert (channel.sock.fileno(), 0, 31, index.index.to_bytes(4, "big")) in fake.ws2_32.sockopts
+    finally:
+        channel.close()

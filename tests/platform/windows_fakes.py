@@ -613,16 +613,21 @@ class FakeIpHelper(IpHelperBase):
         windows = self.windows
         if destination_ptr is None or row_ptr is None or best_source_ptr is None:
             return ERROR_INVALID_PARAMETER
-        windows.check(luid_ptr is None and source_ptr is None, "GetBestRoute2: no interface/source constraint expected")
+        windows.check(source_ptr is None, "GetBestRoute2: no source constraint expected")
         family, destination = unpack_sockaddr(ctypes.string_at(destination_ptr, SOCKADDR_INET_SIZE))
         if destination is None:
             return ERROR_INVALID_PARAMETER
+        scope = struct.unpack("<Q", ctypes.string_at(luid_ptr, 8))[0] if luid_ptr is not None else None
         with windows.lock:
+            if scope is not None and scope not in windows.interfaces:
+                return ERROR_NOT_FOUND
             best: tuple[int, int, RouteEntry] | None = None
             for entry in self.routes.values():
                 interface = windows.interfaces.get(entry.luid)
                 if interface is None or entry.network.version != destination.version:
                     continue
+                if scope is not None and entry.luid != scope:
+                    continue  # constrained to one interface: only its routes
                 if destination not in entry.network:
                     continue
                 if destination.version == 4 and not interface.ipv4:

@@ -96,8 +96,10 @@ class Ws2Dll(Dll):
 
     def _unicast_if(self, sock: int, index: bytes) -> int:
         """``IP_UNICAST_IF``: "the outgoing interface for sending IPv4 traffic ... an interface index in network
-        byte order".  Linux has the very option, added for Wine with the same value format (``ip(7)``:
-        "IP_UNICAST_IF ... the interface index in network byte order"), honored by connect() since 5.16."""
+        byte order".  Linux has the very option, with the same value, added for Wine (commit 76e21053b5bf, "ipv4:
+        Implement IP_UNICAST_IF socket option": "The SO_BINDTODEVICE option restricts both outbound and inbound
+        traffic, IP_UNICAST_IF only impacts outbound traffic", as on Windows); ``connect`` honors it since
+        Linux 5.16 ("ipv4: Fix IP_UNICAST_IF option behavior for connected sockets")."""
         try:
             with socket.socket(fileno=os.dup(sock)) as linux:
                 linux.setsockopt(socket.IPPROTO_IP, LINUX_IP_UNICAST_IF, index)

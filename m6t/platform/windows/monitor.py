@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Collection
 from ipaddress import IPv4Address
 
-from m6t.platform.base import ChangeCallback
+from m6t.platform.base import ChangeCallback, PlatformError
 from m6t.platform.monitoring import ProbedMonitor, connected_udp_source
 from m6t.platform.windows.iphlpapi import BestRoute, IpHelper, Subscription
 from m6t.platform.windows.system import AF_INET, Winsock
@@ -124,7 +125,14 @@ class WindowsConnectivityMonitor(ProbedMonitor):
         index = self._ip.luid_to_index(luid) if luid is not None else None
         if index is None:
             raise OSError(f"no interface named {uplink}")
-        return connected_udp_source(address, prepare=lambda sock: winsock.set_unicast_interface(sock, index))
+
+        def prepare(sock: socket.socket) -> None:
+            try:
+                winsock.set_unicast_interface(sock, index)
+            except PlatformError as exc:  # the probe answers "no path" on an OSError, never raises
+                raise OSError(str(exc)) from exc
+
+        return connected_udp_source(address, prepare=prepare)
 
     def _holding(self, local: IPv4Address) -> Attachment | None:
         # The route lookup is a cheap query (no change), so the probe may run it on the loop; its next hop is

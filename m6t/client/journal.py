@@ -253,6 +253,9 @@ class JournalingBackend(Backend):
     def interface_exists(self, ifname: str) -> bool:
         return self.inner.interface_exists(ifname)
 
+    def uplink_problem(self, uplink: str) -> PlatformError | None:
+        return self.inner.uplink_problem(uplink)
+
     def open_udp(self, gateway: tuple[IPv4Address, int], *, uplink: str | None = None) -> UdpChannel:
         return self.inner.open_udp(gateway, uplink=uplink)
 

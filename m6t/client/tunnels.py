@@ -409,6 +409,13 @@ class TunnelManager:
         running = _Running(tunnel, driver, remove)
         self._running[tunnel.slot] = running
         log.info("uplink %s: tunnel %s", tunnel.uplink, tunnel.interface)
+        problem = backend.uplink_problem(tunnel.uplink)
+        if problem is not None:
+            log.warning("uplink %s: %s (hint: %s)", tunnel.uplink, problem, problem.hint)
+            detail = f"{problem} (hint: {problem.hint})" if problem.hint else str(problem)
+            # Said at the top level (the error event, the problems) whichever tunnel it concerns: only the user
+            # can change it.
+            self._emit(ev.ErrorEvent.of(ErrorCode.UPLINK_FILTERED, detail))
         try:
             await driver.start()
             if self._verdict is not None:

@@ -75,6 +75,7 @@ class ErrorCode(IntEnum):
     PLATFORM_ERROR = 3005
     PERMISSION_DENIED = 3006
     TUN_FAILED = 3007
+    UPLINK_FILTERED = 3008
 
     TUNNEL_ERROR = 4000
     GATEWAY_UNREACHABLE = 4001
@@ -124,6 +125,7 @@ _SENTENCES: Final[dict[ErrorCode, str]] = {
     ErrorCode.PLATFORM_ERROR: "The operating system refused a network change.",
     ErrorCode.PERMISSION_DENIED: "The helper lacks the privileges it needs.",
     ErrorCode.TUN_FAILED: "The tunnel interface could not be created.",
+    ErrorCode.UPLINK_FILTERED: "A setting of this computer drops the gateway's answers on one of its uplinks.",
     ErrorCode.TUNNEL_ERROR: "The tunnel reported an error.",
     ErrorCode.GATEWAY_UNREACHABLE: "The gateway does not answer.",
     ErrorCode.NO_NETWORK: "There is no IPv4 network toward the gateway.",

@@ -274,6 +274,11 @@ class Backend(ABC):
     @abstractmethod
     def interface_exists(self, ifname: str) -> bool: ...
 
+    def uplink_problem(self, uplink: str) -> PlatformError | None:
+        """What in this host's settings keeps a tunnel bound to ``uplink`` from working, for the user to change
+        (``None``: nothing known)."""
+        return None
+
     @abstractmethod
     def open_udp(self, gateway: tuple[IPv4Address, int], *, uplink: str | None = None) -> UdpChannel:
         """A channel toward the gateway.  ``uplink``: the IPv4 interface (named as the monitor's

@@ -32,7 +32,7 @@ from m6t.lab import (
     configs,
     wait_until,
 )
-from tests.lab.client_rig import BACKENDS, MN_PREFIX, PORT_A, TUN, Rig, running_rig
+from tests.lab.client_rig import BACKENDS, LINUX, MN_PREFIX, PORT_A, TUN, Rig, running_rig
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(150)]
 
@@ -145,3 +145,24 @@ def test_a_tunnel_per_uplink_each_through_its_own_nat(rig: Rig) -> None:
 
     rig.stop_client()
     assert not _link_exists(rig, first["interface"]) and not _link_exists(rig, again["interface"])
+
+
+def test_a_strict_reverse_path_filter_on_an_uplink_is_reported_with_its_fix(lab: StandardLab) -> None:
+    """Linux drops what arrives on an interface that is not the way back to its source when rp_filter is strict:
+    the tunnel through the second uplink cannot work, and the user is told what to change."""
+    with running_rig(lab, LINUX) as rig:
+        lab.add_mn_uplink("nat2")
+        lab.write_sysctl(MN, f"net.ipv4.conf.{MN_IF_LAN2}.rp_filter", 1)
+        rig.start_client(configs.client_config(ports=(PORT_A,), interface=TUN, keepalive=1, uplinks=UPLINKS_ALL))
+        hint = f"sysctl -w net.ipv4.conf.{MN_IF_LAN2}.rp_filter=2"
+        wait_until(lambda: hint in rig.client_log(), what="the reverse-path filter reported", timeout=15.0)
+        assert "[3008]" in rig.client_log()
+        time.sleep(3.0)  # a few of its attempts: none answered
+        lan2 = [t for t in _tunnels(rig) if t["uplink"] == MN_IF_LAN2]
+        assert lan2 and lan2[0]["state"] != "connected", lan2
+        # Loosened as told (and the uplink plugged again): its tunnel connects.
+        lab.write_sysctl(MN, f"net.ipv4.conf.{MN_IF_LAN2}.rp_filter", 2)
+        lab.remove_mn_uplink("nat2")
+        _wait_tunnels(rig, [MN_IF_LAN1], time.monotonic())
+        lab.add_mn_uplink("nat2")
+        _wait_tunnels(rig, [MN_IF_LAN1, MN_IF_LAN2], time.monotonic())

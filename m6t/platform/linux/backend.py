@@ -19,6 +19,15 @@ from m6t.platform.linux.tun import TUN_PATH, LinuxTun  # noqa: E402
 from m6t.platform.linux.udp import LinuxUdpChannel  # noqa: E402
 
 CAP_NET_ADMIN = 12
+RP_FILTER_STRICT = 1
+
+
+def _rp_filter(conf: str) -> int:
+    try:
+        with open(f"/proc/sys/net/ipv4/conf/{conf}/rp_filter", encoding="ascii") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return 0  # unknown: nothing to say
 
 
 def has_net_admin() -> bool:
@@ -94,6 +103,19 @@ class LinuxBackend(Backend):
 
     async def remove_route(self, ifname: str, route: Route) -> None:
         await self.netlink.remove_route(ifname, route.network, route.metric, route.source)
+
+    def uplink_problem(self, uplink: str) -> PlatformError | None:
+        """Strict reverse-path filtering (rp_filter 1) drops what the gateway sends back through an uplink that
+        is not the preferred path toward it: the kernel applies the larger of ``all`` and the interface's value."""
+        values = [_rp_filter(name) for name in ("all", uplink)]
+        if max(values) != RP_FILTER_STRICT:
+            return None
+        return PlatformError(
+            f"reverse-path filtering is strict on {uplink} (rp_filter {values[1]}, all {values[0]}): the "
+            "gateway's answers through it are dropped while another uplink is the preferred path",
+            hint=f"make it loose: sysctl -w net.ipv4.conf.{uplink}.rp_filter=2"
+            + ("" if values[0] != RP_FILTER_STRICT else " net.ipv4.conf.all.rp_filter=2"),
+        )
 
     def interface_exists(self, ifname: str) -> bool:
         try:

@@ -25,7 +25,7 @@ from typing import IO, Any, Literal
 from m6t.client.api.client import HelperClient
 from m6t.client.api.schema import Method
 from m6t.gateway.config import StatesSection
-from m6t.lab import GW, GW_WAN, HA, MN, StandardLab, configs, wait_until
+from m6t.lab import GW, GW_WAN, HA, MN, StandardLab, configs, processes, wait_until
 from m6t.lab.demo import helper_command
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,6 +34,8 @@ TUN = "m6t0"
 PORT_A = 3544
 PORT_B = 4500
 RECONNECT_BOUND_S = 10.0
+DAEMON_GRACE_S = 10.0
+"""How long the gateway and the helper may take to tidy up after SIGTERM (their TUN, routes, nftables)."""
 
 GATEWAY_CONFIG = configs.gateway_config(
     ports=(PORT_A, PORT_B),
@@ -239,14 +241,7 @@ def running_rig(
         rig.start_gateway(text=GATEWAY_CONFIG if gateway_config is None else gateway_config(workdir))
         yield rig
     finally:
-        for proc in (rig.client, rig.gateway, *rig.more_gateways):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
+        processes.stop_all((rig.client, rig.gateway, *rig.more_gateways), grace=DAEMON_GRACE_S)
         for log in rig.logs:
             log.close()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -21,24 +21,22 @@ import itertools
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from ipaddress import IPv6Address, IPv6Network
+from ipaddress import IPv6Address
 from pathlib import Path
 from typing import IO
 
 import pytest
 
-from m6t.lab import GW, HA, HA_HOST, MN, Lab, StandardLab, configs, unavailable_reason, wait_until
+from m6t.lab import GW, HA, HA_HOST, MN, StandardLab, configs, processes, wait_until
+from tests.lab.client_rig import DAEMON_GRACE_S, MN_PREFIX, REPO
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(180)]
 
-REPO = Path(__file__).resolve().parents[2]
-MN_PREFIX = IPv6Network("fd6d:3674:a1b2:0:1::/80")
 MN_TUN = "m6t0"
 GW_TUN = "m6tgw0"
 PORT = 3544
@@ -198,31 +196,19 @@ class Tunnel:
         return json.loads(done.stdout.strip().splitlines()[-1]), json.loads(out.strip().splitlines()[-1])
 
     def close(self) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
+        processes.stop_all(self.procs, grace=DAEMON_GRACE_S)
         for log in self.logs:
             log.close()
 
 
 @pytest.fixture
-def tunnel() -> Iterator[Tunnel]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    workdir = Path(tempfile.mkdtemp(prefix="m6tdatapath-"))
-    with Lab.standard() as lab:
-        rig = Tunnel(lab, workdir)
-        try:
-            yield rig
-        finally:
-            rig.close()
-            shutil.rmtree(workdir, ignore_errors=True)
+def tunnel(lab: StandardLab) -> Iterator[Tunnel]:
+    rig = Tunnel(lab, Path(tempfile.mkdtemp(prefix="m6tdatapath-")))
+    try:
+        yield rig
+    finally:
+        rig.close()
+        shutil.rmtree(rig.workdir, ignore_errors=True)
 
 
 def check_transfer(rig: Tunnel, *, upward: bool) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,19 +24,15 @@ from m6t.gateway.keys import KeyFile, save_key_file
 from m6t.lab import GW_WAN, MN, WAN2, StandardLab, wait_until
 from m6t.protocol import build_keepalive, parse_echo_reply
 from m6t.protocol.access import Sealer, encode_key
-from tests.lab.test_gateway_daemon import (
+from tests.lab.gateway_rig import (
     PORT_A,
     Gateway,
-    _config,
-    _start_gateway,
-    _stop_gateway,
     assert_echo_replies,
     echo,
+    gateway_config,
     mn_address,
-    shared_lab,
+    running_gateway,
 )
-
-__all__ = ["shared_lab"]
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(180)]
 
@@ -140,21 +135,16 @@ def exchange(
 
 
 def _config_with(keys: Path) -> Callable[[Path], str]:
-    return lambda metrics_path: _config(metrics_path, AccessSection(mode=AccessMode.ENROLLED, key_file=str(keys)))
+    access = AccessSection(mode=AccessMode.ENROLLED, key_file=str(keys))
+    return lambda metrics_path: gateway_config(metrics_path, access)
 
 
 @pytest.fixture(scope="module")
 def enrolled(shared_lab: StandardLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     keys = tmp_path_factory.mktemp("keys") / "gateway-keys.toml"
     save_key_file(keys, KeyFile({"alice": (ALICE,)}))
-    gateway = _start_gateway(shared_lab, _config_with(keys))
-    try:
+    with running_gateway(shared_lab, _config_with(keys)) as gateway:
         yield gateway
-    finally:
-        try:
-            _stop_gateway(gateway)
-        finally:
-            shutil.rmtree(gateway.workdir, ignore_errors=True)
 
 
 def drops(gateway: Gateway, reason: str) -> float:

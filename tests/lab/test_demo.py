@@ -17,20 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from m6t.lab import unavailable_reason
 from m6t.lab.netns import list_namespaces
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(200)]
 
 REPO = Path(__file__).resolve().parents[2]
 BUDGET_S = 120
-
-
-@pytest.fixture(autouse=True)
-def _lab_capable() -> None:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
 
 
 def demo_command(*extra: str) -> list[str]:

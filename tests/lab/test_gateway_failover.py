@@ -15,7 +15,7 @@ from ipaddress import IPv6Address
 
 import pytest
 
-from m6t.lab import GW, GW2, GW2_WAN, GW_WAN, HA_HOST, HA_IF, HA_IF2, MN, StandardLab, unavailable_reason
+from m6t.lab import GW, GW2, GW2_WAN, GW_WAN, HA_HOST, HA_IF, HA_IF2, MN, StandardLab
 from tests.lab.client_rig import BACKENDS, LINUX, MN_PREFIX, PORT_A, Rig, client_config, connected, running_rig
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(150)]
@@ -38,9 +38,6 @@ def rig(request: pytest.FixtureRequest, lab: StandardLab) -> Iterator[Rig]:
 
 @pytest.fixture
 def two_gateways(request: pytest.FixtureRequest) -> Iterator[Rig]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
     with StandardLab(second_gateway=True) as lab, running_rig(lab, getattr(request, "param", LINUX)) as rig:
         rig.start_gateway(GW2)
         yield rig
@@ -112,9 +109,6 @@ def test_failover_when_the_gateway_dies(two_gateways: Rig) -> None:
 
 
 def test_the_ha_routes_through_gw2_once_gw_is_cut_off() -> None:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
     mn_address = str(MN_PREFIX[5])
     with StandardLab(second_gateway=True) as lab:
         assert lab.ping(MN, GW_WAN) and lab.ping(MN, GW2_WAN)

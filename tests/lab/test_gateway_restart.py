@@ -16,7 +16,6 @@ import pytest
 
 from bench import restart as bench_restart
 from m6t.gateway.snapshot import STATE_FILE
-from m6t.lab import unavailable_reason
 from m6t.lab.demo import DemoLab, client_config, demo_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(150)]
@@ -26,9 +25,6 @@ REACH_BOUND_S = 1.0
 
 @pytest.fixture
 def idle_mn() -> Iterator[DemoLab]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
     config = client_config(keepalive=bench_restart.IDLE_KEEPALIVE_S, autoconnect=True)
     with demo_lab(keep_states=True, config=config) as demo:
         yield demo

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from m6t.client.api.client import HelperClient, RequestFailed
 from m6t.client.api.schema import ErrorCode, EventKind, Method
-from m6t.lab import HA, unavailable_reason
+from m6t.lab import HA
 from m6t.lab.demo import MN_INTERFACE, DemoLab, demo_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(180)]
@@ -32,9 +32,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[DemoLab]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
     with demo_lab() as demo:
         yield demo
 

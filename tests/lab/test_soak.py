@@ -15,8 +15,6 @@ from typing import Any
 
 import pytest
 
-from m6t.lab import unavailable_reason
-
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,9 +33,6 @@ STEPS = {
 
 
 def test_the_short_soak_holds_every_invariant(tmp_path: Path) -> None:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
     out = tmp_path / "soak.json"
     done = subprocess.run(
         [sys.executable, "-m", "bench.soak", "--short", "--json", str(out)],

@@ -6,6 +6,7 @@ import asyncio
 import socket
 from collections.abc import Callable, Sequence
 from ipaddress import IPv6Address, IPv6Network
+from typing import Any
 
 import pytest
 
@@ -58,6 +59,12 @@ class FakeTun(TunDevice):
         self._on_packets(packets)
 
 
+def core_on(loop: asyncio.AbstractEventLoop, **overrides: Any) -> GatewayCore:
+    """A gateway core for the MN prefix and the HA above, on ``loop``'s clock."""
+    settings = CoreSettings(prefixes=(IPv6Network("fd6d:3674:a1b2::/48"),), home_agents=(HA,), **overrides)
+    return GatewayCore(settings, loop.time())
+
+
 async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     for _ in range(int(timeout / 0.01)):
         if condition():
@@ -76,10 +83,7 @@ def test_datagrams_cross_both_ways_and_replies_use_the_arrival_socket() -> None:
         loop = asyncio.get_running_loop()
         listeners = [open_udp_listener("127.0.0.1", 0), open_udp_listener("127.0.0.1", 0)]
         ports = [s.getsockname()[1] for s in listeners]
-        core = GatewayCore(
-            CoreSettings(prefixes=(IPv6Network("fd6d:3674:a1b2::/48"),), home_agents=(HA,), sockets=2),
-            loop.time(),
-        )
+        core = core_on(loop, sockets=2)
         tun = FakeTun()
         driver = GatewayDriver(core, tun, listeners, clock=loop.time)
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -125,10 +129,7 @@ def test_garbage_collection_runs_on_the_loop() -> None:
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         listener = open_udp_listener("127.0.0.1", 0)
-        core = GatewayCore(
-            CoreSettings(prefixes=(IPv6Network("fd6d:3674:a1b2::/48"),), home_agents=(HA,), temporary_lifetime_s=0.05),
-            loop.time(),
-        )
+        core = core_on(loop, temporary_lifetime_s=0.05)
         driver = GatewayDriver(core, FakeTun(), [listener], clock=loop.time)
         driver.start(loop)
         try:
@@ -148,10 +149,7 @@ def test_an_idle_gateway_collects_rarely() -> None:
     async def scenario() -> tuple[int, int]:
         loop = asyncio.get_running_loop()
         listener = open_udp_listener("127.0.0.1", 0)
-        settings = CoreSettings(
-            prefixes=(IPv6Network("fd6d:3674:a1b2::/48"),), home_agents=(HA,), temporary_lifetime_s=10.0
-        )
-        core = GatewayCore(settings, loop.time())
+        core = core_on(loop, temporary_lifetime_s=10.0)
         collected = [0]
         real = core.collect_garbage
 
@@ -183,10 +181,7 @@ def test_the_driver_reports_changes_for_the_state_saver() -> None:
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         listener = open_udp_listener("127.0.0.1", 0)
-        core = GatewayCore(
-            CoreSettings(prefixes=(IPv6Network("fd6d:3674:a1b2::/48"),), home_agents=(HA,), temporary_lifetime_s=0.05),
-            loop.time(),
-        )
+        core = core_on(loop, temporary_lifetime_s=0.05)
         driver = GatewayDriver(core, FakeTun(), [listener], clock=loop.time, gc_interval_s=0.02)
         changes: list[int] = []
         driver.on_change = lambda: changes.append(len(core.table))

@@ -476,6 +476,16 @@ def test_os_failure_is_an_error_event_and_retried() -> None:
     run(scenario)
 
 
+async def connected_before_any_keepalive(backend: FakeBackend) -> tuple[ClientDriver, FakeChannel]:
+    """A driver connected with keepalives every 30 s, and its channel, on which none has gone out yet."""
+    driver = connected_driver(backend, keepalive_interval=30.0)
+    await driver.up()
+    await settle(lambda: driver.session.state is State.CONNECTED)
+    channel = backend.channels[-1]
+    assert not any(is_keepalive_request(d) for d in channel.sent)
+    return driver, channel
+
+
 def test_clock_jump_checks_the_binding_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     class AnHourLater:
         """The driver's clocks after an hour asleep: the wall clock ran on, the monotonic one stood still."""
@@ -487,12 +497,7 @@ def test_clock_jump_checks_the_binding_at_once(monkeypatch: pytest.MonkeyPatch) 
             return time.time() + 3600
 
     async def scenario() -> None:
-        backend = FakeBackend()
-        driver = connected_driver(backend, keepalive_interval=30.0)
-        await driver.up()
-        await settle(lambda: driver.session.state is State.CONNECTED)
-        channel = backend.channels[-1]
-        assert not any(is_keepalive_request(d) for d in channel.sent)
+        driver, channel = await connected_before_any_keepalive(FakeBackend())
         monkeypatch.setattr(driver_module, "time", AnHourLater)
         await settle(lambda: any(is_keepalive_request(d) for d in channel.sent))
         await driver.close()
@@ -504,12 +509,7 @@ def test_a_resume_from_the_service_manager_checks_the_binding_at_once() -> None:
     """Windows' SCM POWEREVENT reaches the driver as resumed(): a keepalive goes out now, not at its interval."""
 
     async def scenario() -> None:
-        backend = FakeBackend()
-        driver = connected_driver(backend, keepalive_interval=30.0)
-        await driver.up()
-        await settle(lambda: driver.session.state is State.CONNECTED)
-        channel = backend.channels[-1]
-        assert not any(is_keepalive_request(d) for d in channel.sent)
+        driver, channel = await connected_before_any_keepalive(FakeBackend())
         driver.resumed()
         await settle(lambda: any(is_keepalive_request(d) for d in channel.sent))
         await driver.close()

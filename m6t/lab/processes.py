@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
 
 TERM_GRACE = 2.0
 KILL_WAIT = 2.0
+
+Process = TypeVar("Process", bound="subprocess.Popen[Any]")
 
 
 def stop_all(procs: Iterable[subprocess.Popen[Any] | None], *, grace: float = TERM_GRACE) -> list[int]:
@@ -42,6 +44,20 @@ def stop(proc: subprocess.Popen[Any], *, grace: float = TERM_GRACE) -> bool:
             proc.kill()
         proc.wait(timeout=KILL_WAIT)
         return False
+
+
+@contextlib.contextmanager
+def killed_after(proc: Process) -> Iterator[Process]:
+    """``proc`` for the ``with`` block (a helper that should have finished in it, such as a listener or a
+    flood): SIGKILLed if it still runs at the end, reaped, and its pipes closed, even when the block failed."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        proc.wait(timeout=KILL_WAIT)
+        close_pipes(proc)
 
 
 def close_pipes(proc: subprocess.Popen[Any]) -> None:

@@ -176,23 +176,16 @@ class Tunnel:
         script.write_text(PEER_SCRIPT)
         assert self.address is not None
         server_role, client_role = ("serve-recv", "send") if upward else ("serve-send", "recv")
-        server = self.lab.spawn(
-            HA_HOST,
-            [sys.executable, str(script), server_role, str(HA), str(DATA_PORT), str(SIZE)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        try:
+        argv = [sys.executable, str(script), server_role, str(HA), str(DATA_PORT), str(SIZE)]
+        with processes.killed_after(
+            self.lab.spawn(HA_HOST, argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        ) as server:
             assert server.stdout is not None
             assert server.stdout.readline().strip() == "listening"
             done = self.lab.run(
                 MN, sys.executable, str(script), client_role, str(HA), str(DATA_PORT), str(SIZE), timeout=90
             )
             out, _ = server.communicate(timeout=60)
-        finally:
-            if server.poll() is None:
-                server.kill()
-                server.wait(timeout=5)
         return json.loads(done.stdout.strip().splitlines()[-1]), json.loads(out.strip().splitlines()[-1])
 
     def close(self) -> None:

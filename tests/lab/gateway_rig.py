@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 from pathlib import Path
+from typing import Any
 
 from m6t.gateway.config import AccessSection, StatesSection, UnixEndpoint
 from m6t.gateway.metrics import PREFIX, parse
@@ -94,21 +95,28 @@ class Gateway:
         gso: bool = False,
     ) -> list[tuple[str, int, bytes]]:
         """Send ``packets`` from ``host`` to the gateway and return what came back (source ip, port, payload)."""
-        spec = {
-            "local_port": local_port,
-            "send": [p.hex() for p in packets],
-            "gw": GW_WAN,
-            "port": port,
-            "expect": expect,
-            "wait": wait,
-            "gso": gso,
-        }
+        spec = sender_spec(packets, local_port=local_port, port=port, expect=expect, wait=wait) | {"gso": gso}
         script = self.workdir / "mn.py"
         result = self.lab.run(host, sys.executable, str(script), json.dumps(spec), timeout=wait + 15)
         return [(ip, p, bytes.fromhex(data)) for ip, p, data in json.loads(result.stdout)]
 
     def describe(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else "(no log)"
+
+
+def sender_spec(
+    packets: list[bytes], *, local_port: int, port: int = PORT_A, expect: int, wait: float
+) -> dict[str, Any]:
+    """What a scripted MN reads (as JSON): the datagrams it sends the gateway from ``local_port``, and how many
+    replies it waits for, how long at most."""
+    return {
+        "local_port": local_port,
+        "send": [p.hex() for p in packets],
+        "gw": GW_WAN,
+        "port": port,
+        "expect": expect,
+        "wait": wait,
+    }
 
 
 def gateway_config(metrics_path: Path, access: AccessSection | None = None) -> str:

@@ -15,19 +15,20 @@ from pathlib import Path
 
 import pytest
 
-from m6t.lab import GW, GW_WAN, HA_HOST, MN, WAN2, Lab, StandardLab, wait_until
+from m6t.lab import GW, GW_WAN, HA_HOST, MN, WAN2, Lab, StandardLab, processes, wait_until
 from m6t.protocol import KEEPALIVE_PEER, build_keepalive, parse_echo_reply, parse_ipv6
+from tests.lab.commands import run_module
 from tests.lab.gateway_rig import (
     BURST,
     PORT_A,
     PORT_B,
-    REPO,
     TUN,
     Gateway,
     assert_echo_replies,
     echo,
     mn_address,
     running_gateway,
+    sender_spec,
     stop_gateway,
 )
 
@@ -104,21 +105,14 @@ def test_a_flood_of_new_sources_from_one_ipv4_is_cut_while_another_host_connects
     policed = gateway.value("fastlane_packets_total", rule="policed_per_ipv4")
     flood = [echo(mn_address(4, 0x400000000000 + i), 1) for i in range(60)]
     script = gateway.workdir / "mn.py"
-    spec = {"local_port": 41004, "send": [p.hex() for p in flood], "gw": GW_WAN, "port": PORT_A}
-    spec |= {"expect": len(flood), "wait": 3.0}
-    flooder = gateway.lab.spawn(
-        MN, [sys.executable, str(script), json.dumps(spec)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    try:
+    spec = sender_spec(flood, local_port=41004, expect=len(flood), wait=3.0)
+    argv = [sys.executable, str(script), json.dumps(spec)]
+    with processes.killed_after(gateway.lab.spawn(MN, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)) as flooder:
         # Meanwhile a mobile node behind another IPv4 address gets its state.
         legit = mn_address(5, 0x555555555555)
         got = gateway.exchange(WAN2, [echo(legit, 1)], local_port=41005, expect=1)
         assert_echo_replies(got, legit, [1], PORT_A)
         out, err = flooder.communicate(timeout=20)
-    finally:
-        if flooder.poll() is None:
-            flooder.kill()
-            flooder.wait(timeout=5)
     answered = json.loads(out)
     assert len(answered) <= BURST, err
     # Cut in the kernel (the fast lane lets a few packets per new state through) or by the gateway itself.
@@ -162,14 +156,7 @@ def test_packets_from_the_ha_side_without_state_are_dropped(gateway: Gateway) ->
 
 
 def test_status_prints_the_metrics_human_readably(gateway: Gateway) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "m6t.gateway", "status", "--metrics", str(gateway.metrics)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=str(REPO),
-        check=False,
-    )
+    result = run_module("m6t.gateway", "status", "--metrics", str(gateway.metrics))
     assert result.returncode == 0, result.stderr
     assert "states:" in result.stdout and "active" in result.stdout
     assert f"udp {PORT_B}:" in result.stdout

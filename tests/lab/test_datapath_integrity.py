@@ -145,6 +145,14 @@ class Tunnel:
         wait_until(self.reaches_ha, what="the HA through the tunnel", timeout=20.0, interval=0.2)
         self.address = self.tunnel_address()
 
+    def restart(self, client: str | None, gateway: str | None) -> None:
+        """Both ends stopped, their TUNs gone, then started again with these data paths."""
+        self.close()
+        self.procs.clear()
+        wait_until(lambda: not self.has_link(GW, GW_TUN), what="the gateway's TUN gone", timeout=10)
+        wait_until(lambda: not self.has_link(MN, MN_TUN), what="the client's TUN gone", timeout=10)
+        self.start(client, gateway)
+
     def has_link(self, host: str, ifname: str) -> bool:
         return self.lab.run(host, "ip", "link", "show", "dev", ifname, check=False).returncode == 0
 
@@ -242,11 +250,7 @@ def test_our_segmentation_verified_by_plain_receivers(tunnel: Tunnel) -> None:
     check_transfer(tunnel, upward=True)
     check_transfer(tunnel, upward=False)
     # Now with plain receivers on the far ends, which check every checksum.
-    tunnel.close()
-    tunnel.procs.clear()
-    wait_until(lambda: not tunnel.has_link(GW, GW_TUN), what="the gateway's TUN gone", timeout=10)
-    wait_until(lambda: not tunnel.has_link(MN, MN_TUN), what="the client's TUN gone", timeout=10)
-    tunnel.start(client="tso", gateway="plain")
+    tunnel.restart(client="tso", gateway="plain")
     assert not tunnel.tun_flags(GW, GW_TUN) & IFF_VNET_HDR
     check_transfer(tunnel, upward=True)
     # The control: a segment with a wrong checksum through the same path is counted by the HA's kernel.
@@ -259,11 +263,7 @@ def test_our_segmentation_verified_by_plain_receivers(tunnel: Tunnel) -> None:
         timeout=5.0,
         interval=0.1,
     )
-    tunnel.close()
-    tunnel.procs.clear()
-    wait_until(lambda: not tunnel.has_link(GW, GW_TUN), what="the gateway's TUN gone", timeout=10)
-    wait_until(lambda: not tunnel.has_link(MN, MN_TUN), what="the client's TUN gone", timeout=10)
-    tunnel.start(client="plain", gateway="tso")
+    tunnel.restart(client="plain", gateway="tso")
     assert not tunnel.tun_flags(MN, MN_TUN) & IFF_VNET_HDR
     check_transfer(tunnel, upward=False)
 
@@ -276,9 +276,5 @@ def test_plain_fallback_both_ways(tunnel: Tunnel) -> None:
     check_transfer(tunnel, upward=True)
     check_transfer(tunnel, upward=False)
     # Mixed: a fast client with a plain gateway and the other way round interoperate.
-    tunnel.close()
-    tunnel.procs.clear()
-    wait_until(lambda: not tunnel.has_link(GW, GW_TUN), what="the gateway's TUN gone", timeout=10)
-    wait_until(lambda: not tunnel.has_link(MN, MN_TUN), what="the client's TUN gone", timeout=10)
-    tunnel.start(client=None, gateway="plain")
+    tunnel.restart(client=None, gateway="plain")
     check_transfer(tunnel, upward=False)

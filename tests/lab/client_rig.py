@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -27,8 +26,8 @@ from m6t.client.api.schema import Method
 from m6t.gateway.config import StatesSection
 from m6t.lab import GW, GW_WAN, HA, MN, StandardLab, configs, processes, wait_until
 from m6t.lab.demo import helper_command
+from tests.lab.commands import REPO, tree_env
 
-REPO = Path(__file__).resolve().parents[2]
 MN_PREFIX = IPv6Network("fd6d:3674:a1b2:0:1::/80")
 TUN = "m6t0"
 PORT_A = 3544
@@ -130,7 +129,7 @@ class Rig:
             stdout=log,
             stderr=log,
             cwd=str(REPO),
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env=tree_env(),
         )
 
     def start_gateway(self, host: str = GW, text: str = GATEWAY_CONFIG) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -23,8 +22,8 @@ from m6t.gateway.metrics import PREFIX, parse
 from m6t.gateway.metrics_server import fetch_metrics
 from m6t.lab import GW, GW_WAN, LabError, StandardLab, configs, processes, wait_until
 from m6t.protocol import build_echo_request, parse_echo_reply
+from tests.lab.commands import REPO, tree_env
 
-REPO = Path(__file__).resolve().parents[2]
 HA = IPv6Address("fd00:ab::1")
 PORT_A = 3544
 PORT_B = 4500
@@ -151,7 +150,7 @@ def start_gateway(lab: StandardLab, config_text: Callable[[Path], str] = gateway
             stderr=log_file,
             stdout=log_file,
             cwd=str(REPO),
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env=tree_env(),
         )
     gateway = Gateway(lab, proc, workdir, UnixEndpoint(str(metrics_path)), log)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -33,7 +32,8 @@ from typing import IO
 import pytest
 
 from m6t.lab import GW, HA, HA_HOST, MN, StandardLab, configs, processes, wait_until
-from tests.lab.client_rig import DAEMON_GRACE_S, MN_PREFIX, REPO
+from tests.lab.client_rig import DAEMON_GRACE_S, MN_PREFIX
+from tests.lab.commands import REPO, tree_env
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(180)]
 
@@ -126,7 +126,7 @@ class Tunnel:
     def spawn(self, host: str, argv: list[str], name: str, datapath: str | None) -> subprocess.Popen[str]:
         log = (self.workdir / name).open("a")
         self.logs.append(log)
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = tree_env()
         env.pop("M6T_DATAPATH", None)
         if datapath is not None:
             env["M6T_DATAPATH"] = datapath

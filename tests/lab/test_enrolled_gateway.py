@@ -37,7 +37,6 @@ from tests.lab.gateway_rig import (
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(180)]
 
-REPO = Path(__file__).resolve().parents[2]
 ALICE = bytes.fromhex("a11ce" + "0" * 59)
 MALLORY = bytes.fromhex("bad" + "0" * 61)
 SIGHUP = signal.Signals["SIGHUP"]

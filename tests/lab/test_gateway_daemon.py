@@ -20,6 +20,7 @@ from m6t.protocol import KEEPALIVE_PEER, build_keepalive, parse_echo_reply, pars
 from tests.lab.commands import run_module
 from tests.lab.gateway_rig import (
     BURST,
+    FASTLANE_TABLE,
     PORT_A,
     PORT_B,
     TUN,
@@ -33,8 +34,6 @@ from tests.lab.gateway_rig import (
 )
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
-
-FASTLANE_TABLE = "m6t_gw_" + TUN
 
 
 @pytest.fixture(scope="module")

@@ -56,13 +56,8 @@ def observe_udp_source(
     timeout: float = 3.0,
 ) -> tuple[str, int]:
     """Send one UDP datagram from sender to listen_address:port on listener; return the source it saw."""
-    proc = lab.spawn(
-        listener,
-        [sys.executable, "-c", _LISTENER, listen_address, str(port), str(timeout)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
+    argv = [sys.executable, "-c", _LISTENER, listen_address, str(port), str(timeout)]
+    with processes.killed_after(lab.spawn(listener, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)) as proc:
         if _read_line(proc, timeout) != "ready":
             raise LabError(f"UDP listener in {listener} did not start: {_stderr(proc)}")
         lab.run(sender, sys.executable, "-c", _SENDER, listen_address, str(port), str(source_port))
@@ -70,11 +65,6 @@ def observe_udp_source(
         if len(seen) != 2:
             raise LabError(f"{listener} received no datagram from {sender} on {listen_address}:{port}")
         return seen[0], int(seen[1])
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=5)
-        processes.close_pipes(proc)
 
 
 def describe_and_check(lab: StandardLab) -> list[str]:

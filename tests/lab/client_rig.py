@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -25,15 +24,17 @@ from typing import IO, Any, Literal
 from m6t.client.api.client import HelperClient
 from m6t.client.api.schema import Method
 from m6t.gateway.config import StatesSection
-from m6t.lab import GW, GW_WAN, HA, MN, StandardLab, configs, wait_until
+from m6t.lab import GW, GW_WAN, HA, MN, StandardLab, configs, processes, wait_until
 from m6t.lab.demo import helper_command
+from tests.lab.commands import REPO, tree_env
 
-REPO = Path(__file__).resolve().parents[2]
 MN_PREFIX = IPv6Network("fd6d:3674:a1b2:0:1::/80")
 TUN = "m6t0"
 PORT_A = 3544
 PORT_B = 4500
 RECONNECT_BOUND_S = 10.0
+DAEMON_GRACE_S = 10.0
+"""How long the gateway and the helper may take to tidy up after SIGTERM (their TUN, routes, nftables)."""
 
 GATEWAY_CONFIG = configs.gateway_config(
     ports=(PORT_A, PORT_B),
@@ -128,7 +129,7 @@ class Rig:
             stdout=log,
             stderr=log,
             cwd=str(REPO),
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env=tree_env(),
         )
 
     def start_gateway(self, host: str = GW, text: str = GATEWAY_CONFIG) -> None:
@@ -239,14 +240,7 @@ def running_rig(
         rig.start_gateway(text=GATEWAY_CONFIG if gateway_config is None else gateway_config(workdir))
         yield rig
     finally:
-        for proc in (rig.client, rig.gateway, *rig.more_gateways):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
+        processes.stop_all((rig.client, rig.gateway, *rig.more_gateways), grace=DAEMON_GRACE_S)
         for log in rig.logs:
             log.close()
         shutil.rmtree(workdir, ignore_errors=True)

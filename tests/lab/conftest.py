@@ -1,4 +1,5 @@
-"""Fixtures for lab tests (root): a fresh standard lab per test, and stale labs removed once per session."""
+"""Fixtures for lab tests (root): a fresh standard lab per test or one per module, and stale labs removed once per
+session.  Where labs cannot run, the suite's conftest skips a lab test with the reason before any fixture runs."""
 
 from __future__ import annotations
 
@@ -19,8 +20,12 @@ def _stale_labs_removed() -> None:
 @pytest.fixture
 def lab() -> Iterator[StandardLab]:
     """A freshly started standard lab (MN on nat1's LAN), torn down after the test."""
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
+    with Lab.standard() as standard:
+        yield standard
+
+
+@pytest.fixture(scope="module")
+def shared_lab() -> Iterator[StandardLab]:
+    """One standard lab for a module's tests (each leaves it as it found it), torn down after the last."""
     with Lab.standard() as standard:
         yield standard

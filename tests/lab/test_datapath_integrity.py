@@ -19,26 +19,24 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from ipaddress import IPv6Address, IPv6Network
+from ipaddress import IPv6Address
 from pathlib import Path
 from typing import IO
 
 import pytest
 
-from m6t.lab import GW, HA, HA_HOST, MN, Lab, StandardLab, configs, unavailable_reason, wait_until
+from m6t.lab import GW, HA, HA_HOST, MN, StandardLab, configs, processes, wait_until
+from tests.lab.client_rig import DAEMON_GRACE_S, MN_PREFIX
+from tests.lab.commands import REPO, tree_env
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(180)]
 
-REPO = Path(__file__).resolve().parents[2]
-MN_PREFIX = IPv6Network("fd6d:3674:a1b2:0:1::/80")
 MN_TUN = "m6t0"
 GW_TUN = "m6tgw0"
 PORT = 3544
@@ -128,7 +126,7 @@ class Tunnel:
     def spawn(self, host: str, argv: list[str], name: str, datapath: str | None) -> subprocess.Popen[str]:
         log = (self.workdir / name).open("a")
         self.logs.append(log)
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = tree_env()
         env.pop("M6T_DATAPATH", None)
         if datapath is not None:
             env["M6T_DATAPATH"] = datapath
@@ -146,6 +144,14 @@ class Tunnel:
         self.spawn(MN, argv, "client.log", client)
         wait_until(self.reaches_ha, what="the HA through the tunnel", timeout=20.0, interval=0.2)
         self.address = self.tunnel_address()
+
+    def restart(self, client: str | None, gateway: str | None) -> None:
+        """Both ends stopped, their TUNs gone, then started again with these data paths."""
+        self.close()
+        self.procs.clear()
+        wait_until(lambda: not self.has_link(GW, GW_TUN), what="the gateway's TUN gone", timeout=10)
+        wait_until(lambda: not self.has_link(MN, MN_TUN), what="the client's TUN gone", timeout=10)
+        self.start(client, gateway)
 
     def has_link(self, host: str, ifname: str) -> bool:
         return self.lab.run(host, "ip", "link", "show", "dev", ifname, check=False).returncode == 0
@@ -178,51 +184,32 @@ class Tunnel:
         script.write_text(PEER_SCRIPT)
         assert self.address is not None
         server_role, client_role = ("serve-recv", "send") if upward else ("serve-send", "recv")
-        server = self.lab.spawn(
-            HA_HOST,
-            [sys.executable, str(script), server_role, str(HA), str(DATA_PORT), str(SIZE)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        try:
+        argv = [sys.executable, str(script), server_role, str(HA), str(DATA_PORT), str(SIZE)]
+        with processes.killed_after(
+            self.lab.spawn(HA_HOST, argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        ) as server:
             assert server.stdout is not None
             assert server.stdout.readline().strip() == "listening"
             done = self.lab.run(
                 MN, sys.executable, str(script), client_role, str(HA), str(DATA_PORT), str(SIZE), timeout=90
             )
             out, _ = server.communicate(timeout=60)
-        finally:
-            if server.poll() is None:
-                server.kill()
-                server.wait(timeout=5)
         return json.loads(done.stdout.strip().splitlines()[-1]), json.loads(out.strip().splitlines()[-1])
 
     def close(self) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
+        processes.stop_all(self.procs, grace=DAEMON_GRACE_S)
         for log in self.logs:
             log.close()
 
 
 @pytest.fixture
-def tunnel() -> Iterator[Tunnel]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    workdir = Path(tempfile.mkdtemp(prefix="m6tdatapath-"))
-    with Lab.standard() as lab:
-        rig = Tunnel(lab, workdir)
-        try:
-            yield rig
-        finally:
-            rig.close()
-            shutil.rmtree(workdir, ignore_errors=True)
+def tunnel(lab: StandardLab) -> Iterator[Tunnel]:
+    rig = Tunnel(lab, Path(tempfile.mkdtemp(prefix="m6tdatapath-")))
+    try:
+        yield rig
+    finally:
+        rig.close()
+        shutil.rmtree(rig.workdir, ignore_errors=True)
 
 
 def check_transfer(rig: Tunnel, *, upward: bool) -> None:
@@ -263,11 +250,7 @@ def test_our_segmentation_verified_by_plain_receivers(tunnel: Tunnel) -> None:
     check_transfer(tunnel, upward=True)
     check_transfer(tunnel, upward=False)
     # Now with plain receivers on the far ends, which check every checksum.
-    tunnel.close()
-    tunnel.procs.clear()
-    wait_until(lambda: not tunnel.has_link(GW, GW_TUN), what="the gateway's TUN gone", timeout=10)
-    wait_until(lambda: not tunnel.has_link(MN, MN_TUN), what="the client's TUN gone", timeout=10)
-    tunnel.start(client="tso", gateway="plain")
+    tunnel.restart(client="tso", gateway="plain")
     assert not tunnel.tun_flags(GW, GW_TUN) & IFF_VNET_HDR
     check_transfer(tunnel, upward=True)
     # The control: a segment with a wrong checksum through the same path is counted by the HA's kernel.
@@ -280,11 +263,7 @@ def test_our_segmentation_verified_by_plain_receivers(tunnel: Tunnel) -> None:
         timeout=5.0,
         interval=0.1,
     )
-    tunnel.close()
-    tunnel.procs.clear()
-    wait_until(lambda: not tunnel.has_link(GW, GW_TUN), what="the gateway's TUN gone", timeout=10)
-    wait_until(lambda: not tunnel.has_link(MN, MN_TUN), what="the client's TUN gone", timeout=10)
-    tunnel.start(client="plain", gateway="tso")
+    tunnel.restart(client="plain", gateway="tso")
     assert not tunnel.tun_flags(MN, MN_TUN) & IFF_VNET_HDR
     check_transfer(tunnel, upward=False)
 
@@ -297,9 +276,5 @@ def test_plain_fallback_both_ways(tunnel: Tunnel) -> None:
     check_transfer(tunnel, upward=True)
     check_transfer(tunnel, upward=False)
     # Mixed: a fast client with a plain gateway and the other way round interoperate.
-    tunnel.close()
-    tunnel.procs.clear()
-    wait_until(lambda: not tunnel.has_link(GW, GW_TUN), what="the gateway's TUN gone", timeout=10)
-    wait_until(lambda: not tunnel.has_link(MN, MN_TUN), what="the client's TUN gone", timeout=10)
-    tunnel.start(client=None, gateway="plain")
+    tunnel.restart(client=None, gateway="plain")
     check_transfer(tunnel, upward=False)

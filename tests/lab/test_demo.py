@@ -13,32 +13,15 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from m6t.lab import unavailable_reason
 from m6t.lab.netns import list_namespaces
+from tests.lab.commands import REPO, run_module, tree_env
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(200)]
 
-REPO = Path(__file__).resolve().parents[2]
 BUDGET_S = 120
-
-
-@pytest.fixture(autouse=True)
-def _lab_capable() -> None:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-
-
-def demo_command(*extra: str) -> list[str]:
-    return [sys.executable, "-m", "m6t.cli", "lab", "demo", *extra]
-
-
-def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 def run_prefix(output: str) -> str:
@@ -54,9 +37,7 @@ def leftovers(prefix: str) -> list[str]:
 
 def test_demo_runs_end_to_end() -> None:
     started = time.monotonic()
-    result = subprocess.run(
-        demo_command(), capture_output=True, text=True, timeout=BUDGET_S + 30, env=env(), cwd=REPO, check=False
-    )
+    result = run_module("m6t.cli", "lab", "demo", timeout=BUDGET_S + 30)
     took = time.monotonic() - started
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert took < BUDGET_S
@@ -75,11 +56,11 @@ def test_demo_runs_end_to_end() -> None:
 
 def test_demo_keep_then_ctrl_c_cleans_up() -> None:
     proc = subprocess.Popen(
-        demo_command("--keep"),
+        [sys.executable, "-m", "m6t.cli", "lab", "demo", "--keep"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=env(),
+        env=tree_env(),
         cwd=REPO,
     )
     assert proc.stdout is not None
@@ -109,14 +90,7 @@ def test_demo_keep_then_ctrl_c_cleans_up() -> None:
         assert "press Ctrl-C" in text, text
         socket_line = re.search(r"m6t-tray --socket (\S+)", text)
         assert socket_line is not None and os.path.exists(socket_line.group(1))
-        status = subprocess.run(
-            [sys.executable, "-m", "m6t.cli", "--socket", socket_line.group(1), "status"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            env=env(),
-            check=False,
-        )
+        status = run_module("m6t.cli", "--socket", socket_line.group(1), "status")
         assert status.returncode == 0 and status.stdout.startswith("state       connected"), status
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)

@@ -7,14 +7,10 @@ The client's scenarios on each emulated backend are in :mod:`tests.lab.test_clie
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from m6t.lab import StandardLab
-from tests.lab.client_rig import REPO
+from tests.lab.commands import run_module
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(200)]
 
@@ -22,15 +18,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.timeout(200)]
 @pytest.mark.parametrize(("emulate", "name"), [("windows", "Windows"), ("darwin", "macOS")], ids=["windows", "darwin"])
 def test_emulated_demo_exits_0_and_says_so(lab: StandardLab, emulate: str, name: str) -> None:
     # The fixture only checks that labs can run here; the demo builds its own.
-    result = subprocess.run(
-        [sys.executable, "-m", "m6t.cli", "lab", "demo", "--emulate", emulate],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        cwd=REPO,
-        check=False,
-    )
+    result = run_module("m6t.cli", "lab", "demo", "--emulate", emulate, timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     first = result.stdout.splitlines()[0]
     assert first.startswith(f"m6t lab demo — emulated {name}:"), first

@@ -7,8 +7,6 @@ state.  The Secret Service path is ``tests/platform/test_secret_service_agent.py
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,12 +23,12 @@ from m6t.protocol.access import ACCESS_TYPE, encode_key
 from tests.lab.client_rig import (
     GATEWAY_CONFIG,
     PORT_A,
-    REPO,
     Capture,
     Rig,
     client_config,
     running_rig,
 )
+from tests.lab.commands import run_module
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 
@@ -86,15 +84,8 @@ def test_no_key_then_m6t_key_set_stores_it_and_connects(rig: Rig) -> None:
     rig.wait_address()
     assert not rig.ping_ha_once(wait=2.0), "connected without a key"
     assert "access_key_missing" in rig.client_log() or "enrolled access" in rig.client_log()
-    result = subprocess.run(
-        [sys.executable, "-m", "m6t.cli", "--socket", str(rig.workdir / "helper.sock"), "key", "set", "--stdin"],
-        input=encode_key(ALICE) + "\n",
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=str(REPO),
-        check=False,
-    )
+    socket = str(rig.workdir / "helper.sock")
+    result = run_module("m6t.cli", "--socket", socket, "key", "set", "--stdin", input=encode_key(ALICE) + "\n")
     assert result.returncode == 0, result.stderr
     assert "stored (file)" in result.stdout and encode_key(ALICE) not in result.stdout + result.stderr
     assert (rig.workdir / "key").stat().st_mode & 0o777 == 0o600

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,26 +21,22 @@ import pytest
 
 from m6t.gateway.config import AccessMode, AccessSection
 from m6t.gateway.keys import KeyFile, save_key_file
-from m6t.lab import GW_WAN, MN, WAN2, StandardLab, wait_until
+from m6t.lab import MN, WAN2, StandardLab, processes, wait_until
 from m6t.protocol import build_keepalive, parse_echo_reply
 from m6t.protocol.access import Sealer, encode_key
-from tests.lab.test_gateway_daemon import (
+from tests.lab.gateway_rig import (
     PORT_A,
     Gateway,
-    _config,
-    _start_gateway,
-    _stop_gateway,
     assert_echo_replies,
     echo,
+    gateway_config,
     mn_address,
-    shared_lab,
+    running_gateway,
+    sender_spec,
 )
-
-__all__ = ["shared_lab"]
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(180)]
 
-REPO = Path(__file__).resolve().parents[2]
 ALICE = bytes.fromhex("a11ce" + "0" * 59)
 MALLORY = bytes.fromhex("bad" + "0" * 61)
 SIGHUP = signal.Signals["SIGHUP"]
@@ -122,16 +117,8 @@ def exchange(
     forge: bytes | None = None,
     count: int = 0,
 ) -> Exchange:
-    spec = {
-        "local_port": local_port,
-        "send": [p.hex() for p in packets],
-        "gw": GW_WAN,
-        "port": PORT_A,
-        "expect": expect,
-        "wait": wait,
-        "forge": forge.hex() if forge else "",
-        "count": count,
-    }
+    spec = sender_spec(packets, local_port=local_port, expect=expect, wait=wait)
+    spec |= {"forge": forge.hex() if forge else "", "count": count}
     script = gateway.workdir / "capture.py"
     script.write_text(CAPTURE_SCRIPT)
     result = gateway.lab.run(host, sys.executable, str(script), json.dumps(spec), timeout=wait + 60)
@@ -140,21 +127,16 @@ def exchange(
 
 
 def _config_with(keys: Path) -> Callable[[Path], str]:
-    return lambda metrics_path: _config(metrics_path, AccessSection(mode=AccessMode.ENROLLED, key_file=str(keys)))
+    access = AccessSection(mode=AccessMode.ENROLLED, key_file=str(keys))
+    return lambda metrics_path: gateway_config(metrics_path, access)
 
 
 @pytest.fixture(scope="module")
 def enrolled(shared_lab: StandardLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     keys = tmp_path_factory.mktemp("keys") / "gateway-keys.toml"
     save_key_file(keys, KeyFile({"alice": (ALICE,)}))
-    gateway = _start_gateway(shared_lab, _config_with(keys))
-    try:
+    with running_gateway(shared_lab, _config_with(keys)) as gateway:
         yield gateway
-    finally:
-        try:
-            _stop_gateway(gateway)
-        finally:
-            shutil.rmtree(gateway.workdir, ignore_errors=True)
 
 
 def drops(gateway: Gateway, reason: str) -> float:
@@ -248,17 +230,12 @@ def test_a_flood_of_forged_headers_leaves_states_and_a_legitimate_mn_untouched(e
     template = seal(echo(mn_address(6, 0x666666666666), 1))
     spec = [sys.executable, str(enrolled.workdir / "capture.py")]
     (enrolled.workdir / "capture.py").write_text(CAPTURE_SCRIPT)
-    flood = {"local_port": 42006, "send": [], "gw": GW_WAN, "port": PORT_A, "expect": 0, "wait": 1.0}
-    flood |= {"forge": template.hex(), "count": FLOOD}
+    flood = sender_spec([], local_port=42006, expect=0, wait=1.0) | {"forge": template.hex(), "count": FLOOD}
     started = time.monotonic()
-    attacker = enrolled.lab.spawn(WAN2, [*spec, json.dumps(flood)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    attack = enrolled.lab.spawn(WAN2, [*spec, json.dumps(flood)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with processes.killed_after(attack) as attacker:
         during = exchange(enrolled, MN, [echo(legit, seq) for seq in range(2, 7)], local_port=42005, expect=5)
         out, err = attacker.communicate(timeout=120)
-    finally:
-        if attacker.poll() is None:
-            attacker.kill()
-            attacker.wait(timeout=5)
     report = json.loads(out)
     elapsed = time.monotonic() - started
     assert report["sent"] == FLOOD, err

@@ -7,216 +7,39 @@ Needs root (network namespaces, TUN); skipped with the lab's reason otherwise.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from ipaddress import IPv6Address
 from pathlib import Path
 
 import pytest
 
-from m6t.gateway.config import AccessSection, StatesSection, UnixEndpoint
-from m6t.gateway.metrics import PREFIX, parse
-from m6t.gateway.metrics_server import fetch_metrics
-from m6t.lab import GW, GW_WAN, HA_HOST, MN, WAN2, Lab, LabError, StandardLab, configs, unavailable_reason, wait_until
-from m6t.protocol import KEEPALIVE_PEER, build_echo_request, build_keepalive, parse_echo_reply, parse_ipv6
+from m6t.lab import GW, GW_WAN, HA_HOST, MN, WAN2, Lab, StandardLab, processes, wait_until
+from m6t.protocol import KEEPALIVE_PEER, build_keepalive, parse_echo_reply, parse_ipv6
+from tests.lab.commands import run_module
+from tests.lab.gateway_rig import (
+    BURST,
+    FASTLANE_TABLE,
+    PORT_A,
+    PORT_B,
+    TUN,
+    Gateway,
+    assert_echo_replies,
+    echo,
+    mn_address,
+    running_gateway,
+    sender_spec,
+    stop_gateway,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
-
-REPO = Path(__file__).resolve().parents[2]
-HA = IPv6Address("fd00:ab::1")
-PORT_A = 3544
-PORT_B = 4500
-TUN = "m6tgwlab0"
-FASTLANE_TABLE = "m6t_gw_" + TUN
-BURST = 5
-
-# A mobile node in a few lines of stdlib Python: send datagrams (optionally as one UDP GSO send) from a
-# fixed local port to the gateway, then collect what comes back for a bounded time.
-MN_SCRIPT = r"""
-import json, select, socket, sys, time
-spec = json.loads(sys.argv[1])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", spec["local_port"]))
-packets = [bytes.fromhex(p) for p in spec["send"]]
-dest = (spec["gw"], spec["port"])
-if spec.get("gso") and packets:
-    s.sendmsg([b"".join(packets)], [(17, 103, len(packets[0]).to_bytes(2, sys.byteorder))], 0, dest)
-else:
-    for p in packets:
-        s.sendto(p, dest)
-got = []
-deadline = time.monotonic() + spec["wait"]
-for _ in range(100000):
-    if len(got) >= spec["expect"]:
-        break
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        break
-    ready, _, _ = select.select([s], [], [], remaining)
-    if not ready:
-        break
-    data, addr = s.recvfrom(65535)
-    got.append([addr[0], addr[1], data.hex()])
-print(json.dumps(got))
-"""
-
-
-@dataclass
-class Gateway:
-    """A running gateway daemon in a lab, with its metrics socket and log."""
-
-    lab: StandardLab
-    proc: subprocess.Popen[str]
-    workdir: Path
-    metrics: UnixEndpoint
-    log: Path
-
-    def fetch(self) -> str:
-        return fetch_metrics(self.metrics, timeout=5.0)
-
-    def value(self, name: str, **labels: str) -> float:
-        for sample in parse(self.fetch()):
-            if sample.name == PREFIX + name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-        raise AssertionError(f"no metric {name} {labels} in:\n{self.fetch()}")
-
-    def exchange(
-        self,
-        host: str,
-        packets: list[bytes],
-        *,
-        local_port: int,
-        port: int = PORT_A,
-        expect: int,
-        wait: float = 3.0,
-        gso: bool = False,
-    ) -> list[tuple[str, int, bytes]]:
-        """Send ``packets`` from ``host`` to the gateway and return what came back (source ip, port, payload)."""
-        spec = {
-            "local_port": local_port,
-            "send": [p.hex() for p in packets],
-            "gw": GW_WAN,
-            "port": port,
-            "expect": expect,
-            "wait": wait,
-            "gso": gso,
-        }
-        script = self.workdir / "mn.py"
-        result = self.lab.run(host, sys.executable, str(script), json.dumps(spec), timeout=wait + 15)
-        return [(ip, p, bytes.fromhex(data)) for ip, p, data in json.loads(result.stdout)]
-
-    def describe(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else "(no log)"
-
-
-def _config(metrics_path: Path, access: AccessSection | None = None) -> str:
-    return configs.gateway_config(
-        ports=(PORT_A, PORT_B),
-        interface=TUN,
-        states=StatesSection(
-            temporary_lifetime_ms=500,
-            active_lifetime_s=30,
-            new_states_per_ipv4_per_s=1,
-            new_states_per_ipv4_burst=BURST,
-            max_temporary=1000,
-        ),
-        metrics=f"unix:{metrics_path}",
-        access=access,
-    )
-
-
-def _start_gateway(lab: StandardLab, config_text: Callable[[Path], str] = _config) -> Gateway:
-    """``config_text`` makes the configuration from the metrics socket's path (in the run's directory)."""
-    # Short directory: a Unix socket path has at most 107 bytes.
-    workdir = Path(tempfile.mkdtemp(prefix="m6tgw-"))
-    (workdir / "mn.py").write_text(MN_SCRIPT)
-    metrics_path = workdir / "metrics.sock"
-    config = workdir / "gateway.toml"
-    config.write_text(config_text(metrics_path))
-    log = workdir / "gateway.log"
-    with log.open("w") as log_file:
-        proc = lab.spawn(
-            GW,
-            [sys.executable, "-m", "m6t.gateway", "--config", str(config)],
-            stderr=log_file,
-            stdout=log_file,
-            cwd=str(REPO),
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
-    gateway = Gateway(lab, proc, workdir, UnixEndpoint(str(metrics_path)), log)
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"the gateway exited with {proc.returncode}:\n{gateway.describe()}")
-        try:
-            gateway.fetch()
-        except Exception:
-            return False
-        return True
-
-    try:
-        wait_until(ready, what="the gateway's metrics endpoint", timeout=15.0, interval=0.1)
-    except LabError:
-        proc.kill()
-        raise AssertionError(f"the gateway did not come up:\n{gateway.describe()}") from None
-    return gateway
-
-
-def _stop_gateway(gateway: Gateway) -> int:
-    if gateway.proc.poll() is None:
-        gateway.proc.send_signal(signal.SIGTERM)
-    try:
-        return gateway.proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        gateway.proc.kill()
-        gateway.proc.wait(timeout=5)
-        raise AssertionError(f"the gateway ignored SIGTERM:\n{gateway.describe()}") from None
-
-
-@pytest.fixture(scope="module")
-def shared_lab() -> Iterator[StandardLab]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    with Lab.standard() as lab:
-        yield lab
 
 
 @pytest.fixture(scope="module")
 def gateway(shared_lab: StandardLab) -> Iterator[Gateway]:
-    gateway = _start_gateway(shared_lab)
-    try:
+    with running_gateway(shared_lab) as gateway:
         yield gateway
-    finally:
-        try:
-            _stop_gateway(gateway)
-        finally:
-            shutil.rmtree(gateway.workdir, ignore_errors=True)
-
-
-def mn_address(mn_id: int, suffix: int) -> IPv6Address:
-    """An address of MN ``mn_id``'s /80 in the lab's m6t prefix (fd6d:3674:a1b2:0:<mn_id>::/80)."""
-    return IPv6Address(int(IPv6Address("fd6d:3674:a1b2::")) | (mn_id << 48) | suffix)
-
-
-def echo(src: IPv6Address, seq: int = 1, data: bytes = b"m6t lab") -> bytes:
-    return build_echo_request(src.packed, HA.packed, 0x4D36, seq, data=data)
-
-
-def assert_echo_replies(got: list[tuple[str, int, bytes]], src: IPv6Address, seqs: list[int], port: int) -> None:
-    assert len(got) == len(seqs), got
-    for ip, sport, payload in got:
-        assert (ip, sport) == (GW_WAN, port)
-        reply = parse_echo_reply(payload)
-        assert reply.src == HA.packed and reply.dst == src.packed
-    assert sorted(parse_echo_reply(p).seq for _, _, p in got) == sorted(seqs)
 
 
 # --------------------------------------------------------------------------- tests
@@ -281,21 +104,14 @@ def test_a_flood_of_new_sources_from_one_ipv4_is_cut_while_another_host_connects
     policed = gateway.value("fastlane_packets_total", rule="policed_per_ipv4")
     flood = [echo(mn_address(4, 0x400000000000 + i), 1) for i in range(60)]
     script = gateway.workdir / "mn.py"
-    spec = {"local_port": 41004, "send": [p.hex() for p in flood], "gw": GW_WAN, "port": PORT_A}
-    spec |= {"expect": len(flood), "wait": 3.0}
-    flooder = gateway.lab.spawn(
-        MN, [sys.executable, str(script), json.dumps(spec)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    try:
+    spec = sender_spec(flood, local_port=41004, expect=len(flood), wait=3.0)
+    argv = [sys.executable, str(script), json.dumps(spec)]
+    with processes.killed_after(gateway.lab.spawn(MN, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)) as flooder:
         # Meanwhile a mobile node behind another IPv4 address gets its state.
         legit = mn_address(5, 0x555555555555)
         got = gateway.exchange(WAN2, [echo(legit, 1)], local_port=41005, expect=1)
         assert_echo_replies(got, legit, [1], PORT_A)
         out, err = flooder.communicate(timeout=20)
-    finally:
-        if flooder.poll() is None:
-            flooder.kill()
-            flooder.wait(timeout=5)
     answered = json.loads(out)
     assert len(answered) <= BURST, err
     # Cut in the kernel (the fast lane lets a few packets per new state through) or by the gateway itself.
@@ -339,14 +155,7 @@ def test_packets_from_the_ha_side_without_state_are_dropped(gateway: Gateway) ->
 
 
 def test_status_prints_the_metrics_human_readably(gateway: Gateway) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "m6t.gateway", "status", "--metrics", str(gateway.metrics)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=str(REPO),
-        check=False,
-    )
+    result = run_module("m6t.gateway", "status", "--metrics", str(gateway.metrics))
     assert result.returncode == 0, result.stderr
     assert "states:" in result.stdout and "active" in result.stdout
     assert f"udp {PORT_B}:" in result.stdout
@@ -383,26 +192,19 @@ def test_the_fast_lane_holds_each_active_state(gateway: Gateway) -> None:
 
 
 def test_sigterm_removes_the_tun_and_its_routes(lab: StandardLab) -> None:
-    gateway = _start_gateway(lab)
-    try:
-        _check_sigterm_cleanup(lab, gateway)
-    finally:
-        shutil.rmtree(gateway.workdir, ignore_errors=True)
+    with running_gateway(lab) as gateway:
+        links = lab.run(GW, "ip", "-o", "link", "show").stdout
+        assert TUN in links
+        assert "fd6d:3674:a1b2::/48" in lab.run(GW, "ip", "-6", "route", "show", "dev", TUN).stdout
+        assert lab.run(GW, "ip", "link", "show", TUN).stdout.count("mtu 1472") == 1
 
-
-def _check_sigterm_cleanup(lab: StandardLab, gateway: Gateway) -> None:
-    links = lab.run(GW, "ip", "-o", "link", "show").stdout
-    assert TUN in links
-    assert "fd6d:3674:a1b2::/48" in lab.run(GW, "ip", "-6", "route", "show", "dev", TUN).stdout
-    assert lab.run(GW, "ip", "link", "show", TUN).stdout.count("mtu 1472") == 1
-
-    assert FASTLANE_TABLE in lab.run(GW, "nft", "list", "tables").stdout
-    metrics_path = Path(gateway.metrics.path)
-    assert _stop_gateway(gateway) == 0
-    assert FASTLANE_TABLE not in lab.run(GW, "nft", "list", "tables").stdout
-    assert TUN not in lab.run(GW, "ip", "-o", "link", "show").stdout
-    assert "fd6d:3674:a1b2::/48" not in lab.run(GW, "ip", "-6", "route", "show").stdout
-    assert not metrics_path.exists()
+        assert FASTLANE_TABLE in lab.run(GW, "nft", "list", "tables").stdout
+        metrics_path = Path(gateway.metrics.path)
+        assert stop_gateway(gateway) == 0
+        assert FASTLANE_TABLE not in lab.run(GW, "nft", "list", "tables").stdout
+        assert TUN not in lab.run(GW, "ip", "-o", "link", "show").stdout
+        assert "fd6d:3674:a1b2::/48" not in lab.run(GW, "ip", "-6", "route", "show").stdout
+        assert not metrics_path.exists()
 
 
 def test_a_table_left_by_a_crashed_gateway_is_replaced_at_start(lab: StandardLab) -> None:
@@ -416,19 +218,14 @@ def test_a_table_left_by_a_crashed_gateway_is_replaced_at_start(lab: StandardLab
 }}
 """,
     )
-    gateway = _start_gateway(lab)
-    try:
+    with running_gateway(lab) as gateway:
         assert _nft_set(lab, "established") == []
         listing = lab.run(GW, "nft", "list", "table", "inet", FASTLANE_TABLE).stdout
         assert "chain stale" not in listing and "chain police" in listing
         src = mn_address(10, 0x1010)
         assert_echo_replies(gateway.exchange(MN, [echo(src, 1)], local_port=41010, expect=1), src, [1], PORT_A)
-        assert _stop_gateway(gateway) == 0
+        assert stop_gateway(gateway) == 0
         assert FASTLANE_TABLE not in lab.run(GW, "nft", "list", "tables").stdout
-    finally:
-        if gateway.proc.poll() is None:
-            gateway.proc.kill()
-        shutil.rmtree(gateway.workdir, ignore_errors=True)
 
 
 def test_an_open_gateway_drops_a_sealed_datagram_as_not_ipv6(gateway: Gateway) -> None:

@@ -28,7 +28,6 @@ from m6t.lab import (
     MN_IF_LAN2,
     NAT2_LAN,
     StandardLab,
-    unavailable_reason,
     wait_until,
 )
 from tests.lab.client_rig import BACKENDS, LINUX, MN_PREFIX, PORT_A, Rig, client_config, connected, running_rig
@@ -55,9 +54,6 @@ def rig(request: pytest.FixtureRequest, lab: StandardLab) -> Iterator[Rig]:
 
 @pytest.fixture
 def two_gateways(request: pytest.FixtureRequest) -> Iterator[Rig]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
     with StandardLab(second_gateway=True) as lab, running_rig(lab, getattr(request, "param", LINUX)) as rig:
         rig.start_gateway(GW2)
         yield rig
@@ -155,9 +151,6 @@ def test_a_backup_gateway_behind_another_uplink_is_kept(two_gateways: Rig) -> No
 
 
 def test_the_ha_routes_through_gw2_once_gw_is_cut_off() -> None:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
     mn_address = str(MN_PREFIX[5])
     with StandardLab(second_gateway=True) as lab:
         assert lab.ping(MN, GW_WAN) and lab.ping(MN, GW2_WAN)

@@ -7,8 +7,6 @@ states were kept, the HA lost the MN for ~35 s and the MN drew a new address.  N
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +14,8 @@ import pytest
 
 from bench import restart as bench_restart
 from m6t.gateway.snapshot import STATE_FILE
-from m6t.lab import unavailable_reason
 from m6t.lab.demo import DemoLab, client_config, demo_lab
+from tests.lab.commands import run_module
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(150)]
 
@@ -26,9 +24,6 @@ REACH_BOUND_S = 1.0
 
 @pytest.fixture
 def idle_mn() -> Iterator[DemoLab]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
     config = client_config(keepalive=bench_restart.IDLE_KEEPALIVE_S, autoconnect=True)
     with demo_lab(keep_states=True, config=config) as demo:
         yield demo
@@ -45,13 +40,7 @@ def test_the_ha_reaches_an_idle_mn_within_a_second_of_a_restart_or_a_kill(idle_m
     state = Path(idle_mn.gateway_state_dir)
     assert (state / STATE_FILE).stat().st_mode & 0o777 == 0o600
     assert (state.stat().st_mode & 0o777) == 0o700
-    status = subprocess.run(
-        [sys.executable, "-m", "m6t.gateway", "status", "--metrics", f"unix:{idle_mn.gateway_metrics}"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    status = run_module("m6t.gateway", "status", "--metrics", f"unix:{idle_mn.gateway_metrics}")
     assert status.returncode == 0, status.stderr
     assert "restart:     1 states restored at start;" in status.stdout, status.stdout
     log = idle_mn.gateway_log.read_text()

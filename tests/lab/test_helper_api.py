@@ -7,7 +7,6 @@ Needs root (network namespaces, TUN); skipped with the lab's reason otherwise.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -22,19 +21,15 @@ from hypothesis import strategies as st
 
 from m6t.client.api.client import HelperClient, RequestFailed
 from m6t.client.api.schema import ErrorCode, EventKind, Method
-from m6t.lab import HA, unavailable_reason
+from m6t.lab import HA
 from m6t.lab.demo import MN_INTERFACE, DemoLab, demo_lab
+from tests.lab.commands import run_module, tree_env
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(180)]
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[DemoLab]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
     with demo_lab() as demo:
         yield demo
 
@@ -174,7 +169,7 @@ def _cli_as_nobody(env: DemoLab, *argv: str) -> subprocess.CompletedProcess[str]
         capture_output=True,
         text=True,
         timeout=30,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=tree_env(),
         cwd="/",
         check=False,
     )
@@ -227,14 +222,7 @@ def test_oversized_line_and_hundred_subscribers(env: DemoLab) -> None:
 
 def test_cli_against_the_real_helper(env: DemoLab) -> None:
     def m6t(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "m6t.cli", "--socket", env.socket_path, *argv],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-            check=False,
-        )
+        return run_module("m6t.cli", "--socket", env.socket_path, *argv, timeout=60)
 
     up = m6t("up", "--wait", "20")
     assert up.returncode == 0, up.stderr

@@ -18,7 +18,7 @@ import pytest
 from m6t.client.api.client import HelperClient
 from m6t.client.api.schema import Method
 from m6t.client.journal import Entry, Journal
-from m6t.lab import MN, unavailable_reason
+from m6t.lab import MN
 from m6t.lab.demo import MN_INTERFACE, DemoLab, demo_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(180)]
@@ -26,9 +26,6 @@ pytestmark = [pytest.mark.lab, pytest.mark.timeout(180)]
 
 @pytest.fixture
 def env() -> Iterator[DemoLab]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
     with demo_lab() as demo:
         yield demo
 

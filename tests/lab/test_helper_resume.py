@@ -20,22 +20,21 @@ import pytest
 
 from m6t.client.api.client import HelperClient
 from m6t.client.api.schema import Method
-from m6t.lab import GW_WAN, NAT1, unavailable_reason
+from m6t.lab import GW_WAN, NAT1
 from m6t.lab.demo import DemoLab, client_config, demo_lab
-from tests.platform.dbus_standins import DBUS_DAEMON, Logind, private_system_bus
+from tests.platform.dbus_standins import Logind
+from tests.platform.private_bus import DBUS_DAEMON, MISSING, private_bus
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(180)]
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[tuple[DemoLab, Logind]]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
     if DBUS_DAEMON is None:
-        pytest.skip("dbus-daemon is not installed (scripts/setup.sh installs it)")
+        pytest.skip(MISSING)
     tmp_path.chmod(0o755)
-    with private_system_bus(tmp_path) as address:
+    with private_bus(tmp_path) as bus:
+        address = bus.address
         logind = Logind(address).start()
         old = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS")
         os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = address  # the helper's environment is ours
@@ -103,9 +102,6 @@ def test_resume_recovers_a_rebound_nat_at_once(env: tuple[DemoLab, Logind]) -> N
 
 @pytest.fixture
 def emulated_mac() -> Iterator[DemoLab]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
     with demo_lab(start_helper=False, config=client_config(keepalive=30), emulate="darwin") as demo:
         demo.start_helper()
         yield demo

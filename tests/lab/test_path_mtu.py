@@ -23,7 +23,7 @@ import pytest
 
 from m6t.client.api.client import HelperClient
 from m6t.client.api.schema import Method
-from m6t.lab import GW, HA, HA_HOST, MN, NAT1, StandardLab, nftables
+from m6t.lab import GW, HA, HA_HOST, MN, NAT1, StandardLab, nftables, processes
 from m6t.lab.addresses import NAT_IF_WAN, WAN_SWITCH
 from tests.lab.client_rig import BACKENDS, Rig, client_config, running_rig
 
@@ -135,17 +135,12 @@ print(int(answer), got)
 def tcp_both_ways(rig: Rig) -> tuple[int, int]:
     """A bounded TCP transfer each way between the MN and the HA (byte count and socket timeouts bounded):
     the bytes the HA received from the MN and those the MN received from the HA."""
-    server = rig.lab.spawn(HA_HOST, [sys.executable, "-c", SERVER, str(TRANSFER_BYTES)])
-    try:
+    with processes.killed_after(rig.lab.spawn(HA_HOST, [sys.executable, "-c", SERVER, str(TRANSFER_BYTES)])) as server:
         result = rig.lab.run(MN, sys.executable, "-c", CLIENT, str(TRANSFER_BYTES), check=False, timeout=70)
         assert result.returncode == 0, f"{result}\n{rig.describe()}"
         uploaded, downloaded = (int(n) for n in result.stdout.split())
         server.wait(timeout=10)
         return uploaded, downloaded
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait(timeout=5)
 
 
 def test_the_mtu_follows_the_path(rig: Rig) -> None:

@@ -7,19 +7,15 @@ impaired, killed and restarted; see bench/README.md).  Needs root; about a minut
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from m6t.lab import unavailable_reason
+from tests.lab.commands import run_module
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 
-REPO = Path(__file__).resolve().parents[2]
 STEPS = {
     "spoof",
     "flood",
@@ -35,19 +31,8 @@ STEPS = {
 
 
 def test_the_short_soak_holds_every_invariant(tmp_path: Path) -> None:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
     out = tmp_path / "soak.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.soak", "--short", "--json", str(out)],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=280,
-        check=False,
-    )
+    done = run_module("bench.soak", "--short", "--json", str(out), timeout=280)
     print(done.stdout)
     assert out.exists(), done.stdout + done.stderr
     result: dict[str, Any] = json.loads(out.read_text())

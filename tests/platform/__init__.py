@@ -1,4 +1,5 @@
-"""Helpers for the Linux backend tests: throwaway network namespaces, and forked children inside them.
+"""Helpers for the Linux backend tests: throwaway network namespaces, forked children inside them, and the
+checksum of the packets they build by hand.
 
 Each test creates its own namespaces (``m6t-plat-<random hex>``), deleted on the way out whatever
 happens.  The code under test runs in a forked child that ``setns``-es into them: the child has no
@@ -18,6 +19,7 @@ import pickle
 import secrets
 import select
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -29,6 +31,16 @@ T = TypeVar("T")
 
 CLONE_NEWNET = 0x40000000
 NS_PREFIX = "m6t-plat-"
+
+
+def checksum(data: bytes) -> int:
+    """The RFC 1071 one's-complement sum, for packets a test builds by hand (kept apart from m6t's own)."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return int(~total & 0xFFFF)
 
 
 def ip(*args: str) -> None:

@@ -1,4 +1,4 @@
-"""A private system bus (a real ``dbus-daemon``) with stand-in logind and NetworkManager services.
+"""Stand-in logind and NetworkManager services, for a private system bus (:mod:`tests.platform.private_bus`).
 
 The stand-ins own the real names, export the real object paths and interfaces, and emit the documented
 signals, so the client's D-Bus code runs unchanged against them:
@@ -21,58 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import subprocess
 import threading
-from collections.abc import Coroutine, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Coroutine
 from typing import Any, Self
 
 from jeepney import DBusAddress, MatchRule, Message, MessageType, message_bus, new_signal
 from jeepney.io.asyncio import DBusRouter, open_dbus_connection
 from jeepney.wrappers import new_error, new_method_return, unwrap_msg
-
-DBUS_DAEMON = shutil.which("dbus-daemon")
-
-_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*"/>
-    <allow send_type="signal"/>
-    <allow receive_sender="*"/>
-  </policy>
-</busconfig>
-"""
-
-
-@contextmanager
-def private_system_bus(directory: Path) -> Iterator[str]:
-    """A system-bus-like ``dbus-daemon`` for the test; yields its address (set it as DBUS_SYSTEM_BUS_ADDRESS)."""
-    assert DBUS_DAEMON is not None
-    socket = directory / "system_bus_socket"
-    config = directory / "system.conf"
-    config.write_text(_CONFIG.format(socket=socket))
-    daemon = subprocess.Popen(
-        [DBUS_DAEMON, f"--config-file={config}", "--nofork", "--nopidfile", "--print-address"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert daemon.stdout is not None
-        address = daemon.stdout.readline().strip()
-        assert address, "dbus-daemon did not start"
-        yield address
-    finally:
-        daemon.terminate()
-        daemon.wait(5)
 
 
 class StandIn:
@@ -180,4 +135,4 @@ class NetworkManager(StandIn):
         )
 
 
-__all__ = ["DBUS_DAEMON", "Logind", "MessageType", "NetworkManager", "private_system_bus"]
+__all__ = ["Logind", "MessageType", "NetworkManager"]

@@ -25,6 +25,7 @@ from m6t.platform.darwin.monitor import DarwinConnectivityMonitor, concerns_ipv4
 from m6t.platform.darwin.routing import parse_message
 from m6t.platform.darwin.syscalls import IP_BOUND_IF, IPPROTO_IP
 from m6t.protocol.values import Attachment, Route
+from tests.platform.attachment_recorder import AttachmentRecorder
 from tests.platform.darwin_fakes import FakeDarwinKernel, FakeRoute
 from tests.platform.tracked import Tracked
 
@@ -44,22 +45,6 @@ def attached() -> FakeDarwinKernel:
     return kernel
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.snapshots: list[Attachment | None] = []
-        self.changed = asyncio.Event()
-
-    def __call__(self, snapshot: Attachment | None) -> None:
-        self.snapshots.append(snapshot)
-        self.changed.set()
-
-    async def next(self, timeout: float = 2.0) -> Attachment | None:
-        async with asyncio.timeout(timeout):
-            await self.changed.wait()
-        self.changed.clear()
-        return self.snapshots[-1]
-
-
 def monitor_for(kernel: FakeDarwinKernel, ignore: str = "utun3", **options: float) -> Tracked:
     monitor = DarwinBackend(kernel).connectivity_monitor(GATEWAY, ignore)
     assert isinstance(monitor, DarwinConnectivityMonitor)
@@ -71,7 +56,7 @@ def test_initial_snapshot_then_a_move_then_loss() -> None:
 
     async def main() -> dict[str, object]:
         monitor = monitor_for(kernel)
-        recorder = Recorder()
+        recorder = AttachmentRecorder()
         seen: dict[str, object] = {}
         await monitor.start(recorder)
         seen["initial"] = list(recorder.snapshots)  # reported before start() returned
@@ -114,7 +99,7 @@ def test_on_link_gateway_has_no_router() -> None:
 
     async def main() -> list[Attachment | None]:
         monitor = monitor_for(kernel)
-        recorder = Recorder()
+        recorder = AttachmentRecorder()
         await monitor.start(recorder)
         await monitor.stop()
         return recorder.snapshots
@@ -131,7 +116,7 @@ def test_own_utun_ipv6_and_lookups_are_ignored_and_unchanged_snapshots_not_repor
         monitor = monitor_for(kernel, ignore=tun.name)
         darwin = monitor.monitor
         assert isinstance(darwin, DarwinConnectivityMonitor)
-        recorder = Recorder()
+        recorder = AttachmentRecorder()
         await monitor.start(recorder)
         before = monitor.evaluations
 
@@ -167,7 +152,7 @@ def test_bursts_are_debounced_but_not_forever() -> None:
 
     async def main() -> tuple[int, int]:
         monitor = monitor_for(kernel, quiet=0.1, max_delay=0.25)
-        await monitor.start(Recorder())
+        await monitor.start(AttachmentRecorder())
         base = monitor.evaluations
         # Five events 20 ms apart: one burst, one evaluation.
         for _ in range(5):
@@ -195,7 +180,7 @@ def test_unparsable_messages_trigger_a_fresh_lookup() -> None:
 
     async def main() -> int:
         monitor = monitor_for(kernel)
-        await monitor.start(Recorder())
+        await monitor.start(AttachmentRecorder())
         base = monitor.evaluations
         kernel.broadcast_raw(b"\x07\x00\x05")
         await asyncio.sleep(4 * QUIET)
@@ -210,7 +195,7 @@ def test_probe_reports_a_new_source_before_the_monitor_does() -> None:
 
     async def main() -> Attachment | None:
         monitor = monitor_for(kernel, quiet=5.0)
-        await monitor.start(Recorder())
+        await monitor.start(AttachmentRecorder())
         kernel.add_ipv4("en1", "203.0.113.10/24")
         kernel.delete_route("0.0.0.0/0")
         kernel.add_route("0.0.0.0/0", "en1", "203.0.113.1")

@@ -1,5 +1,5 @@
 """logind's sleep signals and NetworkManager's connectivity over a REAL D-Bus (a private dbus-daemon with
-stand-in services owning the real names: tests/platform/dbus_standins.py)."""
+stand-in services owning the real names: tests/platform/private_bus.py, tests/platform/dbus_standins.py)."""
 
 from __future__ import annotations
 
@@ -12,22 +12,21 @@ import pytest
 
 from m6t.platform.base import NetworkReachability, PowerEvent
 
-from .dbus_standins import DBUS_DAEMON, Logind, NetworkManager, StandIn, private_system_bus
+from .dbus_standins import Logind, NetworkManager, StandIn
+from .private_bus import DBUS_DAEMON, MISSING, private_bus
 
 if sys.platform != "linux":
     pytest.skip("logind and NetworkManager are Linux services", allow_module_level=True)
 assert sys.platform == "linux"  # never fails (skipped above); tells mypy the rest is Linux-only
 
-pytestmark = pytest.mark.skipif(
-    DBUS_DAEMON is None, reason="dbus-daemon is not installed (scripts/setup.sh installs it)"
-)
+pytestmark = pytest.mark.skipif(DBUS_DAEMON is None, reason=MISSING)
 
 
 @pytest.fixture
 def bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    with private_system_bus(tmp_path) as address:
-        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
-        yield address
+    with private_bus(tmp_path) as bus:
+        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", bus.address)
+        yield bus.address
 
 
 async def wait_for(condition: object, timeout: float = 3.0) -> None:

@@ -17,6 +17,7 @@ import pytest
 from m6t.client.tracker import DEFAULT_QUIET
 from m6t.protocol.values import Attachment
 from tests.platform import ip, netns, run_in
+from tests.platform.attachment_recorder import AttachmentRecorder
 from tests.platform.tracked import Tracked
 
 if sys.platform != "linux":
@@ -58,29 +59,11 @@ async def aip_batch(*commands: str) -> None:
     assert process.returncode == 0, commands
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.snapshots: list[Attachment | None] = []
-        self.times: list[float] = []
-        self.changed = asyncio.Event()
-
-    def __call__(self, snapshot: Attachment | None) -> None:
-        self.snapshots.append(snapshot)
-        self.times.append(time.monotonic())
-        self.changed.set()
-
-    async def next(self, timeout: float = 3.0) -> Attachment | None:
-        async with asyncio.timeout(timeout):
-            await self.changed.wait()
-        self.changed.clear()
-        return self.snapshots[-1]
-
-
 @root_only
 def test_initial_snapshot_then_changes_then_loss() -> None:
     async def main() -> dict[str, Any]:
         monitor = Tracked(LinuxBackend().connectivity_monitor(GATEWAY, TUN))
-        recorder = Recorder()
+        recorder = AttachmentRecorder()
         seen: dict[str, Any] = {}
         await monitor.start(recorder)
         seen["initial"] = list(recorder.snapshots)  # reported before start() returned
@@ -123,7 +106,7 @@ def test_own_tun_is_ignored_and_unchanged_snapshots_are_not_reported() -> None:
     async def main() -> tuple[int, int, int, int]:
         backend = LinuxBackend()
         monitor = Tracked(LinuxConnectivityMonitor(GATEWAY, TUN))
-        recorder = Recorder()
+        recorder = AttachmentRecorder()
         await monitor.start(recorder)
         base = monitor.evaluations
         tun = backend.open_tun(TUN)
@@ -160,7 +143,7 @@ def test_on_link_gateway_and_probe_without_monitor() -> None:
         monitor = LinuxConnectivityMonitor(GATEWAY, TUN)
         probed = monitor.probe()  # nothing looked up yet: the interface comes from the address list
         await aip("route", "add", "198.51.100.0/24", "dev", "d0")
-        recorder = Recorder()
+        recorder = AttachmentRecorder()
         tracked = Tracked(monitor)
         await tracked.start(recorder)
         await tracked.stop()
@@ -176,7 +159,7 @@ def test_on_link_gateway_and_probe_without_monitor() -> None:
 def test_unreachable_from_the_start() -> None:
     async def main() -> tuple[list[Attachment | None], Attachment | None]:
         monitor = Tracked(LinuxConnectivityMonitor(GATEWAY, TUN))
-        recorder = Recorder()
+        recorder = AttachmentRecorder()
         await monitor.start(recorder)
         probed = monitor.probe()
         await monitor.stop()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from ipaddress import IPv6Address, IPv6Network
 
 import pytest
@@ -18,7 +18,7 @@ import pytest
 from m6t.gateway import CoreSettings, Drop, GatewayCore
 from m6t.gateway.counters import Counter
 from m6t.platform import require_linux
-from m6t.platform.base import PacketsCallback, PlatformError, TunDevice
+from m6t.platform.base import PlatformError
 
 try:
     require_linux("the gateway")
@@ -29,44 +29,17 @@ from m6t.gateway.driver import GatewayDriver
 from m6t.platform.linux.offload import Coalescer, GsoPacket, split
 from m6t.platform.linux.udp import UDP_SEGMENT, open_udp_listener
 from tests.platform.test_linux_offload import DST, SRC, tcp
+from tests.unit.test_gateway_driver import FakeTun, until
 
 PREFIX = IPv6Network("fd6d:3674:a1b2::/48")
 
 
-class MergingTun(TunDevice):
+class MergingTun(FakeTun):
     """Records writes; takes merged packets (it hands out a coalescer), as a ``LinuxTun`` with a virtio-net
     header does."""
 
-    tso = False
-    dropped = write_errors = merged_writes = super_packets = 0
-
-    def __init__(self) -> None:
-        self.name = "fake0"
-        self.written: list[bytes] = []
-        self._on_packets: PacketsCallback | None = None
-
     def coalescer(self) -> Coalescer:
         return Coalescer(udp=True)
-
-    def start_reading(self, loop: asyncio.AbstractEventLoop, on_packets: PacketsCallback) -> None:
-        self._on_packets = on_packets
-
-    def stop_reading(self) -> None:
-        self._on_packets = None
-
-    def write(self, packet: bytes) -> None:
-        self.written.append(packet)
-
-    def close(self) -> None:
-        self.stop_reading()
-
-
-async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 def _gso_send(sock: socket.socket, port: int, packets: Sequence[bytes]) -> None:
@@ -92,7 +65,7 @@ def test_merged_segments_are_counted_as_segments_forwarded_or_dropped() -> None:
         driver.start(loop)
         try:
             _gso_send(client, port, segments)
-            await _until(lambda: sum(len(split(p)) if isinstance(p, GsoPacket) else 1 for p in tun.written) == 8)
+            await until(lambda: sum(len(split(p)) if isinstance(p, GsoPacket) else 1 for p in tun.written) == 8)
             merged = [p for p in tun.written if isinstance(p, GsoPacket)]
             assert merged, "nothing was merged"
             assert [q for p in tun.written for q in (split(p) if isinstance(p, GsoPacket) else [p])] == segments
@@ -104,7 +77,7 @@ def test_merged_segments_are_counted_as_segments_forwarded_or_dropped() -> None:
 
             # The same MN address from another port is a binding mismatch: every segment counts as a drop.
             _gso_send(other, port, segments)
-            await _until(lambda: core.drops[Drop.MN_BINDING_MISMATCH] == 8)
+            await until(lambda: core.drops[Drop.MN_BINDING_MISMATCH] == 8)
             assert counters[Counter.MN_PACKETS] == 16 and counters[Counter.TO_HA_PACKETS] == 8
         finally:
             driver.stop()

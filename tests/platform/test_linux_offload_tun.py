@@ -61,6 +61,25 @@ async def _up(tun: LinuxTun, address: IPv6Address = TUN_ADDR) -> LinuxBackend:
     return backend
 
 
+async def _delivered(tun: LinuxTun, packet: GsoPacket, count: int) -> list[bytes]:
+    """Write ``packet`` (UDP datagrams to DST port 5201) into ``tun`` and return what a socket there received:
+    up to ``count`` datagrams, the write repeated until the first arrives (bounded)."""
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+        sock.bind((str(DST), 5201))
+        sock.settimeout(2)
+        got: list[bytes] = []
+        # Addresses may need a moment before the kernel accepts packets for them (addrconf).
+        for _ in range(30):
+            tun.write(packet)
+            with contextlib.suppress(TimeoutError):
+                while len(got) < count:
+                    got.append(sock.recv(2000))
+            if got:
+                break
+            await asyncio.sleep(0.1)
+    return got
+
+
 async def _collect(tun: LinuxTun, want: int, timeout: float) -> list[bytes]:
     loop = asyncio.get_running_loop()
     got: list[bytes] = []
@@ -150,19 +169,7 @@ def test_merged_udp_write_reaches_a_socket_as_the_original_datagrams(vnet: bool)
     async def main() -> tuple[list[bytes], int, bool]:
         tun = LinuxTun("m6toff2", vnet=vnet)
         backend = await _up(tun, DST)
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
-            sock.bind((str(DST), 5201))
-            sock.settimeout(2)
-            got: list[bytes] = []
-            # Addresses may need a moment before the kernel accepts packets for them (addrconf).
-            for _ in range(30):
-                tun.write(merged)
-                with contextlib.suppress(TimeoutError):
-                    while len(got) < 7:
-                        got.append(sock.recv(2000))
-                if got:
-                    break
-                await asyncio.sleep(0.1)
+        got = await _delivered(tun, merged, 7)
         tun.close()
         await backend.close()
         return got, tun.merged_writes, tun.vnet
@@ -256,18 +263,7 @@ def test_a_refused_merged_udp_write_is_split_and_not_tried_again(monkeypatch: py
         coalescer = tun.coalescer()
         assert coalescer is not None
         backend = await _up(tun, DST)
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
-            sock.bind((str(DST), 5201))
-            sock.settimeout(2)
-            got: list[bytes] = []
-            for _ in range(30):
-                tun.write(merged)
-                with contextlib.suppress(TimeoutError):
-                    while len(got) < 4:
-                        got.append(sock.recv(2000))
-                if got:
-                    break
-                await asyncio.sleep(0.1)
+        got = await _delivered(tun, merged, 4)
         tun.close()
         await backend.close()
         return got, tun.uso, coalescer.udp, tun.merged_refused

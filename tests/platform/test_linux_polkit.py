@@ -29,8 +29,10 @@ import pytest
 from m6t.client.api.authorization import Action, Authorizer
 from m6t.client.api.client import HelperClient, RequestFailed
 from m6t.client.api.schema import ErrorCode, Method
+from m6t.lab import processes
 from m6t.platform.base import AuthorityAnswer, AuthorityUnavailable, PlatformError
 from m6t.platform.peercred import UnixPeer, process_start_time
+from tests.platform.private_bus import DBUS_DAEMON, private_bus
 from tests.unit.test_helper_fakes import CONFIG_TEXT, NOBODY, RunningHelper, is_root, other_group, run_as
 
 if sys.platform != "linux":
@@ -43,7 +45,6 @@ POLICY = Path(__file__).parents[2] / "installers" / "linux" / "org.m6t.policy"
 ACTIONS_DIR = Path("/usr/share/polkit-1/actions")
 RULES_DIR = Path("/etc/polkit-1/rules.d")
 POLKITD = next((p for p in ("/usr/lib/polkit-1/polkitd", "/usr/libexec/polkitd") if os.access(p, os.X_OK)), None)
-DBUS_DAEMON = shutil.which("dbus-daemon")
 
 RULE = """\
 // Installed by m6t's test suite for one run (%(run)s); it removes this file when it ends.
@@ -51,22 +52,6 @@ polkit.addRule(function(action, subject) {
     if (action.id == "org.m6t.connect" && subject.user == "nobody") return polkit.Result.YES;
     if (action.id == "org.m6t.connect" && subject.user == "bin") return polkit.Result.NO;
 });
-"""
-
-BUS_CONFIG = """\
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=%(socket)s</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-  </policy>
-</busconfig>
 """
 
 pytestmark = pytest.mark.skipif(
@@ -83,18 +68,12 @@ def _account(name: str) -> tuple[int, int]:
 @dataclass
 class Bus:
     directory: Path
+    """Every test user can reach it."""
     address: str
-    process: subprocess.Popen[bytes]
 
 
 def _stop(process: subprocess.Popen[bytes]) -> str:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    processes.stop(process, grace=5.0)
     return process.stderr.read().decode(errors="replace") if process.stderr is not None else ""
 
 
@@ -103,23 +82,10 @@ def bus() -> Iterator[Bus]:
     """A private bus configured like the system bus, in a directory every test user can reach."""
     directory = Path(tempfile.mkdtemp(prefix="m6t-polkit-"))
     directory.chmod(0o755)
-    socket_path = directory / "system_bus_socket"
-    config = directory / "bus.conf"
-    config.write_text(BUS_CONFIG % {"socket": socket_path})
-    assert DBUS_DAEMON is not None
-    process = subprocess.Popen(
-        [DBUS_DAEMON, f"--config-file={config}", "--nofork", "--nopidfile", "--print-address=1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
     try:
-        assert process.stdout is not None
-        address = process.stdout.readline().decode().strip()
-        assert address.startswith("unix:"), f"dbus-daemon printed {address!r}: {_stop(process)}"
-        socket_path.chmod(0o666)
-        yield Bus(directory, f"unix:path={socket_path}", process)
+        with private_bus(directory) as system_bus:
+            yield Bus(directory, system_bus.address)
     finally:
-        _stop(process)
         shutil.rmtree(directory, ignore_errors=True)
 
 

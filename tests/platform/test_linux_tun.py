@@ -15,7 +15,7 @@ from ipaddress import IPv6Address
 import pytest
 
 from m6t.platform.base import PlatformError, PlatformErrorCode
-from tests.platform import ip, netns, run_in
+from tests.platform import checksum, ip, netns, run_in
 
 if sys.platform != "linux":
     pytest.skip("Linux backend tests", allow_module_level=True)
@@ -29,15 +29,6 @@ root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network na
 
 TUN_ADDR = IPv6Address("fd00:5::1")
 PEER_ADDR = IPv6Address("fd00:5::2")
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return int(~total & 0xFFFF)
 
 
 def icmpv6_echo(src: IPv6Address, dst: IPv6Address, ident: int, seq: int, payload: bytes) -> bytes:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from m6t.protocol.values import PmtuEvidence
-from tests.platform import inside, ip, netns, run_forked
+from tests.platform import checksum, inside, ip, netns, run_forked
 
 if sys.platform != "linux":
     pytest.skip("Linux backend tests", allow_module_level=True)
@@ -391,7 +391,7 @@ def test_icmp_frag_needed_lowers_the_kernel_path_mtu() -> None:
             )
             udp_header = struct.pack("!HHHH", local_port, PORT, 1008, 0)
             icmp = bytearray(struct.pack("!BBHHH", 3, 4, 0, 0, 1200) + ip_header + udp_header)
-            icmp[2:4] = struct.pack("!H", _checksum(bytes(icmp)))
+            icmp[2:4] = struct.pack("!H", checksum(bytes(icmp)))
             raw.sendto(bytes(icmp), (local_ip, 0))
             await asyncio.sleep(0.2)
             after = channel.path_mtu()
@@ -405,15 +405,6 @@ def test_icmp_frag_needed_lowers_the_kernel_path_mtu() -> None:
     assert before == 1500
     assert after == 1200
     assert evidence == []
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return int(~total & 0xFFFF)
 
 
 def test_parse_extended_error() -> None:

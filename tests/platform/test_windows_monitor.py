@@ -14,6 +14,7 @@ import pytest
 from m6t.platform.windows.backend import WindowsBackend
 from m6t.platform.windows.monitor import WindowsConnectivityMonitor
 from m6t.protocol.values import Attachment
+from tests.platform.attachment_recorder import AttachmentRecorder
 from tests.platform.tracked import Tracked
 from tests.platform.windows_fakes import AF_INET, FakeWindows, fake_windows
 
@@ -45,26 +46,6 @@ def monitor_for(fake: FakeWindows, gateway: IPv4Address = GATEWAY, **kwargs: flo
     )
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.snapshots: list[Attachment | None] = []
-        self.times: list[float] = []
-        self.threads: set[int] = set()
-        self.changed = asyncio.Event()
-
-    def __call__(self, snapshot: Attachment | None) -> None:
-        self.snapshots.append(snapshot)
-        self.times.append(time.monotonic())
-        self.threads.add(threading.get_ident())
-        self.changed.set()
-
-    async def next(self, timeout: float = 3.0) -> Attachment | None:
-        async with asyncio.timeout(timeout):
-            await self.changed.wait()
-        self.changed.clear()
-        return self.snapshots[-1]
-
-
 async def in_thread(function: object, *args: object) -> None:
     """Change the fake network from another thread, as the OS would under us."""
     await asyncio.to_thread(function, *args)  # type: ignore[arg-type]
@@ -73,7 +54,7 @@ async def in_thread(function: object, *args: object) -> None:
 def test_initial_snapshot_then_changes_then_loss(fake: FakeWindows) -> None:
     async def main() -> list[Attachment | None]:
         monitor = monitor_for(fake)
-        recorder = Recorder()
+        recorder = AttachmentRecorder()
         await monitor.start(recorder)
         assert recorder.snapshots == [ETHERNET]
         recorder.changed.clear()
@@ -104,7 +85,7 @@ def test_notifications_come_from_foreign_threads(fake: FakeWindows) -> None:
         monitor = monitor_for(fake)
         windows = monitor.monitor
         assert isinstance(windows, WindowsConnectivityMonitor)
-        recorder = Recorder()
+        recorder = AttachmentRecorder()
         await monitor.start(recorder)
         registrations = list(fake.iphlpapi.registrations.values())
         await in_thread(fake.add_ipv4_address, "Ethernet", IPv4Address("192.0.2.11"), 24)
@@ -124,7 +105,7 @@ def test_on_link_gateway_has_no_router(fake: FakeWindows) -> None:
 
     async def main() -> Attachment | None:
         monitor = monitor_for(fake)
-        recorder = Recorder()
+        recorder = AttachmentRecorder()
         await monitor.start(recorder)
         await monitor.stop()
         return recorder.snapshots[0]
@@ -137,7 +118,7 @@ def test_no_route_reports_none(fake: FakeWindows) -> None:
 
     async def main() -> list[Attachment | None]:
         monitor = monitor_for(fake)
-        recorder = Recorder()
+        recorder = AttachmentRecorder()
         await monitor.start(recorder)
         await monitor.stop()
         return recorder.snapshots
@@ -148,7 +129,7 @@ def test_no_route_reports_none(fake: FakeWindows) -> None:
 def test_a_burst_is_evaluated_once_after_it_quiets_down(fake: FakeWindows) -> None:
     async def main() -> tuple[int, list[Attachment | None], float]:
         monitor = monitor_for(fake)
-        recorder = Recorder()
+        recorder = AttachmentRecorder()
         await monitor.start(recorder)
         recorder.changed.clear()
         before = monitor.evaluations
@@ -182,7 +163,7 @@ def test_a_burst_is_evaluated_once_after_it_quiets_down(fake: FakeWindows) -> No
 def test_a_burst_that_never_quiets_is_still_evaluated(fake: FakeWindows) -> None:
     async def main() -> int:
         monitor = monitor_for(fake, quiet=0.1, max_delay=0.3)
-        recorder = Recorder()
+        recorder = AttachmentRecorder()
         await monitor.start(recorder)
         before = monitor.evaluations
         deadline = time.monotonic() + 0.6
@@ -202,7 +183,7 @@ def test_our_own_adapter_is_ignored(fake: FakeWindows) -> None:
         backend = WindowsBackend(fake.api())
         windows = backend.connectivity_monitor(GATEWAY, TUN)
         monitor = Tracked(windows, quiet=QUIET)
-        recorder = Recorder()
+        recorder = AttachmentRecorder()
         await monitor.start(recorder)
         events, evaluations = windows.events, monitor.evaluations
         # Creating the adapter makes Windows add IPv4 state on it (APIPA address and route)...
@@ -233,7 +214,7 @@ def test_a_path_through_our_own_adapter_is_no_path(fake: FakeWindows) -> None:
 
     async def main() -> list[Attachment | None]:
         monitor = Tracked(backend.connectivity_monitor(IPv4Address("169.254.1.1"), TUN))
-        recorder = Recorder()
+        recorder = AttachmentRecorder()
         await monitor.start(recorder)
         await monitor.stop()
         return recorder.snapshots
@@ -245,7 +226,7 @@ def test_a_path_through_our_own_adapter_is_no_path(fake: FakeWindows) -> None:
 def test_stop_cancels_the_registrations_and_later_events_are_ignored(fake: FakeWindows) -> None:
     async def main() -> list[Attachment | None]:
         monitor = monitor_for(fake)
-        recorder = Recorder()
+        recorder = AttachmentRecorder()
         await monitor.start(recorder)
         await monitor.stop()
         assert fake.iphlpapi.registrations == {}

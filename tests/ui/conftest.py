@@ -20,6 +20,7 @@ from m6t.ui.autostart import XdgAutostart
 from m6t.ui.connection import HelperConnection
 from m6t.ui.model import TunnelModel
 from m6t.ui.preferences import Preferences
+from m6t.ui.state import TrayState
 from m6t.ui.tray import TrayController
 from tests.ui.fake_helper import FakeHelper, make_status
 
@@ -28,6 +29,16 @@ QStandardPaths.setTestModeEnabled(True)
 
 START_HINT = "Start it with: sudo systemctl start m6t-helper"
 WAIT_MS = 3000
+TRAY_STATE_OF: dict[str, TrayState] = {
+    TunnelState.DISCONNECTED: TrayState.DISCONNECTED,
+    TunnelState.WAITING_FOR_NETWORK: TrayState.WAITING,
+    TunnelState.SIGN_IN_REQUIRED: TrayState.WAITING,
+    TunnelState.CONNECTING: TrayState.CONNECTING,
+    TunnelState.CONNECTED: TrayState.CONNECTED,
+    TunnelState.DEGRADED: TrayState.DEGRADED,
+    TunnelState.ERROR: TrayState.ERROR,
+}
+"""The icon the tray shows for each helper state."""
 
 
 @pytest.fixture

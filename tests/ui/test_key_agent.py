@@ -23,27 +23,16 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from m6t.client.access_keys import AccessKeys, KeyringUnavailable
+from m6t.lab import processes
 from m6t.protocol.access import encode_key
 from m6t.ui.connection import HelperConnection
 from m6t.ui.key_agent import KeyAgent, keep_user_key, user_key
 from m6t.ui.model import TunnelModel
+from tests.platform.private_bus import private_bus
 from tests.unit.test_helper_fakes import RunningHelper, config_for_this_user
 
 KEY = bytes(range(7, 39))
 PASSWORD = b"m6t-test-login"
-BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:dir={directory}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"""
 
 
 class NoKeyring:
@@ -79,24 +68,14 @@ def secret_service(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     runtime = home / "run"
     runtime.mkdir(mode=0o700)
     env = {**os.environ, "HOME": str(home), "XDG_RUNTIME_DIR": str(runtime), "XDG_DATA_HOME": str(home / "data")}
-    # A session bus without service directories: a call that came before our daemon took its name must not
-    # make the bus start another, locked one (D-Bus activation), which would then own the name.
-    (home / "bus.conf").write_text(BUS_CONFIG.format(directory=runtime))
-    bus = subprocess.Popen(
-        ["dbus-daemon", f"--config-file={home / 'bus.conf'}", "--nofork", "--print-address=1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
     daemon: subprocess.Popen[bytes] | None = None
     daemon_log = (home / "daemon.log").open("wb")
     previous = keyring.get_keyring()
+    stack = contextlib.ExitStack()
     try:
-        assert bus.stdout is not None
-        address = bus.stdout.readline().strip()
-        assert address, "dbus-daemon printed no address"
-        env["DBUS_SESSION_BUS_ADDRESS"] = address
+        # A session bus that cannot start a second, locked keyring of its own (private_bus has no activation).
+        bus = stack.enter_context(private_bus(runtime, kind="session", env=env))
+        env["DBUS_SESSION_BUS_ADDRESS"] = bus.address
         daemon = subprocess.Popen(
             ["gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets"],
             stdin=subprocess.PIPE,
@@ -133,14 +112,9 @@ def secret_service(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         yield backend
     finally:
         keyring.set_keyring(previous)
-        for proc in (daemon, bus):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
+        if daemon is not None:
+            processes.stop(daemon, grace=5.0)
+        stack.close()
         daemon_log.close()
         shutil.rmtree(home, ignore_errors=True)
 

@@ -20,21 +20,12 @@ from m6t.ui.state import (
     tunnel_label,
     wants_disconnect_action,
 )
-
-EXPECTED = {
-    TunnelState.DISCONNECTED: TrayState.DISCONNECTED,
-    TunnelState.WAITING_FOR_NETWORK: TrayState.WAITING,
-    TunnelState.SIGN_IN_REQUIRED: TrayState.WAITING,
-    TunnelState.CONNECTING: TrayState.CONNECTING,
-    TunnelState.CONNECTED: TrayState.CONNECTED,
-    TunnelState.DEGRADED: TrayState.DEGRADED,
-    TunnelState.ERROR: TrayState.ERROR,
-}
+from tests.ui.conftest import TRAY_STATE_OF
 
 
 def test_every_documented_state_has_an_icon_state() -> None:
-    assert set(EXPECTED) == set(TunnelState)
-    for state, expected in EXPECTED.items():
+    assert set(TRAY_STATE_OF) == set(TunnelState)
+    for state, expected in TRAY_STATE_OF.items():
         assert tray_state(reachable=True, state=state, wanted="up") is expected
 
 

@@ -18,18 +18,8 @@ from m6t.ui import dialogs
 from m6t.ui.preferences import NotifyLevel
 from m6t.ui.state import TrayState, header_label, tunnel_label
 from m6t.ui.tray import TrayController
-from tests.ui.conftest import START_HINT, WAIT_MS, wait_online
+from tests.ui.conftest import START_HINT, TRAY_STATE_OF, WAIT_MS, wait_online
 from tests.ui.fake_helper import ADDRESS, ADDRESS2, GATEWAY, FakeHelper, make_status
-
-STATE_ICONS: dict[str, TrayState] = {
-    TunnelState.DISCONNECTED: TrayState.DISCONNECTED,
-    TunnelState.WAITING_FOR_NETWORK: TrayState.WAITING,
-    TunnelState.SIGN_IN_REQUIRED: TrayState.WAITING,
-    TunnelState.CONNECTING: TrayState.CONNECTING,
-    TunnelState.CONNECTED: TrayState.CONNECTED,
-    TunnelState.DEGRADED: TrayState.DEGRADED,
-    TunnelState.ERROR: TrayState.ERROR,
-}
 
 
 def wait_icon(qtbot: QtBot, tray: TrayController, expected: TrayState) -> None:
@@ -53,12 +43,12 @@ def test_each_state_has_its_icon_and_tooltip(
     helper.set_state(TunnelState.CONNECTING)
     wait_icon(qtbot, tray, TrayState.CONNECTING)
     helper.set_state(state)
-    wait_icon(qtbot, tray, STATE_ICONS[state])
+    wait_icon(qtbot, tray, TRAY_STATE_OF[state])
     lines = tray.icon.toolTip().splitlines()
     assert lines[0] == f"m6t: {tunnel_label(state)}"
     assert f"Address: {ADDRESS}" in lines
     assert f"Gateway: {GATEWAY}" in lines
-    assert tray.header_action.text() == f"m6t: {header_label(STATE_ICONS[state], state)}"
+    assert tray.header_action.text() == f"m6t: {header_label(TRAY_STATE_OF[state], state)}"
     assert tray.icon.icon().cacheKey() != 0
     if state in (TunnelState.CONNECTED, TunnelState.DEGRADED):
         assert any(line.startswith("Connected for ") for line in lines)
@@ -91,7 +81,7 @@ def test_icon_follows_every_state_event(qtbot: QtBot, tray: TrayController, help
     for state in sequence:
         helper.set_state(state)
     qtbot.waitUntil(lambda: len(shown) >= len(sequence), timeout=WAIT_MS)
-    assert shown[: len(sequence)] == [STATE_ICONS[state] for state in sequence]
+    assert shown[: len(sequence)] == [TRAY_STATE_OF[state] for state in sequence]
 
 
 def test_unknown_state_is_shown_verbatim(qtbot: QtBot, tray: TrayController, helper: FakeHelper) -> None:

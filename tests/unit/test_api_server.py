@@ -209,17 +209,28 @@ def test_hundred_subscribers(helper: RunningHelper) -> None:
             client.close()
 
 
+def slow_subscriber(channel: Channel, helper: RunningHelper) -> Raw:
+    """A subscriber with a small receive buffer that reads nothing until the test says so."""
+    slow = raw_connection(channel, helper)
+    channel.small_receive_buffer(slow)
+    slow.send(b'{"id": 1, "method": "subscribe"}\n')
+    time.sleep(0.2)
+    return slow
+
+
+def emit_big_events(helper: RunningHelper, count: int) -> None:
+    """``count`` counters events of 400 counters each, emitted by the helper's driver on its loop."""
+    driver = helper.driver
+    big = {f"counter_{i}": i for i in range(400)}
+    for _ in range(count):
+        helper.call_soon(lambda: driver.emit(ev.CountersEvent(big)))
+
+
 def test_slow_client_drops_events_not_the_helper(channel: Channel) -> None:
     running = channel.helper(max_events_queued=8, stall_timeout=60)
     try:
-        slow = raw_connection(channel, running)
-        channel.small_receive_buffer(slow)
-        slow.send(b'{"id": 1, "method": "subscribe"}\n')
-        time.sleep(0.2)
-        driver = running.driver
-        big = {f"counter_{i}": i for i in range(400)}
-        for _ in range(300):
-            running.call_soon(lambda: driver.emit(ev.CountersEvent(big)))
+        slow = slow_subscriber(channel, running)
+        emit_big_events(running, 300)
         with running.client(timeout=3) as other:
             assert other.call(Method.STATUS)["state"] == "disconnected"
         server = running.service.server  # type: ignore[union-attr]
@@ -240,17 +251,10 @@ def test_slow_client_drops_events_not_the_helper(channel: Channel) -> None:
 def test_stalled_client_is_disconnected(channel: Channel) -> None:
     running = channel.helper(max_events_queued=2, stall_timeout=0.2)
     try:
-        slow = raw_connection(channel, running)
-        channel.small_receive_buffer(slow)
-        slow.send(b'{"id": 1, "method": "subscribe"}\n')
-        time.sleep(0.2)
-        driver = running.driver
-        big = {f"counter_{i}": i for i in range(400)}
-        for _ in range(50):
-            running.call_soon(lambda: driver.emit(ev.CountersEvent(big)))
+        slow = slow_subscriber(channel, running)
+        emit_big_events(running, 50)
         time.sleep(0.3)
-        for _ in range(50):
-            running.call_soon(lambda: driver.emit(ev.CountersEvent(big)))
+        emit_big_events(running, 50)
         server = running.service.server  # type: ignore[union-attr]
         assert server is not None
         deadline = time.monotonic() + 3

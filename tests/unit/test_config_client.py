@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import string
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,8 @@ from m6t.client.config import (
     parse_client_config,
     set_client_option,
 )
-from m6t.configfile import toml_value
 from m6t.protocol import prefix80_from_parts
+from tests.unit import config_checks
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "installers" / "linux" / "client.example.toml"
 FILE = "client.toml"
@@ -58,14 +57,7 @@ PARTS = {
 
 def render(overrides: dict[str, str | None] | None = None, base: dict[str, str | None] = BASE) -> str:
     """TOML text: BASE with some keys replaced (a TOML literal) or removed (None)."""
-    values = {**base, **(overrides or {})}
-    sections: dict[str, list[str]] = {}
-    for dotted, literal in values.items():
-        section, key = dotted.split(".", 1)
-        lines = sections.setdefault(section, [])
-        if literal is not None:
-            lines.append(f"{key} = {literal}")
-    return "".join(f"[{name}]\n" + "".join(f"{line}\n" for line in lines) for name, lines in sections.items())
+    return config_checks.render({**base, **(overrides or {})})
 
 
 def parse(overrides: dict[str, str | None] | None = None) -> ClientConfig:
@@ -344,13 +336,7 @@ INVALID = [
 
 @pytest.mark.parametrize(("key", "literal", "message"), INVALID)
 def test_invalid_value_names_file_and_key(key: str, literal: str | None, message: str) -> None:
-    error = problems({key: literal})
-    assert len(error.problems) == 1, str(error)
-    (problem,) = error.problems
-    assert problem.file == FILE
-    assert problem.key == key or problem.key.startswith(key + "["), problem
-    assert message in problem.message
-    assert str(error).startswith(f"{FILE}: {key}")
+    config_checks.assert_one_problem(problems({key: literal}), FILE, key, message)
 
 
 def test_invalid_values_cover_every_key() -> None:
@@ -748,79 +734,45 @@ def test_set_option_never_raises_anything_else(key: str, raw: str) -> None:
 
 
 _KEYS = [*client_config_keys(), "tunnel.mut", "gateway", "x.y", "tunnel.prefix.z"]
-_LITERAL = st.one_of(
-    st.integers(-(2**70), 2**70).map(str),
-    st.floats().map(toml_value),
-    st.booleans().map(toml_value),
-    st.text(st.characters(exclude_categories=["Cs"]), max_size=30).map(toml_value),
-    st.sampled_from(
-        [
-            '"198.51.100.2"',
-            '"fd6d:3674:a1b2:0:1::/80"',
-            '"fd6d:3674:a1b2::/48"',
-            '"fd00:ab::1"',
-            "[3544, 4500]",
-            '["2001:db8::/32"]',
-            "1979-05-27",
-            "07:32:00",
-            "{ a = 1 }",
-            "[[1], [2]]",
-            "[",
-            '"',
-            "",
-            "= =",
-        ]
-    ),
-)
-_LINE = st.one_of(
-    st.sampled_from(["[gateway]", "[tunnel]", "[routes]", "[helper]", "[tunel]", "[[tunnel]]", "[gateway.x]", ""]),
-    st.builds(lambda key, value: f"{key} = {value}", st.sampled_from(_KEYS).map(lambda k: k.split(".")[-1]), _LITERAL),
-    st.builds(lambda key, value: f"{key} = {value}", st.sampled_from(_KEYS), _LITERAL),
-    st.text(string.printable, max_size=20),
+_TEXTS = config_checks.toml_ish_texts(
+    ["[gateway]", "[tunnel]", "[routes]", "[helper]", "[tunel]", "[[tunnel]]", "[gateway.x]", ""],
+    _KEYS,
+    [
+        '"198.51.100.2"',
+        '"fd6d:3674:a1b2:0:1::/80"',
+        '"fd6d:3674:a1b2::/48"',
+        '"fd00:ab::1"',
+        "[3544, 4500]",
+        '["2001:db8::/32"]',
+        "1979-05-27",
+        "07:32:00",
+        "{ a = 1 }",
+        "[[1], [2]]",
+        "[",
+        '"',
+        "",
+        "= =",
+    ],
 )
 
 
-def _parse_or_config_error(text: str) -> None:
-    try:
-        cfg = parse_client_config(text, FILE)
-    except ConfigError as exc:
-        assert exc.problems
-        assert all(p.file == FILE for p in exc.problems)
-    else:
-        assert parse_client_config(dump_client_config(cfg)) == cfg
-
-
-@given(st.lists(_LINE, max_size=20).map("\n".join))
+@given(_TEXTS)
 def test_toml_ish_text_only_raises_config_error(text: str) -> None:
-    _parse_or_config_error(text)
+    config_checks.assert_text_loads_or_config_error(text, FILE, parse_client_config, dump_client_config)
 
 
 @given(st.text(max_size=200))
 def test_arbitrary_text_only_raises_config_error(text: str) -> None:
-    _parse_or_config_error(text)
-
-
-_JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3),
-    max_leaves=10,
-)
+    config_checks.assert_text_loads_or_config_error(text, FILE, parse_client_config, dump_client_config)
 
 
 @given(
-    st.dictionaries(
-        st.sampled_from(["gateway", "tunnel", "routes", "helper", "other"]),
-        st.dictionaries(st.sampled_from([k.split(".")[1] for k in _KEYS if "." in k]), _JSON, max_size=6) | _JSON,
-        max_size=5,
+    config_checks.config_shaped_dicts(
+        ["gateway", "tunnel", "routes", "helper", "other"], [k.split(".")[1] for k in _KEYS if "." in k]
     )
 )
 def test_arbitrary_dict_only_raises_config_error(data: dict[str, Any]) -> None:
-    try:
-        cfg = client_config_from_dict(data, "api")
-    except ConfigError as exc:
-        assert exc.problems
-    else:
-        assert client_config_from_dict(client_config_to_dict(cfg), "api") == cfg
+    config_checks.assert_dict_loads_or_config_error(data, client_config_from_dict, client_config_to_dict)
 
 
 def test_pmtud_follows_the_probe_unless_set() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import string
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from m6t.configfile import Invalid, toml_value
+from m6t.configfile import Invalid
 from m6t.gateway.config import (
     ConfigError,
     FastLaneSection,
@@ -31,6 +30,7 @@ from m6t.gateway.config import (
     parse_gateway_config,
     parse_metrics_endpoint,
 )
+from tests.unit import config_checks
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "installers" / "linux" / "gateway.example.toml"
 FILE = "gateway.toml"
@@ -60,14 +60,7 @@ KEYS = list(BASE)
 
 
 def render(overrides: dict[str, str | None] | None = None) -> str:
-    values = {**BASE, **(overrides or {})}
-    sections: dict[str, list[str]] = {}
-    for dotted, literal in values.items():
-        section, key = dotted.split(".", 1)
-        lines = sections.setdefault(section, [])
-        if literal is not None:
-            lines.append(f"{key} = {literal}")
-    return "".join(f"[{name}]\n" + "".join(f"{line}\n" for line in lines) for name, lines in sections.items())
+    return config_checks.render({**BASE, **(overrides or {})})
 
 
 def parse(overrides: dict[str, str | None] | None = None) -> GatewayConfig:
@@ -353,13 +346,7 @@ INVALID = [
 
 @pytest.mark.parametrize(("key", "literal", "message"), INVALID)
 def test_invalid_value_names_file_and_key(key: str, literal: str | None, message: str) -> None:
-    error = problems({key: literal})
-    assert len(error.problems) == 1, str(error)
-    (problem,) = error.problems
-    assert problem.file == FILE
-    assert problem.key == key or problem.key.startswith(key + "["), problem
-    assert message in problem.message
-    assert str(error).startswith(f"{FILE}: {key}")
+    config_checks.assert_one_problem(problems({key: literal}), FILE, key, message)
 
 
 def test_invalid_values_cover_every_key() -> None:
@@ -507,73 +494,39 @@ def test_toml_round_trip(cfg: GatewayConfig) -> None:
 # --------------------------------------------------------------------------- fuzzing
 
 
-_LITERAL = st.one_of(
-    st.integers(-(2**70), 2**70).map(str),
-    st.floats().map(toml_value),
-    st.booleans().map(toml_value),
-    st.text(st.characters(exclude_categories=["Cs"]), max_size=30).map(toml_value),
-    st.sampled_from(
-        [
-            '"0.0.0.0"',
-            "[3544, 4500]",
-            '["fd6d:3674:a1b2::/48"]',
-            '["fd00:ab::1"]',
-            '"127.0.0.1:9477"',
-            '"unix:/run/x"',
-            "1979-05-27",
-            "{ a = 1 }",
-            "[[1], [2]]",
-            "[",
-            "",
-        ]
-    ),
-)
-_LINE = st.one_of(
-    st.sampled_from(["[listen]", "[tunnel]", "[states]", "[metrics]", "[state]", "[[listen]]", ""]),
-    st.builds(lambda key, value: f"{key} = {value}", st.sampled_from([k.split(".")[1] for k in KEYS]), _LITERAL),
-    st.builds(lambda key, value: f"{key} = {value}", st.sampled_from(KEYS), _LITERAL),
-    st.text(string.printable, max_size=20),
+_TEXTS = config_checks.toml_ish_texts(
+    ["[listen]", "[tunnel]", "[states]", "[metrics]", "[state]", "[[listen]]", ""],
+    KEYS,
+    [
+        '"0.0.0.0"',
+        "[3544, 4500]",
+        '["fd6d:3674:a1b2::/48"]',
+        '["fd00:ab::1"]',
+        '"127.0.0.1:9477"',
+        '"unix:/run/x"',
+        "1979-05-27",
+        "{ a = 1 }",
+        "[[1], [2]]",
+        "[",
+        "",
+    ],
 )
 
 
-def _parse_or_config_error(text: str) -> None:
-    try:
-        cfg = parse_gateway_config(text, FILE)
-    except ConfigError as exc:
-        assert exc.problems
-        assert all(p.file == FILE for p in exc.problems)
-    else:
-        assert parse_gateway_config(dump_gateway_config(cfg)) == cfg
-
-
-@given(st.lists(_LINE, max_size=20).map("\n".join))
+@given(_TEXTS)
 def test_toml_ish_text_only_raises_config_error(text: str) -> None:
-    _parse_or_config_error(text)
+    config_checks.assert_text_loads_or_config_error(text, FILE, parse_gateway_config, dump_gateway_config)
 
 
 @given(st.text(max_size=200))
 def test_arbitrary_text_only_raises_config_error(text: str) -> None:
-    _parse_or_config_error(text)
-
-
-_JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3),
-    max_leaves=10,
-)
+    config_checks.assert_text_loads_or_config_error(text, FILE, parse_gateway_config, dump_gateway_config)
 
 
 @given(
-    st.dictionaries(
-        st.sampled_from(["listen", "tunnel", "states", "metrics", "other"]),
-        st.dictionaries(st.sampled_from([k.split(".")[1] for k in KEYS]), _JSON, max_size=6) | _JSON,
-        max_size=5,
+    config_checks.config_shaped_dicts(
+        ["listen", "tunnel", "states", "metrics", "other"], [k.split(".")[1] for k in KEYS]
     )
 )
 def test_arbitrary_dict_only_raises_config_error(data: dict[str, Any]) -> None:
-    try:
-        cfg = gateway_config_from_dict(data, "api")
-    except ConfigError as exc:
-        assert exc.problems
-    else:
-        assert gateway_config_from_dict(gateway_config_to_dict(cfg), "api") == cfg
+    config_checks.assert_dict_loads_or_config_error(data, gateway_config_from_dict, gateway_config_to_dict)

@@ -65,13 +65,19 @@ def keepalives(backend: FakeBackend) -> int:
     return sum(is_keepalive_request(d) for c in backend.channels for d in c.sent)
 
 
+async def connected_with_power_events() -> tuple[FakePower, HintedBackend, ClientDriver]:
+    """A driver connected (keepalives every 30 s) over a backend whose power events it has subscribed to."""
+    power = FakePower()
+    backend = HintedBackend(power)
+    driver = ClientDriver(config(keepalive_interval=30.0), backend)
+    await driver.up()
+    await settle(lambda: driver.session.state is State.CONNECTED and power.on_event is not None)
+    return power, backend, driver
+
+
 def test_resume_checks_the_binding_and_looks_the_path_up_at_once() -> None:
     async def scenario() -> None:
-        power = FakePower()
-        backend = HintedBackend(power)
-        driver = ClientDriver(config(keepalive_interval=30.0), backend)
-        await driver.up()
-        await settle(lambda: driver.session.state is State.CONNECTED and power.on_event is not None)
+        power, backend, driver = await connected_with_power_events()
         monitor = backend.monitors[0]
         lookups, sent = monitor.lookups, keepalives(backend)
         assert power.on_event is not None
@@ -89,11 +95,7 @@ def test_resume_checks_the_binding_and_looks_the_path_up_at_once() -> None:
 
 def test_resume_recovers_a_lost_binding_within_the_resume_timeout() -> None:
     async def scenario() -> None:
-        power = FakePower()
-        backend = HintedBackend(power)
-        driver = ClientDriver(config(keepalive_interval=30.0), backend)
-        await driver.up()
-        await settle(lambda: driver.session.state is State.CONNECTED and power.on_event is not None)
+        power, backend, driver = await connected_with_power_events()
         first = driver.session.address
         working = backend.gateway
         backend.gateway = lambda channel, datagram: []  # asleep: the NAT mapping went away

@@ -6,6 +6,7 @@ import asyncio
 import socket
 from collections.abc import Callable, Sequence
 from ipaddress import IPv6Address, IPv6Network
+from typing import Any
 
 import pytest
 
@@ -58,7 +59,13 @@ class FakeTun(TunDevice):
         self._on_packets(packets)
 
 
-async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+def core_on(loop: asyncio.AbstractEventLoop, **overrides: Any) -> GatewayCore:
+    """A gateway core for the MN prefix and the HA above, on ``loop``'s clock."""
+    settings = CoreSettings(prefixes=(IPv6Network("fd6d:3674:a1b2::/48"),), home_agents=(HA,), **overrides)
+    return GatewayCore(settings, loop.time())
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     for _ in range(int(timeout / 0.01)):
         if condition():
             return
@@ -76,10 +83,7 @@ def test_datagrams_cross_both_ways_and_replies_use_the_arrival_socket() -> None:
         loop = asyncio.get_running_loop()
         listeners = [open_udp_listener("127.0.0.1", 0), open_udp_listener("127.0.0.1", 0)]
         ports = [s.getsockname()[1] for s in listeners]
-        core = GatewayCore(
-            CoreSettings(prefixes=(IPv6Network("fd6d:3674:a1b2::/48"),), home_agents=(HA,), sockets=2),
-            loop.time(),
-        )
+        core = core_on(loop, sockets=2)
         tun = FakeTun()
         driver = GatewayDriver(core, tun, listeners, clock=loop.time)
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -89,7 +93,7 @@ def test_datagrams_cross_both_ways_and_replies_use_the_arrival_socket() -> None:
             # The MN talks to the second port only.
             request = build_echo_request(MN.packed, HA.packed, 1, 1)
             client.sendto(request, ("127.0.0.1", ports[1]))
-            await _until(lambda: tun.written == [request])
+            await until(lambda: tun.written == [request])
             assert core.temporary_states == 1
 
             # A burst from the HA side, equal sizes: one GSO send where the kernel has it.
@@ -109,7 +113,7 @@ def test_datagrams_cross_both_ways_and_replies_use_the_arrival_socket() -> None:
 
             # The same MN address from the other port is another binding: dropped.
             client.sendto(request, ("127.0.0.1", ports[0]))
-            await _until(lambda: core.drops[Drop.MN_BINDING_MISMATCH] == 1)
+            await until(lambda: core.drops[Drop.MN_BINDING_MISMATCH] == 1)
             assert tun.written == [request]
             assert "m6t_gateway_udp_sent_datagrams_total" in "".join(f"m6t_gateway_{m.name}" for m in driver.metrics())
         finally:
@@ -125,16 +129,13 @@ def test_garbage_collection_runs_on_the_loop() -> None:
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         listener = open_udp_listener("127.0.0.1", 0)
-        core = GatewayCore(
-            CoreSettings(prefixes=(IPv6Network("fd6d:3674:a1b2::/48"),), home_agents=(HA,), temporary_lifetime_s=0.05),
-            loop.time(),
-        )
+        core = core_on(loop, temporary_lifetime_s=0.05)
         driver = GatewayDriver(core, FakeTun(), [listener], clock=loop.time)
         driver.start(loop)
         try:
             core.datagram_from_mn(build_echo_request(MN.packed, HA.packed, 1, 1), 0x7F000001, 9999, 0, loop.time())
             assert core.temporary_states == 1
-            await _until(lambda: core.temporary_states == 0, timeout=2.0)
+            await until(lambda: core.temporary_states == 0, timeout=2.0)
             assert core.table.expired_temporary == 1
             assert driver.gc_slice_max_s > 0
         finally:
@@ -148,10 +149,7 @@ def test_an_idle_gateway_collects_rarely() -> None:
     async def scenario() -> tuple[int, int]:
         loop = asyncio.get_running_loop()
         listener = open_udp_listener("127.0.0.1", 0)
-        settings = CoreSettings(
-            prefixes=(IPv6Network("fd6d:3674:a1b2::/48"),), home_agents=(HA,), temporary_lifetime_s=10.0
-        )
-        core = GatewayCore(settings, loop.time())
+        core = core_on(loop, temporary_lifetime_s=10.0)
         collected = [0]
         real = core.collect_garbage
 
@@ -183,10 +181,7 @@ def test_the_driver_reports_changes_for_the_state_saver() -> None:
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         listener = open_udp_listener("127.0.0.1", 0)
-        core = GatewayCore(
-            CoreSettings(prefixes=(IPv6Network("fd6d:3674:a1b2::/48"),), home_agents=(HA,), temporary_lifetime_s=0.05),
-            loop.time(),
-        )
+        core = core_on(loop, temporary_lifetime_s=0.05)
         driver = GatewayDriver(core, FakeTun(), [listener], clock=loop.time, gc_interval_s=0.02)
         changes: list[int] = []
         driver.on_change = lambda: changes.append(len(core.table))
@@ -196,12 +191,12 @@ def test_the_driver_reports_changes_for_the_state_saver() -> None:
             await asyncio.sleep(0.1)
             assert changes == [], "an idle gateway reports nothing"
             client.sendto(build_echo_request(MN.packed, HA.packed, 1, 1), listener.getsockname())
-            await _until(lambda: changes == [1])
+            await until(lambda: changes == [1])
             # The temporary state expires: reported too, with the table empty.
-            await _until(lambda: changes == [1, 0], timeout=2.0)
+            await until(lambda: changes == [1, 0], timeout=2.0)
             # Dropped datagrams change nothing.
             client.sendto(b"not ipv6", listener.getsockname())
-            await _until(lambda: core.drops[Drop.MN_TOO_SHORT] == 1)
+            await until(lambda: core.drops[Drop.MN_TOO_SHORT] == 1)
             await asyncio.sleep(0.05)
             assert changes == [1, 0]
         finally:

@@ -264,6 +264,14 @@ def connected_driver(backend: FakeBackend, **kwargs: Any) -> ClientDriver:
     return ClientDriver(config(**kwargs), backend, backstop_s=0.05)
 
 
+async def up_and_connected(backend: FakeBackend, **kwargs: Any) -> ClientDriver:
+    """A driver of ``config(**kwargs)`` over ``backend``, brought up and connected."""
+    driver = connected_driver(backend, **kwargs)
+    await driver.up()
+    await settle(lambda: driver.session.state is State.CONNECTED)
+    return driver
+
+
 def test_start_up_connects_and_carries_packets() -> None:
     async def scenario() -> None:
         backend = FakeBackend()
@@ -361,9 +369,7 @@ def test_attachment_change_reattaches_through_the_monitor() -> None:
 def test_backstop_catches_a_missed_change() -> None:
     async def scenario() -> None:
         backend = FakeBackend()
-        driver = connected_driver(backend)
-        await driver.up()
-        await settle(lambda: driver.session.state is State.CONNECTED)
+        driver = await up_and_connected(backend)
         first = driver.session.address
         backend.probed = Attachment(IPv4Address("192.0.2.77"), "eth0")
         await settle(lambda: driver.session.address not in (None, first))
@@ -406,9 +412,7 @@ def test_probe_mtu() -> None:
     async def scenario() -> None:
         backend = FakeBackend()
         backend.path_limit = 1400
-        driver = connected_driver(backend, pmtud=False)
-        await driver.up()
-        await settle(lambda: driver.session.state is State.CONNECTED)
+        driver = await up_and_connected(backend, pmtud=False)
         result = await driver.probe_mtu(per_try=0.1, tries=1, timeout=10.0)
         assert result.ok and result.largest == 1400
         assert wire.mtu_probe_to_wire(result)["mtu"] == 1400
@@ -443,9 +447,7 @@ def test_path_mtu_discovery_applies_its_result_to_the_tunnel() -> None:
 def test_apply_config_live_and_reattach() -> None:
     async def scenario() -> None:
         backend = FakeBackend()
-        driver = connected_driver(backend)
-        await driver.up()
-        await settle(lambda: driver.session.state is State.CONNECTED)
+        driver = await up_and_connected(backend)
         first = driver.session.address
         await driver.apply_config(config(mtu=1400, keepalive_interval=2.0))
         assert backend.ops[-1] == ("mtu", "m6t0", 1400)
@@ -490,6 +492,14 @@ def test_os_failure_is_an_error_event_and_retried() -> None:
     run(scenario)
 
 
+async def connected_before_any_keepalive(backend: FakeBackend) -> tuple[ClientDriver, FakeChannel]:
+    """A driver connected with keepalives every 30 s, and its channel, on which none has gone out yet."""
+    driver = await up_and_connected(backend, keepalive_interval=30.0)
+    channel = backend.channels[-1]
+    assert not any(is_keepalive_request(d) for d in channel.sent)
+    return driver, channel
+
+
 def test_clock_jump_checks_the_binding_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     class AnHourLater:
         """The driver's clocks after an hour asleep: the wall clock ran on, the monotonic one stood still."""
@@ -501,12 +511,7 @@ def test_clock_jump_checks_the_binding_at_once(monkeypatch: pytest.MonkeyPatch) 
             return time.time() + 3600
 
     async def scenario() -> None:
-        backend = FakeBackend()
-        driver = connected_driver(backend, keepalive_interval=30.0)
-        await driver.up()
-        await settle(lambda: driver.session.state is State.CONNECTED)
-        channel = backend.channels[-1]
-        assert not any(is_keepalive_request(d) for d in channel.sent)
+        driver, channel = await connected_before_any_keepalive(FakeBackend())
         monkeypatch.setattr(driver_module, "time", AnHourLater)
         await settle(lambda: any(is_keepalive_request(d) for d in channel.sent))
         await driver.close()
@@ -518,12 +523,7 @@ def test_a_resume_from_the_service_manager_checks_the_binding_at_once() -> None:
     """Windows' SCM POWEREVENT reaches the driver as resumed(): a keepalive goes out now, not at its interval."""
 
     async def scenario() -> None:
-        backend = FakeBackend()
-        driver = connected_driver(backend, keepalive_interval=30.0)
-        await driver.up()
-        await settle(lambda: driver.session.state is State.CONNECTED)
-        channel = backend.channels[-1]
-        assert not any(is_keepalive_request(d) for d in channel.sent)
+        driver, channel = await connected_before_any_keepalive(FakeBackend())
         driver.resumed()
         await settle(lambda: any(is_keepalive_request(d) for d in channel.sent))
         await driver.close()

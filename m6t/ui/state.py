@@ -181,10 +181,14 @@ class TunnelLine:
 
     @staticmethod
     def of(tunnel: TunnelSummary) -> TunnelLine:
-        attachment = tunnel.get("attachment")
-        # A tunnel bound to no uplink goes wherever the OS routes: its attachment names that interface.
-        uplink = tunnel.get("uplink") or (attachment["interface"] if attachment else None)
-        return TunnelLine(tunnel["interface"], uplink, tunnel["state"], tunnel.get("address"))
+        return TunnelLine(tunnel["interface"], uplink_of(tunnel), tunnel["state"], tunnel.get("address"))
+
+
+def uplink_of(tunnel: TunnelSummary) -> str | None:
+    """The IPv4 interface a tunnel leaves by: the one it is bound to (``"all"``), else the one the OS routes
+    through (``"best"``), which its attachment names."""
+    attachment = tunnel.get("attachment")
+    return tunnel.get("uplink") or (attachment["interface"] if attachment else None)
 
 
 def tunnel_line(tunnel: TunnelLine) -> str:

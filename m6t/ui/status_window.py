@@ -46,6 +46,7 @@ from m6t.ui.state import (
     tray_label,
     tunnel_label,
     tunnels_connected,
+    uplink_of,
     wants_disconnect_action,
 )
 from m6t.ui.widgets import ERROR_STYLE, banner_label, describe
@@ -130,10 +131,8 @@ def _fill(table: QTableWidget, rows: Rows, numeric_columns: tuple[int, ...] = ()
 
 
 def uplink_text(tunnel: schema.TunnelSummary) -> str:
-    """The IPv4 interface a tunnel leaves by, with its address there: the bound uplink (``"all"``), else the
-    one the OS routes through (its attachment)."""
-    attachment = tunnel.get("attachment")
-    name = tunnel.get("uplink") or (attachment["interface"] if attachment else None)
+    """The IPv4 interface a tunnel leaves by, with its address there."""
+    name, attachment = uplink_of(tunnel), tunnel.get("attachment")
     if name is None:
         return DASH
     return f"{name} ({attachment['local_ipv4']})" if attachment else name

@@ -19,7 +19,7 @@ from m6t.client.api import schema
 from m6t.client.api.schema import Access, ErrorCode, EventKind, Method, Permission, TunnelState
 from m6t.ui.connection import HelperConnection, Outcome
 from m6t.ui.errors import error_sentence
-from m6t.ui.state import TooltipFacts, TrayState, tray_state
+from m6t.ui.state import TooltipFacts, TrayState, TunnelLine, overall_state, tray_state
 
 HISTORY_S: Final = 300.0
 """How far back the live charts reach."""
@@ -70,6 +70,86 @@ def is_drop_counter(name: str) -> bool:
     return "drop" in name
 
 
+def tunnel_summaries(value: object) -> list[schema.TunnelSummary] | None:
+    """The helper's ``tunnels`` (``None``: an older helper sent none), each read as a :class:`TunnelSummary`
+    whatever it holds: an entry with no interface or state is left out, a value of the wrong type is shown as
+    unknown, rather than either stopping the tray."""
+    if not isinstance(value, list):
+        return None
+    return [summary for entry in value if (summary := _summary(entry)) is not None]
+
+
+def _summary(entry: object) -> schema.TunnelSummary | None:
+    if not isinstance(entry, Mapping):
+        return None
+    interface, state = entry.get("interface"), entry.get("state")
+    if not isinstance(interface, str) or not isinstance(state, str):
+        return None
+    attachment = entry.get("attachment")
+    valid_attachment = (
+        isinstance(attachment, Mapping)
+        and isinstance(attachment.get("local_ipv4"), str)
+        and isinstance(attachment.get("interface"), str)
+    )
+    rtt, mtu = entry.get("rtt_ms"), entry.get("mtu")
+    summary: schema.TunnelSummary = {
+        "interface": interface,
+        "uplink": _text(entry.get("uplink")),
+        "primary": entry.get("primary") is True,
+        "state": state,
+        "detail": _text(entry.get("detail")) or "",
+        "address": _text(entry.get("address")),
+        "gateway": _text(entry.get("gateway")),
+        "attachment": cast(schema.AttachmentInfo, attachment) if valid_attachment else None,
+        "mtu": mtu if isinstance(mtu, int) and not isinstance(mtu, bool) else None,
+        "rtt_ms": float(rtt) if isinstance(rtt, int | float) and not isinstance(rtt, bool) else None,
+    }
+    return summary
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def with_top_level(summary: schema.TunnelSummary, status: schema.Status) -> schema.TunnelSummary:
+    """The primary tunnel as the status's top level says it: the events that keep that current (state,
+    address, keepalive, mtu...) arrive more often than the ``tunnels`` event, and an older helper has only
+    them."""
+    keepalive = status.get("keepalive") or {}
+    return {
+        **summary,
+        "interface": status.get("interface") or summary["interface"],
+        "state": status["state"],
+        "detail": status.get("detail", summary.get("detail", "")),
+        "address": status.get("address"),
+        "gateway": status.get("gateway"),
+        "attachment": status.get("attachment"),
+        "mtu": status.get("mtu"),
+        "rtt_ms": keepalive.get("rtt_ms"),
+    }
+
+
+def current_tunnels(status: schema.Status) -> list[schema.TunnelSummary]:
+    """Every tunnel, in interface order, the primary's summary taken from the top level; one tunnel made of
+    the top level for a helper that sends no ``tunnels``."""
+    summaries = tunnel_summaries(status.get("tunnels"))
+    if summaries is None:
+        alone: schema.TunnelSummary = {
+            "interface": "",
+            "uplink": None,
+            "primary": True,
+            "state": status["state"],
+            "detail": "",
+            "address": None,
+            "gateway": None,
+            "attachment": None,
+            "mtu": None,
+            "rtt_ms": None,
+        }
+        return [with_top_level(alone, status)]
+    return [with_top_level(summary, status) if summary.get("primary") else summary for summary in summaries]
+
+
 class TunnelModel(QObject):
     changed = Signal()
     """Anything below changed; views re-read what they show."""
@@ -82,6 +162,9 @@ class TunnelModel(QObject):
     config_loaded = Signal()
     access_key_needed = Signal(str)
     """The helper has no key for ``access.key_id`` (this name): the key agent answers from the user's keyring."""
+    tunnels_changed = Signal()
+    """:attr:`TunnelModel.tunnels` changed (a tunnel came or went, or one's summary changed); emitted before
+    :attr:`changed`."""
 
     def __init__(self, connection: HelperConnection, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -101,6 +184,9 @@ class TunnelModel(QObject):
         self.last_mtu: MtuChange | None = None
         self.rtt: deque[RttSample] = deque()
         self.rates: deque[RateSample] = deque()
+        self.tunnels: list[schema.TunnelSummary] = []
+        """Every tunnel (``tunnel.uplinks = "all"``: one per IPv4 uplink), in interface order; empty until a
+        status came."""
         self._last_counters: tuple[float, int, int] | None = None
         self._now: Callable[[], float] = time.time
         connection.online.connect(self._on_online)
@@ -151,18 +237,31 @@ class TunnelModel(QObject):
         return self.status.get("address") if self.status else None
 
     @property
+    def overall_state(self) -> str:
+        """What the icon and the headlines show: with several tunnels, connected when any one is."""
+        return overall_state(self.state, [tunnel["state"] for tunnel in self.tunnels])
+
+    @property
     def tray_state(self) -> TrayState:
-        return tray_state(reachable=self.reachable and self.status is not None, state=self.state, wanted=self.wanted)
+        reachable = self.reachable and self.status is not None
+        return tray_state(reachable=reachable, state=self.overall_state, wanted=self.wanted)
+
+    def tunnel_lines(self) -> tuple[TunnelLine, ...]:
+        """One line per tunnel when there are several; none with one (the tray then shows it as it always did)."""
+        if len(self.tunnels) < 2:
+            return ()
+        return tuple(TunnelLine.of(tunnel) for tunnel in self.tunnels)
 
     def tooltip_facts(self, hint: str | None = None) -> TooltipFacts:
         since = self.connected_since
         return TooltipFacts(
             tray=self.tray_state,
-            state=self.state,
+            state=self.overall_state,
             address=self.address,
             gateway=schema.gateway_label(self.status) if self.status else None,
             connected_for_s=None if since is None else self._now() - since,
             hint=hint,
+            tunnels=self.tunnel_lines(),
         )
 
     def counters(self) -> list[tuple[str, int]]:
@@ -258,7 +357,15 @@ class TunnelModel(QObject):
         since = cast(Mapping[str, Any], status).get("since")
         if previous is None and status["state"] in CONNECTED_STATES and isinstance(since, int | float):
             self.connected_since = float(since)
+        self._update_tunnels()
         self.changed.emit()
+
+    def _update_tunnels(self) -> None:
+        assert self.status is not None
+        tunnels = current_tunnels(self.status)
+        if tunnels != self.tunnels:
+            self.tunnels = tunnels
+            self.tunnels_changed.emit()
 
     def _track_connection(self, previous: str | None, state: str, when: float, *, from_status: bool = False) -> None:
         if state not in CONNECTED_STATES:
@@ -281,6 +388,8 @@ class TunnelModel(QObject):
             state_data = cast(schema.StateEvent, data)
             previous = status["state"]
             status["state"] = state_data["state"]
+            if "detail" in state_data:
+                status["detail"] = state_data["detail"]
             self._track_connection(previous, state_data["state"], when)
         elif kind == EventKind.ATTACHMENT:
             status["attachment"] = cast(schema.AttachmentEvent, data).get("attachment")
@@ -311,10 +420,15 @@ class TunnelModel(QObject):
             status["wanted"] = cast(schema.WantedEvent, data)["wanted"]
         elif kind == EventKind.ACCESS_KEY_NEEDED:
             self.access_key_needed.emit(str(cast(schema.AccessKeyNeededEvent, data).get("key_id", "")))
+        elif kind == EventKind.TUNNELS:
+            tunnels = tunnel_summaries(cast(schema.TunnelsEvent, data).get("tunnels"))
+            if tunnels is not None:
+                status["tunnels"] = tunnels
         elif kind == EventKind.DROPPED:
             # Missed events may have been state changes: start again from a full status.
             self.refresh_status()
         self._prune(when)
+        self._update_tunnels()
         self.changed.emit()
 
     def _on_address(self, data: schema.AddressEvent, when: float) -> None:

@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Final
 
 from m6t.client.api.host import OsFamily, conventions_of
-from m6t.client.api.schema import TunnelState
+from m6t.client.api.schema import TunnelState, TunnelSummary
 from m6t.ui.i18n import QT_TRANSLATE_NOOP, translate
 
 CONTEXT: Final = "state"
@@ -171,6 +171,55 @@ def format_clock(unix_time: float | None) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class TunnelLine:
+    """One tunnel as the tray's menu and tooltip name it (``tunnel.uplinks = "all"``: one per IPv4 uplink)."""
+
+    interface: str
+    uplink: str | None
+    state: str
+    address: str | None
+
+    @staticmethod
+    def of(tunnel: TunnelSummary) -> TunnelLine:
+        return TunnelLine(tunnel["interface"], uplink_of(tunnel), tunnel["state"], tunnel.get("address"))
+
+
+def uplink_of(tunnel: TunnelSummary) -> str | None:
+    """The IPv4 interface a tunnel leaves by: the one it is bound to (``"all"``), else the one the OS routes
+    through (``"best"``), which its attachment names."""
+    attachment = tunnel.get("attachment")
+    return tunnel.get("uplink") or (attachment["interface"] if attachment else None)
+
+
+def tunnel_line(tunnel: TunnelLine) -> str:
+    """``m6t1 via wlan0: Connected, fd6d::1``: no round trip or counter here, which would change the menu (and
+    wake the tray host that draws it) at every keepalive."""
+    name = (
+        translate("state", "{interface} via {uplink}").format(interface=tunnel.interface, uplink=tunnel.uplink)
+        if tunnel.uplink
+        else tunnel.interface
+    )
+    state = tunnel_label(tunnel.state)
+    if tunnel.address:
+        return translate("state", "{tunnel}: {state}, {address}").format(
+            tunnel=name, state=state, address=tunnel.address
+        )
+    return translate("state", "{tunnel}: {state}").format(tunnel=name, state=state)
+
+
+def overall_state(primary: str, states: list[str]) -> str:
+    """The state the icon and headlines show: with several tunnels, connected when any one is (the host has
+    a working path then), otherwise the primary's, as with one tunnel."""
+    if len(states) > 1 and TunnelState.CONNECTED in states:
+        return TunnelState.CONNECTED.value
+    return primary
+
+
+def tunnels_connected(connected: int, total: int) -> str:
+    return translate("state", "Tunnels connected: {connected} of {total}").format(connected=connected, total=total)
+
+
+@dataclass(frozen=True, slots=True)
 class TooltipFacts:
     tray: TrayState
     state: str
@@ -178,16 +227,23 @@ class TooltipFacts:
     gateway: str | None
     connected_for_s: float | None
     hint: str | None = None
+    tunnels: tuple[TunnelLine, ...] = ()
+    """Every tunnel when there are several (then each line carries its address); empty with one."""
 
 
 def tooltip(facts: TooltipFacts) -> str:
-    """The tray tooltip: state, tunnel address, gateway, time connected (issue 6), or the way out of trouble."""
+    """The tray tooltip: state, tunnel address, gateway, time connected (issue 6), or the way out of trouble;
+    with several tunnels, how many are connected and one line each."""
     if facts.tray is TrayState.UNAVAILABLE:
         lines = [translate("state", "m6t: helper not reachable")]
     else:
         lines = [translate("state", "m6t: {state}").format(state=tunnel_label(facts.state))]
     if facts.tray is not TrayState.UNAVAILABLE:
-        if facts.address:
+        if facts.tunnels:
+            connected = sum(tunnel.state == TunnelState.CONNECTED for tunnel in facts.tunnels)
+            lines.append(tunnels_connected(connected, len(facts.tunnels)))
+            lines.extend(tunnel_line(tunnel) for tunnel in facts.tunnels)
+        elif facts.address:
             lines.append(translate("state", "Address: {address}").format(address=facts.address))
         if facts.gateway:
             lines.append(translate("state", "Gateway: {gateway}").format(gateway=facts.gateway))

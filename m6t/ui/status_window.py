@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from m6t.client.api import schema
-from m6t.client.api.schema import Method
+from m6t.client.api.schema import Method, TunnelState
 from m6t.ui import dialogs
 from m6t.ui.charts import LiveChart
 from m6t.ui.connection import Outcome
@@ -45,6 +45,8 @@ from m6t.ui.state import (
     reason_label,
     tray_label,
     tunnel_label,
+    tunnels_connected,
+    uplink_of,
     wants_disconnect_action,
 )
 from m6t.ui.widgets import ERROR_STYLE, banner_label, describe
@@ -56,6 +58,7 @@ what it did not change visibly is left alone."""
 DASH: Final = "\u2013"
 
 TAB_STATUS: Final = "status"
+TAB_TUNNELS: Final = "tunnels"
 TAB_COUNTERS: Final = "counters"
 TAB_HISTORY: Final = "history"
 TAB_LOG: Final = "log"
@@ -112,14 +115,27 @@ def search_text(search: schema.MtuSearchInfo | None) -> str:
     )
 
 
-def _fill(table: QTableWidget, rows: list[tuple[str, ...]], numeric_columns: tuple[int, ...] = ()) -> None:
+Rows = list[tuple[str, ...]]
+
+
+def _fill(table: QTableWidget, rows: Rows, numeric_columns: tuple[int, ...] = (), tips: Rows | None = None) -> None:
     table.setRowCount(len(rows))
     for row, values in enumerate(rows):
         for column, value in enumerate(values):
             item = QTableWidgetItem(value)
             if column in numeric_columns:
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            if tips is not None and tips[row][column]:
+                item.setToolTip(tips[row][column])
             table.setItem(row, column, item)
+
+
+def uplink_text(tunnel: schema.TunnelSummary) -> str:
+    """The IPv4 interface a tunnel leaves by, with its address there."""
+    name, attachment = uplink_of(tunnel), tunnel.get("attachment")
+    if name is None:
+        return DASH
+    return f"{name} ({attachment['local_ipv4']})" if attachment else name
 
 
 class StatusWindow(QMainWindow):
@@ -138,7 +154,7 @@ class StatusWindow(QMainWindow):
         self._fields: dict[str, QLabel] = {}
         self._probe_text = DASH
         self._shown_state: object = None
-        self._table_rows: dict[int, list[tuple[str, ...]]] = {}
+        self._table_rows: dict[int, tuple[Rows, Rows | None]] = {}
         self._charts_at: float | None = None
         self._charted: tuple[object, ...] = ()
 
@@ -155,12 +171,13 @@ class StatusWindow(QMainWindow):
         outer.addWidget(self.message)
         self.tabs = QTabWidget()
         self.tabs.addTab(self._build_status_tab(), self.tr("&Status"))
+        self.tabs.addTab(self._build_tunnels_tab(), self.tr("&Tunnels"))
         self.tabs.addTab(self._build_counters_tab(), self.tr("C&ounters"))
         self.tabs.addTab(self._build_history_tab(), self.tr("Address &history"))
         self.tabs.addTab(self._build_log_tab(), self.tr("&Log"))
-        describe(self.tabs, self.tr("Views"), self.tr("Status, counters, address history and log"))
+        describe(self.tabs, self.tr("Views"), self.tr("Status, tunnels, counters, address history and log"))
         describe(self.tabs.tabBar(), self.tr("Views"), self.tr("Choose what the window shows (Ctrl+Tab)"))
-        self._tab_index = {TAB_STATUS: 0, TAB_COUNTERS: 1, TAB_HISTORY: 2, TAB_LOG: 3}
+        self._tab_index = {TAB_STATUS: 0, TAB_TUNNELS: 1, TAB_COUNTERS: 2, TAB_HISTORY: 3, TAB_LOG: 4}
         outer.addWidget(self.tabs, 1)
         self.footer = QLabel()
         self.footer.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -228,6 +245,32 @@ class StatusWindow(QMainWindow):
             self._fields[key] = value
             form.addRow(label, value)
         return box
+
+    def _build_tunnels_tab(self) -> QWidget:
+        # A page of its own rather than a table on the status page: that page already fills a laptop's screen,
+        # and with one tunnel (the default) it shows the tunnel as it always did.
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        self.tunnels_table = _table(
+            [
+                self.tr("Interface"),
+                self.tr("Uplink"),
+                self.tr("State"),
+                self.tr("Address"),
+                self.tr("RTT"),
+                self.tr("MTU"),
+                self.tr("Gateway"),
+            ],
+            self.tr("Tunnels"),
+            self.tr("Every tunnel, one per IPv4 uplink when the helper uses them all, the primary marked"),
+        )
+        layout.addWidget(self.tunnels_table, 1)
+        self.tunnels_note = QLabel()
+        self.tunnels_note.setWordWrap(True)
+        describe(self.tunnels_note, self.tr("Primary tunnel"), self.tr("Which tunnel the status page describes"))
+        self.tunnels_note.hide()
+        layout.addWidget(self.tunnels_note)
+        return page
 
     def _build_status_tab(self) -> QWidget:
         page = QWidget()
@@ -424,7 +467,7 @@ class StatusWindow(QMainWindow):
             self._shown_state = tray
         status = model.status
         reachable = model.reachable and status is not None
-        self.state_label.setText(tunnel_label(model.state) if reachable else tray_label(tray))
+        self.state_label.setText(tunnel_label(model.overall_state) if reachable else tray_label(tray))
         if not reachable:
             self.state_detail.setText(model.offline_reason or self.tr("Connecting to the helper…"))
         else:
@@ -434,7 +477,13 @@ class StatusWindow(QMainWindow):
                 if since is None
                 else self.tr("connected for {duration}").format(duration=format_minutes(now - since))
             )
-            self.state_detail.setText(" \u00b7 ".join(part for part in (model.address or "", connected) if part))
+            tunnels = model.tunnels
+            count = (
+                tunnels_connected(sum(t["state"] == TunnelState.CONNECTED for t in tunnels), len(tunnels))
+                if len(tunnels) > 1
+                else ""
+            )
+            self.state_detail.setText(" \u00b7 ".join(part for part in (model.address or "", connected, count) if part))
         self._refresh_controls()
         if status is not None:
             self._refresh_fields(status, now)
@@ -480,14 +529,68 @@ class StatusWindow(QMainWindow):
             return self.model.offline_reason or self.tr("The m6t helper is not reachable.")
         return self.model.refusal(CONNECT)
 
-    def _fill(self, table: QTableWidget, rows: list[tuple[str, ...]], numeric_columns: tuple[int, ...] = ()) -> None:
+    def _fill(
+        self, table: QTableWidget, rows: Rows, numeric_columns: tuple[int, ...] = (), tips: Rows | None = None
+    ) -> None:
         # Refilled only when a row changed: new items repaint the table and resize its columns every time.
-        if self._table_rows.get(id(table)) != rows:
-            self._table_rows[id(table)] = rows
-            _fill(table, rows, numeric_columns)
+        if self._table_rows.get(id(table)) != (rows, tips):
+            self._table_rows[id(table)] = (rows, tips)
+            _fill(table, rows, numeric_columns, tips)
+
+    def _refresh_tunnels(self, status: schema.Status) -> None:
+        tunnels = self.model.tunnels
+        several = len(tunnels) > 1
+        rows: Rows = []
+        tips: Rows = []
+        for tunnel in tunnels:
+            interface = tunnel["interface"] or DASH
+            if several and tunnel.get("primary"):
+                interface = self.tr("{interface} (primary)").format(interface=interface)
+            gateway = tunnel.get("gateway")
+            if gateway is not None and gateway == status.get("gateway"):
+                gateway = schema.gateway_label(status)
+            rtt, mtu = tunnel.get("rtt_ms"), tunnel.get("mtu")
+            attachment = tunnel.get("attachment")
+            rows.append(
+                (
+                    interface,
+                    uplink_text(tunnel),
+                    tunnel_label(tunnel["state"]),
+                    tunnel.get("address") or DASH,
+                    DASH if rtt is None else f"{rtt:.1f} ms",
+                    DASH if mtu is None else str(mtu),
+                    gateway or DASH,
+                )
+            )
+            router = attachment.get("router") if attachment else None
+            tips.append(
+                (
+                    "",
+                    self.tr("router {router}").format(router=router) if router else "",
+                    str(tunnel.get("detail") or ""),
+                    "",
+                    "",
+                    "",
+                    "",
+                )
+            )
+        self._fill(self.tunnels_table, rows, (4, 5), tips)
+        primary = next((tunnel["interface"] for tunnel in tunnels if tunnel.get("primary")), None)
+        note = (
+            self.tr(
+                "The Status page describes the primary tunnel, {interface}: the one on the path the system "
+                "prefers toward the gateway."
+            ).format(interface=primary)
+            if several and primary
+            else ""
+        )
+        if note != self.tunnels_note.text():
+            self.tunnels_note.setText(note)
+            self.tunnels_note.setVisible(bool(note))
 
     def _refresh_fields(self, status: schema.Status, now: float) -> None:
         model = self.model
+        self._refresh_tunnels(status)
         set_text = {key: label.setText for key, label in self._fields.items()}
         attachment = status.get("attachment")
         set_text["egress"](

@@ -18,7 +18,17 @@ from m6t.ui.icons import state_icon
 from m6t.ui.model import TunnelModel
 from m6t.ui.preferences import NOTIFY_LABELS, NotifyLevel, Preferences, notify_label
 from m6t.ui.settings_dialog import SettingsDialog
-from m6t.ui.state import TrayState, header_label, reason_label, tooltip, tray_label, wants_disconnect_action
+from m6t.ui.state import (
+    TrayState,
+    TunnelLine,
+    header_label,
+    reason_label,
+    tooltip,
+    tray_label,
+    tray_state,
+    tunnel_line,
+    wants_disconnect_action,
+)
 from m6t.ui.status_window import TAB_LOG, StatusWindow
 
 REPEAT_ERROR_S: Final = 60.0
@@ -48,6 +58,9 @@ class TrayController(QObject):
         self.status_window = StatusWindow(model, start_hint)
         self.settings_dialog: SettingsDialog | None = None
         self._shown_state: TrayState | None = None
+        self.tunnel_actions: list[QAction] = []
+        """One disabled line per tunnel under the header, when there are several."""
+        self._shown_tunnels: tuple[TunnelLine, ...] = ()
         self._recent_errors: dict[int, float] = {}
         self._last_regeneration_notice = -QUIET_AFTER_REGENERATION_S
         self.icon = QSystemTrayIcon(self)
@@ -75,7 +88,7 @@ class TrayController(QObject):
         self.header_action.setEnabled(False)
         self.reason_action = menu.addAction("")
         self.reason_action.setEnabled(False)
-        menu.addSeparator()
+        self._tunnels_end = menu.addSeparator()
         self.toggle_action = menu.addAction(self.tr("&Connect"))
         self.toggle_action.triggered.connect(self.toggle)
         self.status_action = menu.addAction(self.tr("&Status…"))
@@ -128,7 +141,8 @@ class TrayController(QObject):
         text = tooltip(model.tooltip_facts(hint))
         if text != self.icon.toolTip():
             self.icon.setToolTip(text)
-        self.header_action.setText(self.tr("m6t: {state}").format(state=header_label(tray, model.state)))
+        self.header_action.setText(self.tr("m6t: {state}").format(state=header_label(tray, model.overall_state)))
+        self._show_tunnels(model.tunnel_lines() if model.reachable else ())
         blocked = self.blocked_reason()
         if not model.reachable:
             self.reason_action.setText(f"{model.offline_reason or tray_label(tray)} {self.start_hint}")
@@ -141,6 +155,25 @@ class TrayController(QObject):
         self.toggle_action.setToolTip(blocked or "")
         self.copy_action.setEnabled(bool(model.address) and model.reachable)
         self.export_action.setEnabled(model.reachable)
+
+    def _show_tunnels(self, tunnels: tuple[TunnelLine, ...]) -> None:
+        if tunnels == self._shown_tunnels:
+            return
+        while len(self.tunnel_actions) > len(tunnels):
+            gone = self.tunnel_actions.pop()
+            self.menu.removeAction(gone)
+            gone.deleteLater()
+        while len(self.tunnel_actions) < len(tunnels):
+            action = QAction(self.menu)
+            action.setEnabled(False)
+            self.menu.insertAction(self._tunnels_end, action)
+            self.tunnel_actions.append(action)
+        for index, (action, tunnel) in enumerate(zip(self.tunnel_actions, tunnels, strict=True)):
+            shown = self._shown_tunnels[index] if index < len(self._shown_tunnels) else None
+            if shown != tunnel:
+                action.setText(tunnel_line(tunnel))
+                action.setIcon(state_icon(tray_state(reachable=True, state=tunnel.state, wanted="up")))
+        self._shown_tunnels = tunnels
 
     def current_icon_state(self) -> TrayState | None:
         """The state whose icon the tray shows, read back from the tray icon itself: what the user sees, not

@@ -64,6 +64,28 @@ def make_status(state: str = TunnelState.DISCONNECTED, **overrides: Any) -> sche
     return status
 
 
+def make_tunnel(
+    interface: str, uplink: str | None, state: str = TunnelState.CONNECTED, **overrides: Any
+) -> schema.TunnelSummary:
+    """One tunnel's summary as a helper with ``tunnel.uplinks = "all"`` sends it (not the primary)."""
+    index = int(interface.removeprefix("m6t") or 0)
+    connected = state in (TunnelState.CONNECTED, TunnelState.DEGRADED)
+    tunnel: schema.TunnelSummary = {
+        "interface": interface,
+        "uplink": uplink,
+        "primary": False,
+        "state": state,
+        "detail": "confirmed" if connected else "",
+        "address": f"fd6d:3674:a1b2:0:1:{index + 0x100:x}:a2b3:c4d5" if connected else None,
+        "gateway": GATEWAY if connected else None,
+        "attachment": {"local_ipv4": f"203.0.113.{10 + index}", "interface": uplink or "lan1", "router": None},
+        "mtu": 1472,
+        "rtt_ms": 8.5 if connected else None,
+    }
+    tunnel.update(overrides)  # type: ignore[typeddict-item]
+    return tunnel
+
+
 def make_config() -> dict[str, Any]:
     return {
         "gateway": {"address": "198.51.100.2", "ports": [3544, 4500]},
@@ -159,6 +181,10 @@ class FakeHelper(QObject):
                 {"time": time.time(), "reason": reason, "old": previous, "new": address}
             )
         self.push_event(EventKind.ADDRESS, {"address": address, "previous": previous, "reason": reason})
+
+    def set_tunnels(self, tunnels: list[schema.TunnelSummary]) -> None:
+        self.status["tunnels"] = tunnels
+        self.push_event(EventKind.TUNNELS, {"tunnels": copy.deepcopy(tunnels)})
 
     def error(self, code: ErrorCode, hint: str | None = None) -> None:
         self.push_event(EventKind.ERROR, dict(schema.error_info(code, hint=hint)))

@@ -173,6 +173,8 @@ def test_status_window_pages_by_mnemonic(qtbot: QtBot, window: StatusWindow) -> 
     window.activateWindow()
     qtbot.waitUntil(window.isActiveWindow)
     QTest.keyClick(window, Qt.Key.Key_L, Qt.KeyboardModifier.AltModifier)
-    assert window.tabs.currentIndex() == 3
+    assert window.tabs.currentIndex() == 4
     QTest.keyClick(window, Qt.Key.Key_O, Qt.KeyboardModifier.AltModifier)
+    assert window.tabs.currentIndex() == 2
+    QTest.keyClick(window, Qt.Key.Key_T, Qt.KeyboardModifier.AltModifier)
     assert window.tabs.currentIndex() == 1

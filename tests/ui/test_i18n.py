@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QLocale
+from PySide6.QtCore import QLocale, Qt
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
@@ -19,7 +19,7 @@ from m6t.ui.i18n import install_translators, remove_translators
 from m6t.ui.settings_dialog import SettingsDialog
 from m6t.ui.tray import TrayController
 from tests.ui.conftest import WAIT_MS, wait_online
-from tests.ui.fake_helper import ADDRESS, GATEWAY, FakeHelper, make_status
+from tests.ui.fake_helper import ADDRESS, GATEWAY, FakeHelper, make_status, make_tunnel
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,6 +67,7 @@ def test_french_status_window(qtbot: QtBot, french_tray: TrayController) -> None
     assert window.toggle_button.text() == "Se &déconnecter"
     assert [window.tabs.tabText(index) for index in range(window.tabs.count())] == [
         "É&tat",
+        "T&unnels",
         "C&ompteurs",
         "&Historique des adresses",
         "&Journal",
@@ -120,3 +121,25 @@ def test_the_system_locale_chooses_the_catalogue() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=False
     )
     assert english.stdout.strip() == "Connected", english.stderr
+
+
+def test_french_tunnels(
+    qtbot: QtBot, french: None, make_helper: Callable[..., FakeHelper], make_tray: Callable[[], TrayController]
+) -> None:
+    helper = make_helper()
+    primary = make_tunnel("m6t0", "lan1", primary=True)
+    second = make_tunnel("m6t1", "wwan0", TunnelState.CONNECTING)
+    helper.status = make_status(TunnelState.CONNECTED, tunnels=[primary, second])
+    tray = make_tray()
+    wait_online(qtbot, tray.model, helper)
+    assert tray.icon.toolTip().splitlines()[1:4] == [
+        "Tunnels connectés : 1 sur 2",
+        f"m6t0 via lan1 : Connecté, {ADDRESS}",
+        "m6t1 via wwan0 : Connexion à la passerelle",
+    ]
+    tray.status_window.show_tab("tunnels")
+    table = tray.status_window.tunnels_table
+    headers = [table.model().headerData(column, Qt.Orientation.Horizontal) for column in range(table.columnCount())]
+    assert headers == ["Interface", "Liaison montante", "État", "Adresse", "RTT", "MTU", "Passerelle"]
+    first = table.item(0, 0)
+    assert first is not None and first.text() == "m6t0 (principal)"

@@ -5,19 +5,22 @@ from __future__ import annotations
 import pytest
 
 from m6t.client.api.host import OsFamily
-from m6t.client.api.schema import TunnelState
+from m6t.client.api.schema import TunnelState, TunnelSummary
 from m6t.ui.state import (
     TRAY_LABELS,
     TooltipFacts,
     TrayState,
+    TunnelLine,
     format_bits_per_second,
     format_duration,
     format_minutes,
     helper_start_hint,
+    overall_state,
     reason_label,
     tooltip,
     tray_state,
     tunnel_label,
+    tunnel_line,
     wants_disconnect_action,
 )
 from tests.ui.conftest import TRAY_STATE_OF
@@ -126,3 +129,60 @@ def test_a_captive_portal_asks_the_user_to_sign_in() -> None:
     assert header_label(TrayState.UNAVAILABLE, state) == TRAY_LABELS[TrayState.UNAVAILABLE]
     facts = TooltipFacts(tray=TrayState.WAITING, state=state, address=None, gateway=None, connected_for_s=None)
     assert tooltip(facts).startswith("m6t: This network needs you to sign in")
+
+
+def test_a_tunnel_line_names_its_uplink_state_and_address() -> None:
+    line = TunnelLine("m6t1", "wlan0", TunnelState.CONNECTED, "fd6d::1")
+    assert tunnel_line(line) == "m6t1 via wlan0: Connected, fd6d::1"
+    assert tunnel_line(TunnelLine("m6t0", None, TunnelState.CONNECTING, None)) == "m6t0: Connecting to the gateway"
+
+
+def test_a_tunnel_bound_to_no_uplink_is_named_by_its_attachment() -> None:
+    summary: TunnelSummary = {
+        "interface": "m6t0",
+        "uplink": None,
+        "primary": True,
+        "state": "connected",
+        "detail": "",
+        "address": None,
+        "gateway": None,
+        "attachment": {"local_ipv4": "192.0.2.10", "interface": "lan1", "router": None},
+        "mtu": None,
+        "rtt_ms": None,
+    }
+    assert TunnelLine.of(summary).uplink == "lan1"
+    assert TunnelLine.of({**summary, "attachment": None}).uplink is None
+    assert TunnelLine.of({**summary, "uplink": "wlan0"}).uplink == "wlan0"
+
+
+@pytest.mark.parametrize(
+    ("primary", "others", "shown"),
+    [
+        # One tunnel: its own state, whatever it is.
+        (TunnelState.CONNECTING, [TunnelState.CONNECTING], TunnelState.CONNECTING),
+        (TunnelState.DEGRADED, [TunnelState.DEGRADED], TunnelState.DEGRADED),
+        # Several: connected when any one is, else the primary's.
+        (TunnelState.CONNECTING, [TunnelState.CONNECTING, TunnelState.CONNECTED], TunnelState.CONNECTED),
+        (TunnelState.DEGRADED, [TunnelState.DEGRADED, TunnelState.CONNECTED], TunnelState.CONNECTED),
+        (TunnelState.CONNECTING, [TunnelState.CONNECTING, TunnelState.DEGRADED], TunnelState.CONNECTING),
+        (TunnelState.ERROR, [TunnelState.ERROR, TunnelState.WAITING_FOR_NETWORK], TunnelState.ERROR),
+    ],
+)
+def test_overall_state(primary: str, others: list[str], shown: str) -> None:
+    assert overall_state(primary, others) == shown
+
+
+def test_tooltip_with_several_tunnels_counts_them_and_lists_each() -> None:
+    tunnels = (
+        TunnelLine("m6t0", "lan1", TunnelState.CONNECTING, None),
+        TunnelLine("m6t1", "wwan0", TunnelState.CONNECTED, "fd6d::2"),
+    )
+    facts = TooltipFacts(TrayState.CONNECTED, "connected", None, "198.51.100.2:4500", 60, tunnels=tunnels)
+    assert tooltip(facts).splitlines() == [
+        "m6t: Connected",
+        "Tunnels connected: 1 of 2",
+        "m6t0 via lan1: Connecting to the gateway",
+        "m6t1 via wwan0: Connected, fd6d::2",
+        "Gateway: 198.51.100.2:4500",
+        "Connected for 1 min",
+    ]

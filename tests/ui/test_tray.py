@@ -132,7 +132,7 @@ def test_copy_tunnel_address(qtbot: QtBot, tray: TrayController, helper: FakeHel
 def test_open_log(qtbot: QtBot, tray: TrayController) -> None:
     tray.log_action.trigger()
     window = tray.status_window
-    assert window.isVisible() and window.tabs.currentIndex() == 3
+    assert window.isVisible() and window.tabs.currentIndex() == 4
     qtbot.waitUntil(lambda: "helper started" in window.log_view.toPlainText(), timeout=WAIT_MS)
     assert "WARNING" in window.log_view.toPlainText()
 

@@ -469,10 +469,6 @@
         <translation>Vues</translation>
     </message>
     <message>
-        <source>Status, counters, address history and log</source>
-        <translation>État, compteurs, historique des adresses et journal</translation>
-    </message>
-    <message>
         <source>Choose what the window shows (Ctrl+Tab)</source>
         <translation>Choisir ce que la fenêtre affiche (Ctrl+Tab)</translation>
     </message>
@@ -631,6 +627,50 @@
     <message>
         <source>RTT</source>
         <translation>RTT</translation>
+    </message>
+    <message>
+        <source>&amp;Tunnels</source>
+        <translation>T&amp;unnels</translation>
+    </message>
+    <message>
+        <source>Status, tunnels, counters, address history and log</source>
+        <translation>État, tunnels, compteurs, historique des adresses et journal</translation>
+    </message>
+    <message>
+        <source>Interface</source>
+        <translation>Interface</translation>
+    </message>
+    <message>
+        <source>Uplink</source>
+        <translation>Liaison montante</translation>
+    </message>
+    <message>
+        <source>State</source>
+        <translation>État</translation>
+    </message>
+    <message>
+        <source>Address</source>
+        <translation>Adresse</translation>
+    </message>
+    <message>
+        <source>Gateway</source>
+        <translation>Passerelle</translation>
+    </message>
+    <message>
+        <source>Tunnels</source>
+        <translation>Tunnels</translation>
+    </message>
+    <message>
+        <source>Every tunnel, one per IPv4 uplink when the helper uses them all, the primary marked</source>
+        <translation>Chaque tunnel, un par liaison montante IPv4 quand l’assistant les utilise toutes, le principal indiqué</translation>
+    </message>
+    <message>
+        <source>Primary tunnel</source>
+        <translation>Tunnel principal</translation>
+    </message>
+    <message>
+        <source>Which tunnel the status page describes</source>
+        <translation>Le tunnel que décrit la page État</translation>
     </message>
     <message>
         <source>seconds ago</source>
@@ -803,6 +843,18 @@
     <message>
         <source>read-only access</source>
         <translation>accès en lecture seule</translation>
+    </message>
+    <message>
+        <source>{interface} (primary)</source>
+        <translation>{interface} (principal)</translation>
+    </message>
+    <message>
+        <source>router {router}</source>
+        <translation>routeur {router}</translation>
+    </message>
+    <message>
+        <source>The Status page describes the primary tunnel, {interface}: the one on the path the system prefers toward the gateway.</source>
+        <translation>La page État décrit le tunnel principal, {interface} : celui du chemin que le système préfère vers la passerelle.</translation>
     </message>
     <message>
         <source>none (no IPv4 path toward the gateway)</source>
@@ -1293,6 +1345,22 @@
     <message>
         <source>{minutes} min</source>
         <translation>{minutes} min</translation>
+    </message>
+    <message>
+        <source>{interface} via {uplink}</source>
+        <translation>{interface} via {uplink}</translation>
+    </message>
+    <message>
+        <source>{tunnel}: {state}, {address}</source>
+        <translation>{tunnel} : {state}, {address}</translation>
+    </message>
+    <message>
+        <source>{tunnel}: {state}</source>
+        <translation>{tunnel} : {state}</translation>
+    </message>
+    <message>
+        <source>Tunnels connected: {connected} of {total}</source>
+        <translation>Tunnels connectés : {connected} sur {total}</translation>
     </message>
     <message>
         <source>m6t: helper not reachable</source>

@@ -38,6 +38,9 @@ SENTENCES: Final[dict[ErrorCode, str]] = {
     ErrorCode.PLATFORM_ERROR: QT_TRANSLATE_NOOP("errors", "The operating system refused a network change."),
     ErrorCode.PERMISSION_DENIED: QT_TRANSLATE_NOOP("errors", "The helper lacks the privileges it needs."),
     ErrorCode.TUN_FAILED: QT_TRANSLATE_NOOP("errors", "The tunnel interface could not be created."),
+    ErrorCode.UPLINK_FILTERED: QT_TRANSLATE_NOOP(
+        "errors", "A setting of this computer drops the gateway's answers on one of its uplinks."
+    ),
     ErrorCode.TUNNEL_ERROR: QT_TRANSLATE_NOOP("errors", "The tunnel reported an error."),
     ErrorCode.GATEWAY_UNREACHABLE: QT_TRANSLATE_NOOP("errors", "The gateway does not answer."),
     ErrorCode.NO_NETWORK: QT_TRANSLATE_NOOP("errors", "There is no IPv4 network toward the gateway."),

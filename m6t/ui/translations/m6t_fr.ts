@@ -1157,6 +1157,10 @@
         <translation>L’interface du tunnel n’a pas pu être créée.</translation>
     </message>
     <message>
+        <source>A setting of this computer drops the gateway&apos;s answers on one of its uplinks.</source>
+        <translation>Un réglage de cet ordinateur rejette les réponses de la passerelle sur l&apos;une de ses liaisons montantes.</translation>
+    </message>
+    <message>
         <source>The tunnel reported an error.</source>
         <translation>Le tunnel a signalé une erreur.</translation>
     </message>

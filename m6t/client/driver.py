@@ -69,6 +69,7 @@ from m6t.client.events import (
     StateChanged,
 )
 from m6t.client.gateways import Candidate
+from m6t.client.listeners import Listener, Listeners
 from m6t.client.os_hints import OsHints
 from m6t.client.session import Session, SessionSettings, same_path, settings_routes
 from m6t.client.status import Status
@@ -95,7 +96,6 @@ from m6t.protocol.values import PmtuEvidence
 
 log = logging.getLogger("m6t.client")
 
-Listener = Callable[[Event], None]
 Resolver = Callable[[str], Awaitable[Sequence[IPv4Address]]]
 
 _MIN_SLEEP_S = 0.005
@@ -209,7 +209,7 @@ class ClientDriver:
         self._owns_backend = owns_backend
         self._session = Session(self._settings(config), allocator=allocator)
         self._tracker = ConnectivityTracker(tracker_settings(config, backstop_s))
-        self._listeners: list[Listener] = [self._log_event]
+        self._listeners = Listeners(self._log_event)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tun: TunDevice | None = None
         self._ifname = config.tunnel.interface if placement is None else placement.interface
@@ -271,13 +271,7 @@ class ClientDriver:
 
     def add_listener(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` with every event from now on; returns the function that unsubscribes it."""
-        self._listeners.append(listener)
-
-        def remove() -> None:
-            with contextlib.suppress(ValueError):
-                self._listeners.remove(listener)
-
-        return remove
+        return self._listeners.add(listener)
 
     async def start(self) -> None:
         """Create the tunnel interface (down: no address, no route) and start the timers."""
@@ -715,11 +709,7 @@ class ClientDriver:
             self._follow_gateway()
         elif isinstance(event, GatewayUnreachable):
             self._resolve_gateways()  # a name may have moved to another address
-        for listener in tuple(self._listeners):
-            try:
-                listener(event)
-            except Exception:
-                log.exception("event listener %r failed", listener)
+        self._listeners.emit(event)
 
     # ------------------------------------------------------------------ time
 

@@ -41,6 +41,7 @@ from m6t.client.driver import (
     resolve_ipv4,
     session_settings,
 )
+from m6t.client.listeners import Listener, Listeners
 from m6t.client.os_hints import OsHints
 from m6t.client.session import Session
 from m6t.client.status import Status
@@ -52,7 +53,6 @@ from m6t.protocol.addressing import SuffixAllocator
 log = logging.getLogger("m6t.client")
 
 BackendFactory = Callable[[], Backend]
-Listener = Callable[[ev.Event], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +85,7 @@ class TunnelManager:
         self._more_backends = more_backends
         self._resolver = resolver
         self._backstop_s = backstop_s
-        self._listeners: list[Listener] = []
+        self._listeners = Listeners()
         self._allocator = SuffixAllocator()
         self._access_key: bytes | None = None
         self._verdict: NetworkReachability | None = None
@@ -115,13 +115,7 @@ class TunnelManager:
         return self._config
 
     def add_listener(self, listener: Listener) -> Callable[[], None]:
-        self._listeners.append(listener)
-
-        def remove() -> None:
-            with contextlib.suppress(ValueError):
-                self._listeners.remove(listener)
-
-        return remove
+        return self._listeners.add(listener)
 
     async def start(self) -> None:
         async with self._lock:
@@ -478,8 +472,4 @@ class TunnelManager:
             self._emit(ev.MtuChanged(after.mtu_configured, after.mtu_effective, before.mtu_effective, "uplink"))
 
     def _emit(self, event: ev.Event) -> None:
-        for listener in tuple(self._listeners):
-            try:
-                listener(event)
-            except Exception:
-                log.exception("event listener %r failed", listener)
+        self._listeners.emit(event)

@@ -32,7 +32,7 @@ import sys
 import time
 import tomllib
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -276,13 +276,17 @@ def status(machine: m.Machine) -> dict[str, Any]:
     return parsed
 
 
+def main_pid(machine: m.Machine, unit: str) -> str:
+    return machine.run(["systemctl", "show", "--property=MainPID", "--value", unit]).stdout.strip()
+
+
 def process(machine: m.Machine, unit: str | None) -> dict[str, str]:
     """A service's main process (the machine's init for None) as the kernel sees it: its /proc status fields,
     and for each mount point ``mount <point>`` (the mount's options) and ``root <point>`` (what of its file
     system is mounted there)."""
     pid = "1"
     if unit is not None:
-        pid = machine.run(["systemctl", "show", "--property=MainPID", "--value", unit]).stdout.strip()
+        pid = main_pid(machine, unit)
         assert pid not in ("", "0"), f"{unit} has no main process"
     fields = {
         key: value.strip()
@@ -341,6 +345,25 @@ def wait_for_helper(laptop: m.Machine) -> None:
         wait_until(lambda: laptop.run(["test", "-S", HELPER_SOCKET], check=False).returncode == 0, what="the socket")
     except LabError as exc:
         raise AssertionError(journal(laptop, "m6t-helper.service")) from exc
+
+
+def connected(laptop: m.Machine, logs: Callable[[], str]) -> str:
+    """Waits for the laptop's state to be connected (``logs`` shown if it is not); its address."""
+    try:
+        wait_until(lambda: status(laptop)["state"] == "connected", what="the state connected", timeout=15)
+    except LabError as exc:
+        raise AssertionError(f"{status(laptop)}\n{logs()}") from exc
+    address: str = status(laptop)["address"]
+    return address
+
+
+def purge_leaves_nothing(gateway: tuple[m.Machine, Snapshot], laptop: tuple[m.Machine, Snapshot]) -> None:
+    """Both packages purged as an administrator would; each machine as it was before they came."""
+    purge(laptop[0], "m6t")
+    purge(gateway[0], "m6t-gateway")
+    problems = [f"laptop: {p}" for p in differences(laptop[1], snapshot(laptop[0]))]
+    problems += [f"gateway: {p}" for p in differences(gateway[1], snapshot(gateway[0]))]
+    assert not problems, "\n".join(problems)
 
 
 def install(machine: m.Machine, deb: Path) -> None:
@@ -438,19 +461,12 @@ def test_installed_packages_under_systemd_polkit_decides_and_purge_leaves_nothin
         return f"{journal(laptop, 'm6t-helper.service')}\n{journal(gateway, 'm6t-gateway.service')}"
 
     assert lab.ping(MN, HA, count=3, timeout=10), f"no answer from the HA through the tunnel\n{logs()}"
-    try:
-        wait_until(lambda: status(laptop)["state"] == "connected", what="the state connected", timeout=10)
-    except LabError as exc:
-        raise AssertionError(f"{status(laptop)}\n{logs()}") from exc
+    connected(laptop, logs)
     assert status(laptop)["permissions"]["connect"] == "yes"
 
     # -- purge, as an administrator would (the rule they wrote removed first): nothing of m6t is left
     laptop.run(["rm", RULE_PATH])
-    purge(laptop, "m6t")
-    purge(gateway, "m6t-gateway")
-    problems = [f"laptop: {p}" for p in differences(laptop_before, snapshot(laptop))]
-    problems += [f"gateway: {p}" for p in differences(gateway_before, snapshot(gateway))]
-    assert not problems, "\n".join(problems)
+    purge_leaves_nothing((gateway, gateway_before), (laptop, laptop_before))
     print(f"installed-system test body: {time.monotonic() - started:.0f} s")
 
 
@@ -465,10 +481,6 @@ def gateway_metric(gateway: m.Machine, sample: str) -> float:
     text = gateway.run(["m6t-gateway", "status", "--raw"]).stdout
     match = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
-
-
-def main_pid(machine: m.Machine, unit: str) -> str:
-    return machine.run(["systemctl", "show", "--property=MainPID", "--value", unit]).stdout.strip()
 
 
 def test_enrolled_gateway_under_its_unit_takes_keys_at_reload_and_keeps_states(
@@ -504,16 +516,8 @@ def test_enrolled_gateway_under_its_unit_takes_keys_at_reload_and_keeps_states(
     def logs() -> str:
         return f"{journal(laptop, 'm6t-helper.service')}\n{journal(gateway, unit)}"
 
-    def connected() -> str:
-        try:
-            wait_until(lambda: status(laptop)["state"] == "connected", what="the state connected", timeout=15)
-        except LabError as exc:
-            raise AssertionError(f"{status(laptop)}\n{logs()}") from exc
-        address: str = status(laptop)["address"]
-        return address
-
     assert lab.ping(MN, HA, count=3, timeout=10), f"no answer from the HA through the enrolled gateway\n{logs()}"
-    address = connected()
+    address = connected(laptop, logs)
 
     # -- keys changed, reloaded the documented way: the same process, the MN's state kept
     pid = main_pid(gateway, unit)
@@ -541,7 +545,7 @@ def test_enrolled_gateway_under_its_unit_takes_keys_at_reload_and_keeps_states(
     laptop.run(["m6t", "down"])
     laptop.run(["m6t", "up"])
     assert lab.ping(MN, HA, count=3, timeout=10), f"bob's key did not get through\n{logs()}"
-    connected()
+    connected(laptop, logs)
 
     # -- a key file others may read: the reload fails, says why, and the keys in force stay
     gateway.run(["chmod", "0640", KEY_FILE])
@@ -554,9 +558,5 @@ def test_enrolled_gateway_under_its_unit_takes_keys_at_reload_and_keeps_states(
     # -- purge (the laptop's key file, the administrator's own choice of path, removed by them first)
     laptop.run(["m6t", "down"])
     laptop.run(["rm", CLIENT_KEY_FILE])
-    purge(laptop, "m6t")
-    purge(gateway, "m6t-gateway")
-    problems = [f"laptop: {p}" for p in differences(laptop_before, snapshot(laptop))]
-    problems += [f"gateway: {p}" for p in differences(gateway_before, snapshot(gateway))]
-    assert not problems, "\n".join(problems)
+    purge_leaves_nothing((gateway, gateway_before), (laptop, laptop_before))
     print(f"enrolled installed-system test body: {time.monotonic() - started:.0f} s")

@@ -42,13 +42,16 @@ class Keyring(Protocol):
 
 
 class SystemKeyring:
-    """The OS keyring through the ``keyring`` package (imported when first needed)."""
+    """The OS keyring through the ``keyring`` package (imported when first needed).
+
+    OSError counts as "unavailable" too: ``keyring`` reads its own configuration under the home directory
+    before it picks a backend, which a sandboxed service may not even look at (systemd's ProtectHome=)."""
 
     def get(self, service: str, name: str) -> str | None:
         keyring, errors = _keyring()
         try:
             found: str | None = keyring.get_password(service, name)
-        except errors.KeyringError as exc:
+        except (errors.KeyringError, OSError) as exc:
             raise KeyringUnavailable(_describe(exc)) from None
         return found
 
@@ -56,7 +59,7 @@ class SystemKeyring:
         keyring, errors = _keyring()
         try:
             keyring.set_password(service, name, secret)
-        except errors.KeyringError as exc:
+        except (errors.KeyringError, OSError) as exc:
             raise KeyringUnavailable(_describe(exc)) from None
 
 

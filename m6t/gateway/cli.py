@@ -1,15 +1,16 @@
 """``m6t-gateway``: run the tunnel gateway in the foreground, check a configuration, show live status.
 
-m6t-gateway [--config FILE]               run (systemd style: foreground, logs on stderr)
-m6t-gateway check --config FILE           validate; problems on stderr, exit status 1
+m6t-gateway [--config FILE] [--key-file FILE]   run (systemd style: foreground, logs on stderr)
+m6t-gateway check --config FILE [--key-file FILE]   validate; problems on stderr, exit status 1
 m6t-gateway status [--config FILE | --metrics ADDR] [--raw]
-m6t-gateway keys add|list|remove ...      manage an enrolled gateway's key file (m6t.gateway.keys_cli)
+m6t-gateway keys add|list|remove|stage ...   manage an enrolled gateway's key file (m6t.gateway.keys_cli)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
@@ -35,6 +36,10 @@ DEFAULT_CONFIG = "/etc/m6t/gateway.toml"
 PROG = "m6t-gateway"
 
 log = logging.getLogger("m6t.gateway")
+_KEY_FILE_HELP = (
+    "read an enrolled gateway's keys from FILE instead of [access] key_file "
+    "(the systemd unit's copy: m6t-gateway keys stage)"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         prog=PROG, description="The m6t tunnel gateway (draft-ebalard-mext-m6t-02): IPv6 over UDP/IPv4 to a Home Agent."
     )
     parser.add_argument("--config", metavar="FILE", help=f"configuration file (default {DEFAULT_CONFIG})")
+    parser.add_argument("--key-file", metavar="FILE", help=_KEY_FILE_HELP)
     parser.add_argument(
         "--log-level",
         default="info",
@@ -52,8 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     # SUPPRESS keeps a subcommand's absent --config from overwriting one given before the subcommand.
     run = commands.add_parser("run", help="run the gateway in the foreground (the default)")
     run.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="configuration file")
+    run.add_argument("--key-file", metavar="FILE", default=argparse.SUPPRESS, help=_KEY_FILE_HELP)
     check = commands.add_parser("check", aliases=["check-config"], help="validate a configuration file and exit")
     check.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="configuration file")
+    check.add_argument("--key-file", metavar="FILE", default=argparse.SUPPRESS, help=_KEY_FILE_HELP)
     status = commands.add_parser("status", help="print a running gateway's metrics, human-readably")
     status.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="read the endpoint from FILE")
     status.add_argument(
@@ -65,11 +73,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path: str) -> GatewayConfig | None:
+def _load(path: str, key_file: str | None = None, *, keys: bool = True) -> GatewayConfig | None:
+    """The configuration at ``path``, checked as the daemon would use it (``key_file`` in place of its
+    [access] key_file; the keys read unless ``keys`` is False), or None with every problem on stderr."""
     try:
         config = load_gateway_config(path)
         settings_from_config(config)
-        if config.access.mode is AccessMode.ENROLLED:
+        if key_file is not None:
+            config = dataclasses.replace(config, access=dataclasses.replace(config.access, key_file=key_file))
+        if keys and config.access.mode is AccessMode.ENROLLED:
             load_key_file(config.access.key_file)
     except ConfigError as exc:
         for problem in exc.problems:
@@ -81,15 +93,15 @@ def _load(path: str) -> GatewayConfig | None:
     return config
 
 
-def _check(path: str) -> int:
-    config = _load(path)
+def _check(path: str, key_file: str | None) -> int:
+    config = _load(path, key_file)
     if config is None:
         return 1
     print(f"{path}: ok")
     return 0
 
 
-def _run(path: str, level: str) -> int:
+def _run(path: str, key_file: str | None, level: str) -> int:
     logging.basicConfig(
         level=getattr(logging, level.upper()),
         stream=sys.stderr,
@@ -97,7 +109,7 @@ def _run(path: str, level: str) -> int:
     )
     # pyroute2 narrates every netlink message at debug level: ours are what an operator debugs.
     logging.getLogger("pyroute2").setLevel(max(logging.getLogger().level, logging.WARNING))
-    config = _load(path)
+    config = _load(path, key_file)
     if config is None:
         return 1
     try:
@@ -129,7 +141,8 @@ def _status(config_path: str | None, metrics: str | None, raw: bool, timeout: fl
         if config_path is None and not Path(path).exists():
             print(f"{PROG} status: pass --config FILE or --metrics ADDR ({DEFAULT_CONFIG} not found)", file=sys.stderr)
             return 2
-        config = _load(path)
+        # The keys are no business of a status reader, who need not be able to read them.
+        config = _load(path, keys=False)
         if config is None:
             return 1
         if config.metrics.listen is None:
@@ -149,9 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     config: str | None = args.config
     if args.command in ("check", "check-config"):
-        return _check(config or DEFAULT_CONFIG)
+        return _check(config or DEFAULT_CONFIG, args.key_file)
     if args.command == "status":
         return _status(config, args.metrics, args.raw, args.timeout)
     if args.command == "keys":
         return run_keys(args, config or DEFAULT_CONFIG)
-    return _run(config or DEFAULT_CONFIG, args.log_level)
+    return _run(config or DEFAULT_CONFIG, args.key_file, args.log_level)

@@ -13,8 +13,11 @@ Read with every problem reported at once, like the configuration; written back a
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
-from collections.abc import Iterator, Mapping
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -27,7 +30,7 @@ MAX_KEYS_PER_NAME: Final = 2
 """One key, or two while a mobile node rotates to a new one."""
 _HEADER: Final = (
     "# m6t gateway access keys: readable by root only (chmod 600).\n"
-    "# Managed with m6t-gateway keys add/list/remove; reload a running gateway with SIGHUP.\n\n"
+    "# Managed with m6t-gateway keys add/list/remove; then: systemctl reload m6t-gateway.\n\n"
 )
 
 
@@ -155,3 +158,33 @@ def load_key_file(path: str | Path) -> KeyFile:
 
 def save_key_file(path: str | Path, keys: KeyFile) -> None:
     write_private_file(path, keys.to_toml().encode())
+
+
+def stage_key_file(keys: KeyFile, copy: str | Path) -> None:
+    """Hand ``keys`` to a gateway that may not read the key file (the systemd unit's dynamic user): ``copy``,
+    owned by the owner of its directory (the service's runtime directory), mode 0600 from its first byte,
+    replaced atomically so that a reload reads the old keys or the new ones.
+
+    Run by root in a directory the service owns, so nothing here follows a name the service could have
+    planted: the temporary file is created exclusively (never through a link) and changed through its
+    descriptor only; the rename replaces whatever entry ``copy`` was, never what it pointed to."""
+    copy = Path(copy)
+    fchown: Callable[[int, int, int], None] | None = getattr(os, "fchown", None)
+    if fchown is None:
+        raise PrivateFileError(f"{copy}: key files need POSIX permissions")
+    try:
+        owner = os.stat(copy.parent)
+        fd, temporary = tempfile.mkstemp(prefix=f".{copy.name}.", suffix=".tmp", dir=copy.parent)
+    except OSError as exc:
+        raise PrivateFileError(f"{copy}: cannot write it: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            fchown(handle.fileno(), owner.st_uid, owner.st_gid)
+            handle.write(keys.to_toml().encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, copy)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise PrivateFileError(f"{copy}: cannot write it: {exc.strerror or exc}") from None

@@ -3,9 +3,13 @@
 m6t-gateway keys add NAME                 a new key from the OS CSPRNG, stored and printed once (on stdout)
 m6t-gateway keys list                     names and fingerprints, never keys
 m6t-gateway keys remove NAME [FINGERPRINT]
+m6t-gateway keys stage COPY               the systemd unit's: the keys, checked, copied for its service user
 
-The key file is the one ``[access] key_file`` of the configuration names (``--key-file`` overrides).  A
-running gateway reads the change on SIGHUP (``systemctl reload m6t-gateway``).
+The key file is the one ``[access] key_file`` of the configuration names (``--key-file`` overrides).  It is
+root's alone, and the shipped unit runs the gateway as a dynamic user: the unit's root-run ``keys stage``
+(at start and at ``systemctl reload m6t-gateway``, before the SIGHUP) gives the gateway a private copy in
+its runtime directory, which is what it reads (``m6t-gateway --key-file``).  A gateway run as root reads
+the key file itself on SIGHUP.
 """
 
 from __future__ import annotations
@@ -16,18 +20,23 @@ from pathlib import Path
 from typing import Any
 
 from m6t.configfile import ConfigError
-from m6t.gateway.config import DEFAULT_KEY_FILE, load_gateway_config
-from m6t.gateway.keys import KeyFile, generate_key, load_key_file, save_key_file
+from m6t.gateway.config import DEFAULT_KEY_FILE, AccessMode, load_gateway_config
+from m6t.gateway.keys import KeyFile, generate_key, load_key_file, save_key_file, stage_key_file
 from m6t.platform.private_file import PrivateFileError
 from m6t.protocol.access import encode_key, fingerprint
 
-_RELOAD = "a running gateway accepts the change on SIGHUP (systemctl reload m6t-gateway)"
+_RELOAD = "a running gateway takes the change at `systemctl reload m6t-gateway` (run by hand: at SIGHUP)"
 
 
 def add_keys_parser(commands: Any) -> None:
     keys = commands.add_parser("keys", help="manage the keys of an enrolled gateway ([access] key_file)")
     keys.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="read key_file from FILE")
-    keys.add_argument("--key-file", metavar="FILE", help="the key file itself (overrides the configuration)")
+    keys.add_argument(
+        "--key-file",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="the key file itself (overrides the configuration)",
+    )
     actions = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     add = actions.add_parser("add", help="generate a key for NAME, store it and print it once")
     add.add_argument("name", metavar="NAME")
@@ -35,6 +44,12 @@ def add_keys_parser(commands: Any) -> None:
     remove = actions.add_parser("remove", help="remove NAME's keys, or only the one with FINGERPRINT")
     remove.add_argument("name", metavar="NAME")
     remove.add_argument("fingerprint", metavar="FINGERPRINT", nargs="?")
+    stage = actions.add_parser(
+        "stage",
+        help="check the key file and copy it to COPY for the gateway's service user (the systemd unit runs this "
+        "as root at start and reload); COPY is removed in open mode",
+    )
+    stage.add_argument("copy", metavar="COPY", help="the copy: owned by its directory's owner, mode 0600")
 
 
 def _key_file(args: argparse.Namespace, config_path: str) -> str:
@@ -45,8 +60,23 @@ def _key_file(args: argparse.Namespace, config_path: str) -> str:
     return DEFAULT_KEY_FILE
 
 
+def _stage(args: argparse.Namespace, config_path: str, copy: str) -> int:
+    config = load_gateway_config(config_path)
+    if config.access.mode is not AccessMode.ENROLLED:
+        # No keys may linger where an open gateway's user could read them.
+        Path(copy).unlink(missing_ok=True)
+        return 0
+    path = args.key_file or config.access.key_file
+    keys = load_key_file(path)
+    stage_key_file(keys, copy)
+    print(f"{len(keys)} key(s) of {path} handed to the gateway ({copy})", file=sys.stderr)
+    return 0
+
+
 def run_keys(args: argparse.Namespace, config_path: str) -> int:
     try:
+        if args.keys_command == "stage":
+            return _stage(args, config_path, args.copy)
         path = _key_file(args, config_path)
         if args.keys_command == "add":
             return _add(path, args.name)

@@ -11,7 +11,9 @@ package is installed, configured and enabled as an administrator would; on the l
 the client package, with nothing to download, starts ``m6t-helper.service`` under systemd with its sandbox;
 an unprivileged user reads the status, is refused ``m6t up`` with a clear message, is let in by a polkit rule
 and brings up a tunnel that reaches the Home Agent; ``apt-get purge`` leaves no unit, interface, route,
-address, group or file behind, on either machine.
+address, group or file behind, on either machine.  Then again with the gateway enrolled: keys made with
+``m6t-gateway keys``, the laptop's in a root-only file, and keys changed by ``systemctl reload`` while the
+mobile node keeps its state.
 
 Needs root, the lab, dpkg-dev, lintian, desktop-file-utils, systemd-container, mmdebstrap and the package
 archives (PyPI for the venvs, Debian's archive for the first root); ``scripts/setup.sh`` installs the tools.
@@ -30,13 +32,14 @@ import sys
 import time
 import tomllib
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from m6t.gateway.config import AccessMode, AccessSection
 from m6t.lab import GW, HA, MN, LabError, StandardLab, configs, wait_until
 
 if sys.platform != "linux":
@@ -273,13 +276,17 @@ def status(machine: m.Machine) -> dict[str, Any]:
     return parsed
 
 
+def main_pid(machine: m.Machine, unit: str) -> str:
+    return machine.run(["systemctl", "show", "--property=MainPID", "--value", unit]).stdout.strip()
+
+
 def process(machine: m.Machine, unit: str | None) -> dict[str, str]:
     """A service's main process (the machine's init for None) as the kernel sees it: its /proc status fields,
     and for each mount point ``mount <point>`` (the mount's options) and ``root <point>`` (what of its file
     system is mounted there)."""
     pid = "1"
     if unit is not None:
-        pid = machine.run(["systemctl", "show", "--property=MainPID", "--value", unit]).stdout.strip()
+        pid = main_pid(machine, unit)
         assert pid not in ("", "0"), f"{unit} has no main process"
     fields = {
         key: value.strip()
@@ -311,6 +318,52 @@ def capability_mask(*bits: int) -> int:
 
 def journal(machine: m.Machine, unit: str) -> str:
     return machine.run(["journalctl", "--no-pager", "--unit", unit], check=False).stdout[-4000:]
+
+
+def start_gateway(gateway: m.Machine, config: str) -> str:
+    """What the administrator does after installing the gateway package: its configuration written, the
+    service (installed disabled) enabled and started; checked running in its sandbox.  Its exposure rating."""
+    assert gateway.run(["systemctl", "is-enabled", "m6t-gateway.service"], check=False).stdout.strip() == "disabled"
+    gateway.run(["sh", "-c", "cat >/etc/m6t/gateway.toml"], input=config)
+    gateway.run(["systemctl", "enable", "--now", "m6t-gateway.service"], check=False)  # a failure: its journal below
+    try:
+        wait_until(lambda: "m6tgw0" in gateway.run(["ip", "-o", "link"]).stdout, what="the gateway's TUN", timeout=30)
+    except LabError as exc:
+        raise AssertionError(journal(gateway, "m6t-gateway.service")) from exc
+    init = process(gateway, None)  # nspawn's own seccomp filters apply to every process of a machine
+    proc = process(gateway, "m6t-gateway.service")
+    assert proc["Uid"].split()[0] != "0", "DynamicUser=yes"
+    assert proc["NoNewPrivs"] == "1"
+    assert int(proc["Seccomp_filters"]) > int(init["Seccomp_filters"]), "SystemCallFilter="
+    assert int(proc["CapEff"], 16) == capability_mask(CAP_NET_ADMIN, CAP_NET_BIND_SERVICE), proc["CapEff"]
+    return exposure(gateway, "m6t-gateway.service")
+
+
+def wait_for_helper(laptop: m.Machine) -> None:
+    """Type=exec: systemd calls the helper started once it runs, a moment before its socket listens."""
+    try:
+        wait_until(lambda: laptop.run(["test", "-S", HELPER_SOCKET], check=False).returncode == 0, what="the socket")
+    except LabError as exc:
+        raise AssertionError(journal(laptop, "m6t-helper.service")) from exc
+
+
+def connected(laptop: m.Machine, logs: Callable[[], str]) -> str:
+    """Waits for the laptop's state to be connected (``logs`` shown if it is not); its address."""
+    try:
+        wait_until(lambda: status(laptop)["state"] == "connected", what="the state connected", timeout=15)
+    except LabError as exc:
+        raise AssertionError(f"{status(laptop)}\n{logs()}") from exc
+    address: str = status(laptop)["address"]
+    return address
+
+
+def purge_leaves_nothing(gateway: tuple[m.Machine, Snapshot], laptop: tuple[m.Machine, Snapshot]) -> None:
+    """Both packages purged as an administrator would; each machine as it was before they came."""
+    purge(laptop[0], "m6t")
+    purge(gateway[0], "m6t-gateway")
+    problems = [f"laptop: {p}" for p in differences(laptop[1], snapshot(laptop[0]))]
+    problems += [f"gateway: {p}" for p in differences(gateway[1], snapshot(gateway[0]))]
+    assert not problems, "\n".join(problems)
 
 
 def install(machine: m.Machine, deb: Path) -> None:
@@ -357,20 +410,7 @@ def test_installed_packages_under_systemd_polkit_decides_and_purge_leaves_nothin
 
     # -- the gateway: installed disabled, configured, enabled by the administrator, sandboxed as its unit says
     install(gateway, packages.gateway)
-    assert gateway.run(["systemctl", "is-enabled", "m6t-gateway.service"], check=False).stdout.strip() == "disabled"
-    gateway.run(["sh", "-c", "cat >/etc/m6t/gateway.toml"], input=configs.gateway_config(ports=GATEWAY_PORTS))
-    gateway.run(["systemctl", "enable", "--now", "m6t-gateway.service"])
-    try:
-        wait_until(lambda: "m6tgw0" in gateway.run(["ip", "-o", "link"]).stdout, what="the gateway's TUN", timeout=30)
-    except LabError as exc:
-        raise AssertionError(journal(gateway, "m6t-gateway.service")) from exc
-    init = process(gateway, None)  # nspawn's own seccomp filters apply to every process of a machine
-    proc = process(gateway, "m6t-gateway.service")
-    assert proc["Uid"].split()[0] != "0", "DynamicUser=yes"
-    assert proc["NoNewPrivs"] == "1"
-    assert int(proc["Seccomp_filters"]) > int(init["Seccomp_filters"]), "SystemCallFilter="
-    assert int(proc["CapEff"], 16) == capability_mask(CAP_NET_ADMIN, CAP_NET_BIND_SERVICE), proc["CapEff"]
-    gateway_exposure = exposure(gateway, "m6t-gateway.service")
+    gateway_exposure = start_gateway(gateway, configs.gateway_config(ports=GATEWAY_PORTS))
 
     # -- the laptop: the helper starts under systemd with its sandbox
     install(laptop, packages.client)
@@ -394,11 +434,7 @@ def test_installed_packages_under_systemd_polkit_decides_and_purge_leaves_nothin
     assert helper_exposure.endswith(("SAFE", "OK")) and gateway_exposure.endswith(("SAFE", "OK"))
 
     # -- an unprivileged user reads the status; polkit (no rule, no local session) wants a password
-    # (Type=exec: systemd calls the helper started once it runs, a moment before its socket listens)
-    try:
-        wait_until(lambda: laptop.run(["test", "-S", HELPER_SOCKET], check=False).returncode == 0, what="the socket")
-    except LabError as exc:
-        raise AssertionError(journal(laptop, "m6t-helper.service")) from exc
+    wait_for_helper(laptop)
     first = status(laptop)
     assert first["state"] == "disconnected", first
     assert first["permissions"] == {"connect": "auth", "configure": "auth"}, first
@@ -425,17 +461,102 @@ def test_installed_packages_under_systemd_polkit_decides_and_purge_leaves_nothin
         return f"{journal(laptop, 'm6t-helper.service')}\n{journal(gateway, 'm6t-gateway.service')}"
 
     assert lab.ping(MN, HA, count=3, timeout=10), f"no answer from the HA through the tunnel\n{logs()}"
-    try:
-        wait_until(lambda: status(laptop)["state"] == "connected", what="the state connected", timeout=10)
-    except LabError as exc:
-        raise AssertionError(f"{status(laptop)}\n{logs()}") from exc
+    connected(laptop, logs)
     assert status(laptop)["permissions"]["connect"] == "yes"
 
     # -- purge, as an administrator would (the rule they wrote removed first): nothing of m6t is left
     laptop.run(["rm", RULE_PATH])
-    purge(laptop, "m6t")
-    purge(gateway, "m6t-gateway")
-    problems = [f"laptop: {p}" for p in differences(laptop_before, snapshot(laptop))]
-    problems += [f"gateway: {p}" for p in differences(gateway_before, snapshot(gateway))]
-    assert not problems, "\n".join(problems)
+    purge_leaves_nothing((gateway, gateway_before), (laptop, laptop_before))
     print(f"installed-system test body: {time.monotonic() - started:.0f} s")
+
+
+KEY_FILE = "/etc/m6t/gateway-keys.toml"
+"""[access] key_file's default, where ``m6t-gateway keys`` writes."""
+CLIENT_KEY_FILE = "/etc/m6t/access.key"
+"""The laptop's key, headless style (access.key_file): the administrator's choice of path."""
+
+
+def gateway_metric(gateway: m.Machine, sample: str) -> float:
+    """One sample of the running gateway's metrics, as ``m6t-gateway status --raw`` shows them."""
+    text = gateway.run(["m6t-gateway", "status", "--raw"]).stdout
+    match = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_enrolled_gateway_under_its_unit_takes_keys_at_reload_and_keeps_states(
+    lab: StandardLab, machines: tuple[m.Machine, m.Machine], packages: Packages
+) -> None:
+    started = time.monotonic()
+    gateway, laptop = machines
+    gateway_before, laptop_before = snapshot(gateway), snapshot(laptop)
+
+    # -- the administrator enrols the laptop (the key file is root's alone) and starts the gateway enrolled
+    install(gateway, packages.gateway)
+    alice = gateway.run(["m6t-gateway", "keys", "add", "alice"]).stdout.strip()
+    assert gateway.run(["stat", "--format", "%U %a", KEY_FILE]).stdout.split() == ["root", "600"]
+    enrolled = AccessSection(mode=AccessMode.ENROLLED, key_file=KEY_FILE)
+    config = configs.gateway_config(ports=GATEWAY_PORTS, metrics="127.0.0.1:9477", access=enrolled)
+    rating = start_gateway(gateway, config)
+    print(f"systemd-analyze security: m6t-gateway (enrolled) {rating}")
+    assert rating.endswith(("SAFE", "OK"))
+    unit = "m6t-gateway.service"
+    keys_metric = "m6t_gateway_access_keys"
+    assert gateway_metric(gateway, keys_metric) == 1, journal(gateway, unit)
+
+    # -- the laptop: the key in a root-only file (the headless path), given as the CLI gives it
+    install(laptop, packages.client)
+    wait_for_helper(laptop)
+    done = laptop.run(["m6t", "config", "set", "access.key_id", "alice"], check=False)
+    assert done.returncode == 0, f"{done}\n{journal(laptop, 'm6t-helper.service')}"
+    laptop.run(["m6t", "config", "set", "access.key_file", CLIENT_KEY_FILE])
+    laptop.run(["m6t", "key", "set", "--stdin"], input=f"{alice}\n")
+    assert laptop.run(["stat", "--format", "%U %a", CLIENT_KEY_FILE]).stdout.split() == ["root", "600"]
+    laptop.run(["m6t", "up"])
+
+    def logs() -> str:
+        return f"{journal(laptop, 'm6t-helper.service')}\n{journal(gateway, unit)}"
+
+    assert lab.ping(MN, HA, count=3, timeout=10), f"no answer from the HA through the enrolled gateway\n{logs()}"
+    address = connected(laptop, logs)
+
+    # -- keys changed, reloaded the documented way: the same process, the MN's state kept
+    pid = main_pid(gateway, unit)
+    bob = gateway.run(["m6t-gateway", "keys", "add", "bob"]).stdout.strip()
+    gateway.run(["m6t-gateway", "keys", "remove", "alice"])
+    gateway.run(["systemctl", "reload", unit])
+    try:  # systemctl returns once the SIGHUP is sent; the gateway handles it a moment later
+        wait_until(lambda: "reloaded: 1 key(s) for 1 mobile node(s)" in journal(gateway, unit), what="the reload")
+    except LabError as exc:
+        raise AssertionError(journal(gateway, unit)) from exc
+    assert main_pid(gateway, unit) == pid, "a reload, not a restart"
+    assert gateway_metric(gateway, keys_metric) == 1
+    assert lab.ping(MN, HA, count=3, timeout=10), f"the MN lost its state at the reload\n{logs()}"
+    assert status(laptop)["address"] == address and status(laptop)["state"] == "connected"
+
+    # -- the reload took effect: alice's key creates no state any more, bob's does
+    refused = 'm6t_gateway_drops_total{side="mn",reason="auth_unknown_key"}'
+    laptop.run(["m6t", "down"])
+    laptop.run(["m6t", "up"], check=False)
+    # The example configuration names no probe: the MN's own traffic is what would create the state.
+    assert not lab.ping(MN, HA, count=2, timeout=4), "a removed key still creates states"
+    assert gateway_metric(gateway, refused) > 0, logs()
+    assert status(laptop)["state"] != "connected"
+    laptop.run(["m6t", "key", "set", "--stdin"], input=f"{bob}\n")
+    laptop.run(["m6t", "down"])
+    laptop.run(["m6t", "up"])
+    assert lab.ping(MN, HA, count=3, timeout=10), f"bob's key did not get through\n{logs()}"
+    connected(laptop, logs)
+
+    # -- a key file others may read: the reload fails, says why, and the keys in force stay
+    gateway.run(["chmod", "0640", KEY_FILE])
+    failed = gateway.run(["systemctl", "reload", unit], check=False)
+    assert failed.returncode != 0
+    assert "chmod 600" in journal(gateway, unit)
+    assert main_pid(gateway, unit) == pid and gateway_metric(gateway, keys_metric) == 1
+    assert lab.ping(MN, HA, count=3, timeout=10), logs()
+
+    # -- purge (the laptop's key file, the administrator's own choice of path, removed by them first)
+    laptop.run(["m6t", "down"])
+    laptop.run(["rm", CLIENT_KEY_FILE])
+    purge_leaves_nothing((gateway, gateway_before), (laptop, laptop_before))
+    print(f"enrolled installed-system test body: {time.monotonic() - started:.0f} s")

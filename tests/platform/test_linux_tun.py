@@ -74,6 +74,24 @@ def test_a_missing_tun_driver_is_coded(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(
+    ("number", "says"),
+    [(errno.EACCES, "chmod 0666 /dev/net/tun"), (errno.EPERM, "DeviceAllow=")],
+)
+def test_a_device_refused_says_why_not_to_run_as_root(monkeypatch: pytest.MonkeyPatch, number: int, says: str) -> None:
+    # Without udev the device is 0600: a process holding CAP_NET_ADMIN still gets EACCES, and being told to
+    # get CAP_NET_ADMIN sends its administrator the wrong way.
+    def refuse(path: str, flags: int) -> int:
+        raise PermissionError(number, os.strerror(number), path)
+
+    monkeypatch.setattr(os, "open", refuse)
+    with pytest.raises(PlatformError) as info:
+        open_tun("m6ttest9")
+    assert info.value.code is PlatformErrorCode.PERMISSION_DENIED
+    assert info.value.hint is not None and says in info.value.hint
+    assert "CAP_NET_ADMIN" not in info.value.hint and "root" not in info.value.hint
+
+
+@pytest.mark.parametrize(
     ("number", "name", "code"),
     [
         (errno.EBUSY, "m6ttest9", PlatformErrorCode.INTERFACE_BUSY),

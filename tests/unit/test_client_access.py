@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from m6t.client import cli
-from m6t.client.access_keys import AccessKeyError, AccessKeys, KeyringUnavailable, Sealing
+from m6t.client.access_keys import AccessKeyError, AccessKeys, KeyringUnavailable, Sealing, SystemKeyring
 from m6t.client.api.schema import ErrorCode, EventKind, Method
 from m6t.client.config import AccessSection, ConfigError, dump_client_config, parse_client_config
 from m6t.client.driver import ClientDriver
@@ -115,6 +115,22 @@ def test_no_keyring_says_what_to_do() -> None:
         keys.store(AccessSection("alice"), KEY)
     keys.provide("alice", KEY)
     assert keys.load(AccessSection("alice")) == KEY
+
+
+def test_a_keyring_the_sandbox_hides_is_unavailable_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # keyring reads ~/.config/python_keyring first: under ProtectHome= the helper's stat of it is EACCES.
+    import keyring
+
+    def hidden(*args: object) -> None:
+        raise PermissionError(13, "Permission denied", "/root/.config/python_keyring/keyringrc.cfg")
+
+    monkeypatch.setattr(keyring, "get_password", hidden)
+    monkeypatch.setattr(keyring, "set_password", hidden)
+    keys = AccessKeys(SystemKeyring())
+    with pytest.raises(AccessKeyError, match=r"keyring is not available.*Permission denied.*key_file"):
+        keys.load(AccessSection("alice"))
+    with pytest.raises(AccessKeyError, match=r"keyring is not available.*Permission denied"):
+        keys.store(AccessSection("alice"), KEY)
 
 
 def test_sealing_leaves_merged_packets_alone() -> None:

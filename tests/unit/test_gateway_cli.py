@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shlex
 import shutil
+import stat
 import sys
 import tempfile
 import threading
@@ -204,3 +207,77 @@ def test_check_refuses_a_readable_key_file(workdir: Path, capsys: pytest.Capture
     capsys.readouterr()
     assert _main(["check", "--config", str(config)]) == 1
     assert "chmod 600" in capsys.readouterr().err
+
+
+def test_keys_stage_hands_the_service_a_private_copy_owned_by_its_directory(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from m6t.gateway.keys import load_key_file
+
+    config = _enrolled_config(workdir)
+    assert _main(["keys", "--config", str(config), "add", "alice"]) == 0
+    runtime = workdir / "run"  # the unit's RuntimeDirectory, the service user's
+    runtime.mkdir()
+    copy = runtime / "keys.toml"
+    assert _main(["keys", "--config", str(config), "stage", str(copy)]) == 0
+    assert "1 key(s)" in capsys.readouterr().err
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+    assert load_key_file(copy).entries == load_key_file(workdir / "keys.toml").entries
+    # The gateway checks and runs with the copy.
+    assert _main(["check", "--config", str(config), "--key-file", str(copy)]) == 0
+    assert [p.name for p in runtime.iterdir()] == ["keys.toml"]  # no temporary file left
+
+    if os.geteuid() == 0:
+        os.chown(runtime, 65534, 65534)
+        assert _main(["keys", "--config", str(config), "stage", str(copy)]) == 0
+        assert (copy.stat().st_uid, copy.stat().st_gid) == (65534, 65534)
+        assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+
+    # A key file others may read is refused here too, before anything is written: the copy stays as it was.
+    before = copy.read_bytes()
+    assert _main(["keys", "--config", str(config), "add", "bob"]) == 0
+    (workdir / "keys.toml").chmod(0o640)
+    capsys.readouterr()
+    assert _main(["keys", "--config", str(config), "stage", str(copy)]) == 1
+    assert "chmod 600" in capsys.readouterr().err
+    assert copy.read_bytes() == before
+
+    # An open gateway has no keys: the copy goes.
+    config.write_text(config.read_text().replace('mode = "enrolled"', 'mode = "open"'))
+    assert _main(["keys", "--config", str(config), "stage", str(copy)]) == 0
+    assert not copy.exists()
+    assert _main(["keys", "--config", str(config), "stage", str(copy)]) == 0
+
+
+def test_status_needs_no_access_to_the_keys(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _enrolled_config(workdir)  # its key file does not even exist
+    assert _main(["status", "--config", str(config), "--timeout", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot reach" in err and "keys.toml" not in err, err
+
+
+def _unit_commands(key: str) -> list[list[str]]:
+    unit = Path(__file__).resolve().parents[2] / "installers" / "linux" / "m6t-gateway.service"
+    found = []
+    for line in unit.read_text(encoding="utf-8").splitlines():
+        name, _, value = line.partition("=")
+        if name == key:
+            found.append(shlex.split(value.lstrip("+")))
+    return found
+
+
+def test_the_unit_stages_the_keys_before_it_checks_runs_and_reloads() -> None:
+    from m6t.gateway.cli import _parser
+
+    start = [argv for argv in _unit_commands("ExecStartPre") if argv[0] == "/usr/bin/m6t-gateway"]
+    reload = _unit_commands("ExecReload")
+    run = _unit_commands("ExecStart")
+    assert [argv[1] for argv in start] == ["keys", "check"]
+    assert reload[0] == start[0] and reload[1] == ["/bin/kill", "-HUP", "$MAINPID"]
+    stage = _parser().parse_args(start[0][1:])
+    assert stage.keys_command == "stage"
+    runtime = _unit_commands("RuntimeDirectory")[0][0]
+    assert Path(stage.copy).parent == Path("/run") / runtime
+    for argv in (start[1], run[0]):
+        args = _parser().parse_args(argv[1:])
+        assert args.key_file == stage.copy and args.config == stage.config == "/etc/m6t/gateway.toml"

@@ -26,6 +26,7 @@ from m6t.client.api import schema
 from m6t.client.api.host import OsFamily
 from m6t.client.config import DEFAULT_OPERATOR_GROUP
 from m6t.client.helper.entry import build_parser as helper_parser
+from m6t.gateway.config import DEFAULT_KEY_FILE
 from m6t.ui.state import helper_start_hint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,7 +133,7 @@ def test_gateway_unit_runs_the_console_script() -> None:
     argv = shlex.split(service["ExecStart"])
     assert argv[0] == "/usr/bin/m6t-gateway"
     assert Path(argv[0]).name in console_scripts()
-    assert argv[1:] == ["--config", "/etc/m6t/gateway.toml"]
+    assert argv[1:] == ["--config", "/etc/m6t/gateway.toml", "--key-file", "/run/m6t-gateway/keys.toml"]
 
 
 @pytest.mark.parametrize("name", ["m6t-tray.desktop", "m6t-tray-autostart.desktop"])
@@ -188,6 +189,10 @@ def test_gateway_maintainer_scripts_copy_the_example_they_ship() -> None:
     # administrator's "enable" is kept across upgrades, as dh_installsystemd --no-enable does.
     assert 'deb-systemd-helper debian-installed "$UNIT"' in postinst
     assert "deb-systemd-invoke start" not in postinst
+    # Purge removes the key file m6t-gateway keys writes by default.
+    postrm = (DEBIAN / "m6t-gateway" / "postrm").read_text(encoding="utf-8")
+    purge = postrm[postrm.index('if [ "$1" = "purge" ]') :]
+    assert re.search(rf"^\s*rm -f {re.escape(DEFAULT_KEY_FILE)} ", purge, re.MULTILINE)
 
 
 # ----------------------------------------------------------------------------------------- macOS

@@ -114,9 +114,14 @@ def open_tun(name: str, *, vnet: bool = False) -> tuple[int, str]:
             f"{TUN_PATH} is missing", hint="load the TUN driver: modprobe tun", code=PlatformErrorCode.TUN_MISSING
         ) from exc
     except PermissionError as exc:
+        # Opening the device needs no capability (creating the interface is what needs CAP_NET_ADMIN): EACCES
+        # is the file's mode, EPERM a device policy.
         raise PlatformError(
             f"cannot open {TUN_PATH}: {exc.strerror}",
-            hint="run as root (needs CAP_NET_ADMIN)",
+            hint=f"{TUN_PATH} is normally open to all users (mode 0666, as udev makes it): chmod 0666 {TUN_PATH}"
+            if exc.errno == errno.EACCES
+            else "a device policy denies it to this process (systemd's DevicePolicy=/DeviceAllow=, a container's "
+            f"device rules): allow {TUN_PATH} there",
             code=PlatformErrorCode.PERMISSION_DENIED,
         ) from exc
     except OSError as exc:

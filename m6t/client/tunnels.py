@@ -102,6 +102,7 @@ class TunnelManager:
         self._idle = Session(session_settings(config))
         """The top level while no tunnel runs (down, or no uplink): its state and words, never a binding."""
         self._hints: OsHints | None = None
+        self._hints_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._monitor: ConnectivityMonitor | None = None
         self._wake: asyncio.Event | None = None
@@ -215,7 +216,8 @@ class TunnelManager:
         else:
             self._wake = asyncio.Event()
             self._hints = OsHints(self._backend, self.resumed, self._reachability)
-            await self._hints.start()
+            # As the driver does: a slow system bus never delays the helper's start.
+            self._hints_task = asyncio.get_running_loop().create_task(self._hints.start(), name="m6t-os-hints")
         self._started = True
 
     async def _up(self) -> None:
@@ -253,9 +255,7 @@ class TunnelManager:
             self._started = False
             return
         await self._down()
-        if self._hints is not None:
-            await self._hints.stop()
-            self._hints = None
+        await self._stop_hints()
         self._started = False
         await self._backend.close()
 
@@ -269,9 +269,7 @@ class TunnelManager:
             self._single = None
         else:
             await self._down()
-            if self._hints is not None:
-                await self._hints.stop()
-                self._hints = None
+            await self._stop_hints()
             await self._backend.close()
         # A closed backend is not reused: the helper's backend is the first one; a fresh one from here on.
         if self._more_backends is not None:
@@ -286,6 +284,16 @@ class TunnelManager:
             await self._start()
         if was_up:
             await self._up()
+
+    async def _stop_hints(self) -> None:
+        task, self._hints_task = self._hints_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._hints is not None:
+            await self._hints.stop()
+            self._hints = None
 
     # ------------------------------------------------------------------ "all": watching the uplinks
 

@@ -41,7 +41,7 @@ from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any, Final
 
-from m6t.client.uplinks import names_problem
+from m6t.client.uplinks import MAX_TUNNELS, names_problem
 from m6t.configfile import (
     ConfigError,
     Invalid,
@@ -336,6 +336,9 @@ def _read(root: Reader) -> ClientConfig:
     default_route = routes.get_bool("default", True)
     metric = routes.get_int("metric", DEFAULT_METRIC, min_value=MIN_METRIC, max_value=MAX_METRIC)
     prefixes = routes.get("prefixes", routes_prefixes, _NO_PREFIXES)
+    if uplinks == UPLINKS_ALL and metric > MAX_METRIC - (MAX_TUNNELS - 1):
+        # Each further tunnel's routes take the next metric.
+        routes.problem("metric", f'must be at most {MAX_METRIC - (MAX_TUNNELS - 1)} with tunnel.uplinks = "all"')
 
     helper = root.section("helper")
     group = helper.get("operator_group", _group, DEFAULT_OPERATOR_GROUP)

@@ -111,3 +111,10 @@ def test_the_configuration_takes_best_or_all() -> None:
     with pytest.raises(ConfigError, match=r"tunnel\.interface.*longer than 15"):
         parse_client_config(BASE + 'uplinks = "all"\ninterface = "abcdefghijklmn9"\n')
     assert parse_client_config(BASE + 'interface = "abcdefghijklmn9"\n').tunnel.interface == "abcdefghijklmn9"
+
+
+def test_every_tunnels_metric_must_fit() -> None:
+    high = BASE + 'uplinks = "all"\n[routes]\nmetric = 4294967295\n'
+    with pytest.raises(ConfigError, match=r"routes\.metric.*at most 4294967288"):
+        parse_client_config(high)
+    assert parse_client_config(high.replace("4294967295", "4294967288")).routes.metric == 4294967288

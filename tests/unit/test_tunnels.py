@@ -91,6 +91,17 @@ def connected(m: TunnelManager, count: int) -> bool:
     return len(tunnels) == count and all(t.status.session.state is State.CONNECTED for t in tunnels)
 
 
+async def wifi_and_tether() -> tuple[UplinkBackend, TunnelManager, list[ev.Event]]:
+    """A manager running "all" with both uplinks' tunnels connected, and the events it sends from now on."""
+    backend = UplinkBackend(WIFI, TETHER)
+    m = manager(backend, all_config())
+    events: list[ev.Event] = []
+    await m.up()
+    await settle(lambda: connected(m, 2))
+    m.add_listener(events.append)
+    return backend, m, events
+
+
 def test_best_is_one_tunnel_through_the_preferred_path_as_always() -> None:
     async def scenario() -> None:
         backend = UplinkBackend(WIFI, TETHER)
@@ -152,14 +163,8 @@ def test_all_runs_one_tunnel_per_uplink_with_distinct_suffixes() -> None:
 
 def test_an_uplink_going_takes_exactly_its_tunnel_and_a_new_one_adds_one() -> None:
     async def scenario() -> None:
-        backend = UplinkBackend(WIFI, TETHER)
-        m = manager(backend, all_config())
-        events: list[ev.Event] = []
-        m.add_listener(events.append)
-        await m.up()
-        await settle(lambda: connected(m, 2))
+        backend, m, events = await wifi_and_tether()
         before = addresses(m)
-        events.clear()
         backend.change(WIFI)
         await settle(lambda: len(m.tunnels()) == 1 and backend.tuns[1].closed)
         assert addresses(m) == {"m6t0": before["m6t0"]}  # the other tunnel untouched
@@ -180,14 +185,8 @@ def test_an_uplink_going_takes_exactly_its_tunnel_and_a_new_one_adds_one() -> No
 
 def test_the_primary_going_moves_the_top_level_to_the_other_tunnel() -> None:
     async def scenario() -> None:
-        backend = UplinkBackend(WIFI, TETHER)
-        m = manager(backend, all_config())
-        events: list[ev.Event] = []
-        m.add_listener(events.append)
-        await m.up()
-        await settle(lambda: connected(m, 2))
+        backend, m, events = await wifi_and_tether()
         before = addresses(m)
-        events.clear()
         backend.change(TETHER)
         await settle(lambda: len(m.tunnels()) == 1 and m.tunnels()[0].primary)
         (left,) = m.tunnels()
@@ -212,10 +211,7 @@ def test_the_primary_going_moves_the_top_level_to_the_other_tunnel() -> None:
 
 def test_down_removes_every_tunnel_and_up_brings_them_back() -> None:
     async def scenario() -> None:
-        backend = UplinkBackend(WIFI, TETHER)
-        m = manager(backend, all_config())
-        await m.up()
-        await settle(lambda: connected(m, 2))
+        backend, m, _ = await wifi_and_tether()
         await m.down()
         assert m.tunnels() == ()
         assert backend.installed() == set() and all(t.closed for t in backend.tuns)
